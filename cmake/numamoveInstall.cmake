@@ -1,0 +1,22 @@
+# Install rules: headers, the exported target, a Config and version file, numamove.pc.
+include(CMakePackageConfigHelpers)
+
+set(numamove_cmake_dir "${CMAKE_INSTALL_DATADIR}/cmake/numamove")
+
+install(DIRECTORY include/numamove DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+install(TARGETS numamove EXPORT numamoveTargets)
+install(EXPORT numamoveTargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
+
+configure_package_config_file(cmake/numamoveConfig.cmake.in
+  "${PROJECT_BINARY_DIR}/numamoveConfig.cmake" INSTALL_DESTINATION "${numamove_cmake_dir}")
+# Header-only and architecture-independent: any 32/64-bit consumer may use it.
+write_basic_package_version_file("${PROJECT_BINARY_DIR}/numamoveConfigVersion.cmake"
+  COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
+install(FILES
+  "${PROJECT_BINARY_DIR}/numamoveConfig.cmake"
+  "${PROJECT_BINARY_DIR}/numamoveConfigVersion.cmake"
+  cmake/numamoveDependencies.cmake
+  DESTINATION "${numamove_cmake_dir}")
+
+configure_file(cmake/numamove.pc.in "${PROJECT_BINARY_DIR}/numamove.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/numamove.pc" DESTINATION "${CMAKE_INSTALL_DATADIR}/pkgconfig")

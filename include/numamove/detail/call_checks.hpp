@@ -1,0 +1,31 @@
+// Call-level checks of move_pages(2), in the kernel's order, for the paths that do not reach the
+// kernel's own checks (the userspace migrator, and moves that find nothing left to move).
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+
+#include "../flags.hpp"
+#include "../topology.hpp"
+#include "procfs.hpp"
+
+namespace numamove::detail {
+
+/// EINVAL for flags other than MPOL_MF_MOVE | MPOL_MF_MOVE_ALL, then EPERM for MPOL_MF_MOVE_ALL
+/// without CAP_SYS_NICE; 0 when the flags are acceptable.
+inline int check_flags(int flags) {
+  if ((flags & ~(MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)) != 0) return EINVAL;
+  if ((flags & MPOL_MF_MOVE_ALL) != 0 && !has_cap_sys_nice()) return EPERM;
+  return 0;
+}
+
+/// ENODEV for a node that does not exist or has no memory, EACCES for one outside the calling
+/// thread's cpuset; 0 when pages may be moved there.
+inline int check_target_node(int node) {
+  if (node < 0 || !topology::system().has_node(node)) return ENODEV;
+  const std::vector<int> allowed = mems_allowed();
+  if (!allowed.empty() && !std::binary_search(allowed.begin(), allowed.end(), node)) return EACCES;
+  return 0;
+}
+
+}  // namespace numamove::detail

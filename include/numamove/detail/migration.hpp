@@ -1,0 +1,204 @@
+// How migrate() turns a range into few, large move_pages calls: query first, skip what is
+// placed, one address per huge page, sorted by target node, bounded retries of busy pages.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "../migration_result.hpp"
+#include "../move_pages.hpp"
+#include "call_checks.hpp"
+#include "mappings.hpp"
+#include "procfs.hpp"
+
+namespace numamove::detail {
+
+/// The base pages that bytes [data, data + bytes) touch.
+struct page_span {
+  std::uintptr_t first = 0;  // page-aligned
+  std::size_t count = 0;
+};
+
+inline page_span pages_spanned(const void* data, std::size_t bytes) noexcept {
+  if (bytes == 0) return {};
+  const std::uintptr_t page = page_size();
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t first = begin / page * page;
+  const std::uintptr_t last = (begin + bytes - 1) / page * page;
+  return {first, (last - first) / page + 1};
+}
+
+inline std::vector<void*> page_addresses(const page_span& span) {
+  std::vector<void*> pages(span.count);
+  for (std::size_t i = 0; i < span.count; ++i)
+    pages[i] = reinterpret_cast<void*>(span.first + i * page_size());
+  return pages;
+}
+
+/// Size of a PMD-mapped transparent huge page (2 MiB on x86-64).
+inline std::size_t thp_size() {
+  static const std::size_t size = [] {
+    const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    const unsigned long long value = std::strtoull(text.c_str(), nullptr, 10);
+    return value ? static_cast<std::size_t>(value) : std::size_t{2} << 20;
+  }();
+  return size;
+}
+
+/// For each page index in `candidates`, the size of the huge page that may back it: the
+/// mapping's page size for hugetlb, the THP size where the mapping holds THPs, else 0.
+inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages,
+                                             const std::vector<std::size_t>& candidates) {
+  std::vector<std::size_t> extent(candidates.size(), 0);
+  const std::vector<mapping> maps = read_mappings(0);
+  for (std::size_t k = 0; k < candidates.size(); ++k) {
+    const mapping* m = find_mapping(maps, reinterpret_cast<std::uintptr_t>(pages[candidates[k]]));
+    if (m == nullptr) continue;
+    if (m->kernel_page_size > page_size()) extent[k] = m->kernel_page_size;
+    else if (m->anon_huge_bytes > 0) extent[k] = thp_size();
+  }
+  return extent;
+}
+
+/// One move_pages call over the entries `which`, sorted by target node so the kernel batches
+/// them. Returns the kernel's return value; statuses land in status[which[k]].
+inline long move_entries(backend path, const std::vector<std::size_t>& which,
+                         const std::vector<void*>& pages, const std::vector<int>& target,
+                         std::vector<int>& status, int flags) {
+  std::vector<std::size_t> order = which;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return target[a] < target[b]; });
+  std::vector<void*> call_pages(order.size());
+  std::vector<int> call_nodes(order.size());
+  std::vector<int> call_status(order.size(), -EBUSY);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    call_pages[k] = pages[order[k]];
+    call_nodes[k] = target[order[k]];
+  }
+  const long rc = numamove::move_pages(0, order.size(), call_pages.data(), call_nodes.data(),
+                                       call_status.data(), flags, path);
+  if (rc == 0)
+    for (std::size_t k = 0; k < order.size(); ++k) status[order[k]] = call_status[k];
+  return rc;
+}
+
+/// Where the entries `which` are now (a query), into status[which[k]]; false on a call error.
+inline bool query_entries(backend path, const std::vector<std::size_t>& which,
+                          const std::vector<void*>& pages, std::vector<int>& status) {
+  std::vector<void*> call_pages(which.size());
+  std::vector<int> call_status(which.size());
+  for (std::size_t k = 0; k < which.size(); ++k) call_pages[k] = pages[which[k]];
+  if (numamove::move_pages(0, which.size(), call_pages.data(), nullptr, call_status.data(), 0, path) != 0)
+    return false;
+  for (std::size_t k = 0; k < which.size(); ++k) status[which[k]] = call_status[k];
+  return true;
+}
+
+/// Moves the pages of `span` so that page i ends on target[i] (one entry per page).
+inline migration_result migrate_pages(const page_span& span, const std::vector<int>& target,
+                                      const migrate_options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  migration_result result;
+  result.used = resolve(options.path);
+  result.first_page = reinterpret_cast<const void*>(span.first);
+  const auto finish = [&]() -> migration_result {
+    result.elapsed = std::chrono::steady_clock::now() - started;
+    return result;
+  };
+  const auto fail = [&](int error) {
+    result.error = std::error_code(error, std::generic_category());
+    return finish();
+  };
+  if (span.count == 0) return finish();
+  if (const int error = check_flags(options.flags)) return fail(error);
+  std::vector<int> checked;
+  for (const int node : target) {
+    if (std::find(checked.begin(), checked.end(), node) != checked.end()) continue;
+    if (const int error = check_target_node(node)) return fail(error);
+    checked.push_back(node);
+  }
+
+  const std::vector<void*> pages = page_addresses(span);
+  std::vector<std::size_t> all(span.count);
+  std::iota(all.begin(), all.end(), std::size_t{0});
+  std::vector<int>& status = result.status;
+  status.assign(span.count, -EBUSY);
+  if (!query_entries(result.used, all, pages, status)) {
+    status.clear();
+    return fail(errno);
+  }
+
+  // Pages to move; the others are final as queried.
+  std::vector<std::size_t> pending;
+  for (std::size_t i = 0; i < span.count; ++i) {
+    if (status[i] == target[i]) ++result.already_there;
+    else if (status[i] >= 0) pending.push_back(i);
+  }
+
+  // One address per huge page: the first pending page inside each huge page moves it whole;
+  // the others ("riders") are verified afterwards and moved on their own if they stayed.
+  std::vector<std::size_t> riders;
+  if (pending.size() >= thp_size() / page_size()) {
+    const std::vector<std::size_t> extent = huge_extents(pages, pending);
+    std::vector<std::size_t> leaders;
+    std::uintptr_t last_block = 0;
+    bool have_block = false;
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      const std::size_t i = pending[k];
+      if (extent[k] == 0) {
+        leaders.push_back(i);
+        continue;
+      }
+      const std::uintptr_t block = reinterpret_cast<std::uintptr_t>(pages[i]) / extent[k];
+      const bool same_block = have_block && block == last_block && target[i] == target[leaders.back()];
+      (same_block ? riders : leaders).push_back(i);
+      last_block = block;
+      have_block = true;
+    }
+    pending.swap(leaders);
+  }
+
+  int error = 0;
+  for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
+    const long rc = move_entries(result.used, pending, pages, target, status, options.flags);
+    if (rc < 0) error = errno;
+    std::vector<std::size_t> unsure = pending;
+    if (rc == 0) {
+      unsure.clear();
+      for (const std::size_t i : pending)
+        if (status[i] == -EBUSY) unsure.push_back(i);
+    }
+    unsure.insert(unsure.end(), riders.begin(), riders.end());
+    riders.clear();
+    std::sort(unsure.begin(), unsure.end());
+    if (!unsure.empty() && !query_entries(result.used, unsure, pages, status)) {
+      error = errno;
+      break;
+    }
+    pending.clear();
+    for (const std::size_t i : unsure)
+      if (status[i] >= 0 && status[i] != target[i]) pending.push_back(i);
+    if (error != 0) break;
+  }
+  // A page that is still elsewhere after every attempt is busy, in the seed's words.
+  for (const std::size_t i : pending) status[i] = -EBUSY;
+
+  for (std::size_t i = 0; i < span.count; ++i) {
+    if (status[i] == -ENOENT) ++result.not_present;
+    else if (status[i] < 0) ++result.failed;
+  }
+  for (std::size_t i = 0; i < span.count; ++i)
+    if (status[i] == target[i]) ++result.moved;
+  result.moved -= result.already_there;  // on the target now, and not before
+  result.bytes = result.moved * page_size();
+  return error ? fail(error) : finish();
+}
+
+}  // namespace numamove::detail

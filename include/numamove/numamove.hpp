@@ -1,0 +1,11 @@
+// numamove/numamove.hpp: the whole core API. Opt-in integrations have their own headers.
+#pragma once
+
+#include "allocator.hpp"
+#include "flags.hpp"
+#include "migrate.hpp"
+#include "migration_result.hpp"
+#include "move_pages.hpp"
+#include "placement.hpp"
+#include "topology.hpp"
+#include "version.hpp"
