@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# numamove's two front doors, for a fresh Debian 12 machine as root (README, quick start):
+#   tools/quickstart.sh demo   build and run the demo
+#   tools/quickstart.sh test   build and run the whole test suite (every ctest label, the NUMA
+#                              guests, and the sanitizer builds)
+# Installs the Debian packages in tools/debian-packages.txt that are missing (needs root).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${NUMAMOVE_BUILD_DIR:-$root/build}
+jobs=$(nproc)
+
+install_missing_packages() {
+  local wanted missing=()
+  mapfile -t wanted < <(grep -v -e '^#' -e '^$' "$root/tools/debian-packages.txt")
+  for package in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "quickstart: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+configure_and_build() {  # build-dir extra-cmake-args...
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" "$@"
+  cmake --build "$dir" -j"$jobs"
+}
+
+case "${1:-}" in
+  demo)
+    install_missing_packages
+    configure_and_build "$build" >/dev/null
+    exec "$build/examples/migrate_buffer" ;;
+  test)
+    install_missing_packages
+    configure_and_build "$build"
+    ctest --test-dir "$build" --output-on-failure
+    # Sanitizers over the tests that run on this machine.
+    configure_and_build "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DNUMAMOVE_SANITIZE=address,undefined \
+      -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
+    ctest --test-dir "$build-asan" --output-on-failure -L unit ;;
+  *)
+    echo "usage: $0 demo|test" >&2
+    exit 2 ;;
+esac
