@@ -33,21 +33,25 @@ double median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// A touched anonymous buffer with an inaccessible page on either side, so that no two buffers
+// share a mapping (mbind splits and merges mappings; a move of one must not touch the other).
 struct buffer {
-  explicit buffer(std::size_t bytes)
-      : size(bytes), data(static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {
-    if (data == MAP_FAILED) std::abort();
+  explicit buffer(std::size_t bytes) : size(bytes) {
+    const std::size_t guard = numamove::detail::page_size();
+    char* base = static_cast<char*>(::mmap(nullptr, bytes + 2 * guard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (base == MAP_FAILED) std::abort();
+    data = base + guard;
+    if (::mprotect(data, bytes, PROT_READ | PROT_WRITE) != 0) std::abort();
     std::memset(data, 1, bytes);
   }
-  ~buffer() { ::munmap(data, size); }
+  ~buffer() { ::munmap(data - numamove::detail::page_size(), size + 2 * numamove::detail::page_size()); }
   std::vector<void*> pages() const {
     std::vector<void*> out(size / numamove::detail::page_size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = data + i * numamove::detail::page_size();
     return out;
   }
   std::size_t size;
-  char* data;
+  char* data = nullptr;
 };
 
 long raw_move(std::vector<void*>& pages, int node) {
@@ -77,6 +81,9 @@ int main(int argc, char** argv) {
   const int b = machine.nodes().back();
   std::printf("migrate_vs_raw: %zu MiB, %d rounds (median), nodes %d <-> %d%s\n", mib, rounds, a, b,
               a == b ? " (one node: every move finds its pages already there)" : "");
+
+  if (numamove::detail::read_text("/proc/sys/kernel/numa_balancing").rfind('0', 0) != 0 && a != b)
+    std::printf("warning: automatic NUMA balancing is on (kernel.numa_balancing); it moves pages too\n");
 
   buffer ours(mib << 20);
   buffer theirs(mib << 20);

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <numeric>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -14,7 +13,7 @@
 #include "../migration_result.hpp"
 #include "../move_pages.hpp"
 #include "call_checks.hpp"
-#include "mappings.hpp"
+#include "huge_pages.hpp"
 #include "procfs.hpp"
 
 namespace numamove::detail {
@@ -41,39 +40,15 @@ inline std::vector<void*> page_addresses(const page_span& span) {
   return pages;
 }
 
-/// Size of a PMD-mapped transparent huge page (2 MiB on x86-64).
-inline std::size_t thp_size() {
-  static const std::size_t size = [] {
-    const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
-    const unsigned long long value = std::strtoull(text.c_str(), nullptr, 10);
-    return value ? static_cast<std::size_t>(value) : std::size_t{2} << 20;
-  }();
-  return size;
-}
-
-/// For each page index in `candidates`, the size of the huge page that may back it: the
-/// mapping's page size for hugetlb, the THP size where the mapping holds THPs, else 0.
-inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages,
-                                             const std::vector<std::size_t>& candidates) {
-  std::vector<std::size_t> extent(candidates.size(), 0);
-  const std::vector<mapping> maps = read_mappings(0);
-  for (std::size_t k = 0; k < candidates.size(); ++k) {
-    const mapping* m = find_mapping(maps, reinterpret_cast<std::uintptr_t>(pages[candidates[k]]));
-    if (m == nullptr) continue;
-    if (m->kernel_page_size > page_size()) extent[k] = m->kernel_page_size;
-    else if (m->anon_huge_bytes > 0) extent[k] = thp_size();
-  }
-  return extent;
-}
-
 /// One move_pages call over the entries `which`, sorted by target node so the kernel batches
 /// them. Returns the kernel's return value; statuses land in status[which[k]].
 inline long move_entries(backend path, const std::vector<std::size_t>& which,
                          const std::vector<void*>& pages, const std::vector<int>& target,
                          std::vector<int>& status, int flags) {
   std::vector<std::size_t> order = which;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return target[a] < target[b]; });
+  const auto by_target = [&](std::size_t a, std::size_t b) { return target[a] < target[b]; };
+  if (!std::is_sorted(order.begin(), order.end(), by_target))
+    std::stable_sort(order.begin(), order.end(), by_target);
   std::vector<void*> call_pages(order.size());
   std::vector<int> call_nodes(order.size());
   std::vector<int> call_status(order.size(), -EBUSY);
@@ -124,12 +99,10 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
     checked.push_back(node);
   }
 
-  const std::vector<void*> pages = page_addresses(span);
-  std::vector<std::size_t> all(span.count);
-  std::iota(all.begin(), all.end(), std::size_t{0});
+  std::vector<void*> pages = page_addresses(span);
   std::vector<int>& status = result.status;
   status.assign(span.count, -EBUSY);
-  if (!query_entries(result.used, all, pages, status)) {
+  if (numamove::move_pages(0, span.count, pages.data(), nullptr, status.data(), 0, result.used) != 0) {
     status.clear();
     return fail(errno);
   }
@@ -145,7 +118,9 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
   // the others ("riders") are verified afterwards and moved on their own if they stayed.
   std::vector<std::size_t> riders;
   if (pending.size() >= thp_size() / page_size()) {
-    const std::vector<std::size_t> extent = huge_extents(pages, pending);
+    std::vector<void*> pending_pages(pending.size());
+    for (std::size_t k = 0; k < pending.size(); ++k) pending_pages[k] = pages[pending[k]];
+    const std::vector<std::size_t> extent = huge_extents(pending_pages);
     std::vector<std::size_t> leaders;
     std::uintptr_t last_block = 0;
     bool have_block = false;
