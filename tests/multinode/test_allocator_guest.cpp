@@ -1,0 +1,101 @@
+// numamove::allocator on real nodes: on_node and interleave placement as the kernel reports
+// it, whichever CPU first touches the memory, and ENODEV for what is not a node with memory.
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
+#include <vector>
+
+#include "guest_support.hpp"
+
+using namespace numamove_test;
+
+
+TEST_CASE("allocator on_node puts every page on that node, touched from anywhere", "[multinode][allocator]") {
+  const std::vector<int> nodes = memory_nodes();
+  for (const int node : nodes) {
+    const int cpu = cpu_not_of(node);
+    REQUIRE(cpu >= 0);
+    pin_to_cpu pin(cpu);
+    REQUIRE(pin.ok());
+    INFO("node " << node << ", first touch from CPU " << cpu << " (not one of the node's)");
+    numamove::allocator<std::uint64_t> alloc(numamove::placement::on_node(node));
+    numamove::vector<std::uint64_t> v(8 * page() / sizeof(std::uint64_t), 0, alloc);
+    fill(v.data(), v.size() * sizeof v[0], static_cast<std::uint64_t>(node));
+    const std::size_t pages = v.size() * sizeof v[0] / page();
+    CHECK(where(v.data(), pages) == std::vector<int>(pages, node));
+    CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], static_cast<std::uint64_t>(node)) == SIZE_MAX);
+  }
+}
+
+TEST_CASE("allocator on_node reaches a node without CPUs, which first touch cannot", "[multinode][allocator]") {
+  const std::vector<int> memory_only = numamove::topology::system().nodes_without_cpus();
+  NUMAMOVE_SKIP_UNLESS(!memory_only.empty(), "memory-only-node", "every node with memory has CPUs");
+  for (const int node : memory_only) {
+    INFO("node " << node);
+    constexpr std::size_t pages = 8;
+    // For contrast, first touch from a CPU of a node with memory stays on that node.
+    const int cpu = cpu_of_other_memory_node(node);
+    REQUIRE(cpu >= 0);
+    pin_to_cpu pin(cpu);
+    REQUIRE(pin.ok());
+    mapping plain(pages);
+    fill(plain.data, plain.bytes, 1);
+    CHECK(where(plain.data, pages) == std::vector<int>(pages, numamove::topology::system().node_of_cpu(cpu)));
+
+    numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(numamove::placement::on_node(node)));
+    fill(v.data(), v.size(), 2);
+    CHECK(where(v.data(), pages) == std::vector<int>(pages, node));
+    CHECK(first_mismatch(v.data(), v.size(), 2) == SIZE_MAX);
+  }
+}
+
+TEST_CASE("allocator interleave deals pages round-robin over its nodes", "[multinode][allocator]") {
+  const std::vector<int> all = memory_nodes();
+  std::vector<std::vector<int>> sets{all};
+  if (all.size() > 2) sets.push_back({all.back(), all.front()});  // a subset, given out of order
+  for (const std::vector<int>& set : sets) {
+    const numamove::placement p = numamove::placement::interleave(set);
+    const std::vector<int>& ring = p.nodes;  // ascending
+    INFO("interleave over " << to_text(ring));
+    const std::size_t pages = 8 * ring.size() + 3;
+    numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(p));
+    fill(v.data(), v.size(), 4);
+    const std::vector<int> got = where(v.data(), pages);
+    INFO("pages on " << to_text(got));
+    // The first page on a node of the set, each next page on the next node of the set.
+    const auto start = std::find(ring.begin(), ring.end(), got[0]);
+    REQUIRE(start != ring.end());
+    std::vector<int> expected(pages);
+    for (std::size_t i = 0; i < pages; ++i)
+      expected[i] = ring[(static_cast<std::size_t>(start - ring.begin()) + i) % ring.size()];
+    CHECK(got == expected);
+    for (const int n : ring) CHECK(std::count(got.begin(), got.end(), n) >= 8);
+    CHECK(first_mismatch(v.data(), v.size(), 4) == SIZE_MAX);
+  }
+}
+
+TEST_CASE("allocator refuses with ENODEV a node that does not exist or has no memory", "[multinode][allocator][enodev]") {
+  std::vector<int> bad = nonexistent_nodes();
+  const std::vector<int> memoryless = memoryless_nodes();
+  bad.insert(bad.end(), memoryless.begin(), memoryless.end());
+  const int good = memory_nodes().front();
+  for (const int node : bad) {
+    INFO("node " << node << (std::find(memoryless.begin(), memoryless.end(), node) != memoryless.end()
+                                 ? " (online, no memory)"
+                                 : " (no such node)"));
+    int on_node_error = 0;
+    try {
+      numamove::allocator<int> a(numamove::placement::on_node(node));
+    } catch (const std::system_error& e) {
+      on_node_error = e.code().value();
+    }
+    CHECK(on_node_error == ENODEV);
+    int interleave_error = 0;
+    try {
+      numamove::allocator<int> a(numamove::placement::interleave({good, node}));
+    } catch (const std::system_error& e) {
+      interleave_error = e.code().value();
+    }
+    CHECK(interleave_error == ENODEV);
+  }
+}
