@@ -48,17 +48,21 @@ class allocator {
   allocator(const allocator<U>& other) noexcept(std::is_nothrow_copy_constructible_v<placement>)
       : where_(other.where()) {}
 
-  /// `n` objects on fresh pages bound to the placement. Throws std::bad_alloc when the memory
-  /// cannot be mapped (std::bad_array_new_length when n * sizeof(T) overflows), and
-  /// std::system_error with mbind's errno when the placement cannot be applied.
+  /// `n` objects on fresh pages bound to the placement. Where mbind(2) is refused (seccomp
+  /// without CAP_SYS_NICE, kernels without NUMA), the pages are placed by first touch from a
+  /// thread pinned to each node's CPUs instead, and are then all resident. Throws
+  /// std::bad_alloc when the memory cannot be mapped (std::bad_array_new_length when
+  /// n * sizeof(T) overflows), and std::system_error when the placement cannot be applied:
+  /// mbind's errno, or EHOSTUNREACH where mbind is refused and a node has no CPU this process
+  /// may be pinned to.
   T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
     const std::size_t length = mapped_length(n);
     void* memory = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
-    if (const int error = detail::bind_memory(memory, length, where_)) {
+    if (const int error = detail::place_memory(memory, length, where_)) {
       ::munmap(memory, length);
-      throw std::system_error(error, std::generic_category(), "numamove::allocator: mbind");
+      throw std::system_error(error, std::generic_category(), "numamove::allocator: placement");
     }
     return static_cast<T*>(memory);
   }

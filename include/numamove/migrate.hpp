@@ -22,9 +22,12 @@ namespace numamove {
 ///
 /// Never throws for a failed move: call-level errors go to result.error with the errno that
 /// move_pages(2) gives (EINVAL bad flags, EPERM MPOL_MF_MOVE_ALL without CAP_SYS_NICE, ENODEV a
-/// node without memory, EACCES a node outside the cpuset, EFAULT, ENOMEM), after which no page
-/// has moved unless result.status says so. Per-page outcomes go to result.status. Throws
-/// std::bad_alloc only when the call's own bookkeeping cannot be allocated.
+/// node without memory, EACCES a node outside the cpuset, EFAULT, ENOMEM), EINVAL for
+/// options.force with backend::kernel, EHOSTUNREACH on the userspace path for a node it cannot
+/// place pages on; after which no page has moved unless result.status says so. Per-page outcomes
+/// go to result.status. Where the kernel path is absent the userspace path runs (options.path,
+/// result.used; docs/semantics.md). Throws std::bad_alloc only when the call's own bookkeeping
+/// cannot be allocated.
 template <class T>
 migration_result migrate(T* data, std::size_t count, int node, const migrate_options& options = {}) {
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
@@ -40,8 +43,10 @@ migration_result migrate(Range& contiguous, int node, const migrate_options& opt
 
 /// Where each page holding data[0 .. count) is: one entry per page, in address order, the node
 /// or a negative errno as move_pages() reports it (-ENOENT never touched, -EFAULT no mapping or
-/// the zero page). One batched query. Throws std::system_error with the call's errno when the
-/// query itself fails (EFAULT, or EPERM/ENOSYS where the kernel refuses it).
+/// the zero page). One batched query. Where the kernel's query is refused, backend::automatic
+/// answers from /proc (the userspace path): a page whose node cannot be verified there (its
+/// mapping spread over several nodes) is numamove::node_unknown (-ENODATA). Throws
+/// std::system_error with the call's errno when the query itself fails (EFAULT).
 template <class T>
 std::vector<int> locate(const T* data, std::size_t count) {
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));

@@ -1,6 +1,7 @@
 // numamove/migration_result.hpp: what migrate() takes and what it reports.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <system_error>
@@ -10,11 +11,28 @@
 
 namespace numamove {
 
+/// Status of a present page whose node numamove could not learn: on the userspace path, where
+/// the move_pages(2) query is refused and numa_maps shows the page's mapping on several nodes.
+/// numamove never reports a node it did not verify or place itself.
+inline constexpr int node_unknown = -ENODATA;
+
 /// How migrate() moves pages.
 struct migrate_options {
   int flags = MPOL_MF_MOVE;             ///< MPOL_MF_MOVE, or MPOL_MF_MOVE_ALL for shared pages
   backend path = backend::automatic;    ///< which implementation moves them
   int busy_retries = 4;                 ///< extra attempts for pages that stay -EBUSY
+  /// Move pages that already sit on the target too: the userspace path copies them into fresh
+  /// pages (to re-back a region with huge pages, or to measure the copy on a one-node machine).
+  /// Only the userspace path can: with `path` automatic, force takes it; with backend::kernel,
+  /// force is a call-level EINVAL.
+  bool force = false;
+  /// Userspace path: write-protect pages while they are copied, so that a thread writing there
+  /// waits until its page has moved and no write is lost. Only a caller that guarantees no
+  /// other thread touches the range during the call may turn it off (it saves the mprotect calls).
+  bool protect_writes = true;
+  /// Userspace path: copying threads per target node; 0 picks one per 32 MiB moved, at most
+  /// one per CPU of the node and 8.
+  unsigned workers = 0;
 };
 
 /// The outcome of one migrate() call.
@@ -28,6 +46,9 @@ struct migration_result {
   std::size_t already_there = 0;     ///< pages that were on the target before the call
   std::size_t not_present = 0;       ///< pages never touched (-ENOENT): left unallocated
   std::size_t failed = 0;            ///< pages with any other negative status
+  /// Pages whose node before the call could not be learned (userspace path, query refused,
+  /// mapping spread over several nodes): moved anyway, and counted in `moved` too.
+  std::size_t node_unknown = 0;
   std::error_code error;             ///< call-level error (errno values, generic category)
   backend used = backend::kernel;    ///< the path that ran (never automatic)
   std::size_t bytes = 0;             ///< bytes moved: moved pages times the base page size

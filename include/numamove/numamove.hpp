@@ -2,6 +2,7 @@
 #pragma once
 
 #include "allocator.hpp"
+#include "capabilities.hpp"
 #include "flags.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"

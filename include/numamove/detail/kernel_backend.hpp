@@ -2,6 +2,8 @@
 // kernel version.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <vector>
@@ -39,16 +41,54 @@ inline void restore_enoent(int pid, unsigned long count, void* const* pages, int
   }
 }
 
-/// move_pages(2) with the kernel's contract, statuses normalized as restore_enoent says.
-/// Normalization runs only on a complete call (return 0), where every status was written.
+/// Linux before 6.5 does not see a present page whose entry is PROT_NONE, which is how
+/// automatic NUMA balancing leaves the pages it samples: move_pages says -ENOENT and leaves it.
+inline bool kernel_hides_numa_hinted_pages() noexcept { return kernel_release() < 6005; }
+
+/// Entries of the calling process reported -ENOENT although the page table holds a present
+/// page: each such page of a readable mapping is read once (the access ends the NUMA-hinting
+/// state), then those entries are asked for again. Pages of mappings the program made
+/// unreadable keep -ENOENT.
+inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status,
+                               int flags) {
+  std::vector<unsigned long> hidden;
+  std::vector<std::uint64_t> entry;
+  std::vector<mapping> maps;
+  for (unsigned long i = 0; i < count; ++i) {
+    if (status[i] != -ENOENT) continue;
+    const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
+    if (!read_pagemap(0, address, 1, entry) || (entry[0] & pagemap_bit::present) == 0) continue;
+    if (maps.empty()) maps = read_mappings(0);
+    const mapping* m = find_mapping(maps, address);
+    if (m == nullptr || (m->protection() & PROT_READ) == 0) continue;
+    (void)*reinterpret_cast<const volatile char*>(address);
+    hidden.push_back(i);
+  }
+  if (hidden.empty()) return;
+  std::vector<void*> again_pages(hidden.size());
+  std::vector<int> again_nodes(hidden.size());
+  std::vector<int> again_status(hidden.size());
+  for (std::size_t k = 0; k < hidden.size(); ++k) {
+    again_pages[k] = pages[hidden[k]];
+    if (nodes != nullptr) again_nodes[k] = nodes[hidden[k]];
+  }
+  if (sys_move_pages(0, hidden.size(), again_pages.data(), nodes ? again_nodes.data() : nullptr,
+                     again_status.data(), flags) != 0)
+    return;
+  for (std::size_t k = 0; k < hidden.size(); ++k) status[hidden[k]] = again_status[k];
+}
+
+/// move_pages(2) with the kernel's contract, statuses corrected to the seed's meaning where the
+/// kernel version needs it (reveal_numa_hinted, restore_enoent). Corrections run only on a
+/// complete call (return 0), where every status was written.
 inline long kernel_move_pages(int pid, unsigned long count, void** pages, const int* nodes,
                               int* status, int flags) {
   const long rc = sys_move_pages(pid, count, pages, nodes, status, flags);
-  if (rc == 0 && count > 0 && kernel_reports_untouched_as_efault()) {
-    const int saved = errno;
-    restore_enoent(pid, count, pages, status);
-    errno = saved;
-  }
+  if (rc != 0 || count == 0) return rc;
+  const int saved = errno;
+  if (pid == 0 && kernel_hides_numa_hinted_pages()) reveal_numa_hinted(count, pages, nodes, status, flags);
+  if (kernel_reports_untouched_as_efault()) restore_enoent(pid, count, pages, status);
+  errno = saved;
   return rc;
 }
 

@@ -3,12 +3,16 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -28,6 +32,9 @@ struct mapping {
   std::uintptr_t end = 0;
   std::string perms;              // "rw-p"
   std::string path;               // file, "[heap]", or empty for anonymous memory
+  std::uint64_t offset = 0;       // file offset of `start` (file mappings)
+  std::uint64_t device = 0;       // major << 32 | minor of the file's device
+  std::uint64_t inode = 0;
   std::size_t kernel_page_size = 0;  // bytes; larger than the base page for hugetlb mappings
   std::size_t anon_huge_bytes = 0;   // AnonHugePages: bytes currently backed by THPs
   std::string vm_flags;              // "rd wr mr mw me ac ..." as in smaps
@@ -39,6 +46,19 @@ struct mapping {
     return false;
   }
   bool shared() const { return perms.size() > 3 && perms[3] == 's'; }
+  /// PROT_* bits of perms.
+  int protection() const {
+    int prot = PROT_NONE;
+    if (perms.size() > 2) {
+      if (perms[0] == 'r') prot |= PROT_READ;
+      if (perms[1] == 'w') prot |= PROT_WRITE;
+      if (perms[2] == 'x') prot |= PROT_EXEC;
+    }
+    return prot;
+  }
+  /// Backed by a file or shmem object rather than anonymous memory: a path that is not one of
+  /// the kernel's bracketed names ("[heap]", "[stack]", "[anon:name]", ...).
+  bool file_backed() const { return !path.empty() && path[0] != '['; }
 };
 
 /// All mappings of process `pid`, ascending by address; empty when smaps cannot be read.
@@ -49,13 +69,21 @@ inline std::vector<mapping> read_mappings(int pid) {
     unsigned long long start = 0;
     unsigned long long end = 0;
     char perms[8] = {};
+    unsigned long long offset = 0;
+    unsigned major = 0;
+    unsigned minor = 0;
+    unsigned long long inode = 0;
     int path_at = 0;
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %*s %*s %*s %n", &start, &end, perms, &path_at) >= 3 &&
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major, &minor,
+                    &inode, &path_at) >= 7 &&
         line.find(':') > line.find(' ')) {
       mapping m;
       m.start = static_cast<std::uintptr_t>(start);
       m.end = static_cast<std::uintptr_t>(end);
       m.perms = perms;
+      m.offset = offset;
+      m.device = static_cast<std::uint64_t>(major) << 32 | minor;
+      m.inode = inode;
       if (path_at > 0 && static_cast<std::size_t>(path_at) < line.size()) m.path = line.substr(static_cast<std::size_t>(path_at));
       maps.push_back(std::move(m));
       continue;
@@ -81,6 +109,27 @@ inline const mapping* find_mapping(const std::vector<mapping>& maps, std::uintpt
   return address < m.end ? &m : nullptr;
 }
 
+/// Pages per node of each mapping, from /proc/<pid>/numa_maps (keyed by mapping start).
+/// The kernel counts the pages it finds mapped (not the zero page, not swapped pages).
+/// Empty when the file cannot be read (kernels without CONFIG_NUMA have none).
+inline std::map<std::uintptr_t, std::map<int, std::size_t>> read_numa_maps(int pid) {
+  std::map<std::uintptr_t, std::map<int, std::size_t>> counts;
+  std::istringstream text(read_text(proc_dir(pid) + "/numa_maps"));
+  for (std::string line; std::getline(text, line);) {
+    std::istringstream words(line);
+    std::string start;
+    if (!(words >> start)) continue;
+    std::map<int, std::size_t>& nodes = counts[static_cast<std::uintptr_t>(std::strtoull(start.c_str(), nullptr, 16))];
+    for (std::string word; words >> word;) {
+      int node = -1;
+      unsigned long long pages = 0;
+      if (std::sscanf(word.c_str(), "N%d=%llu", &node, &pages) == 2 && node >= 0)
+        nodes[node] += static_cast<std::size_t>(pages);
+    }
+  }
+  return counts;
+}
+
 /// Bits of a /proc/<pid>/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
 namespace pagemap_bit {
 inline constexpr std::uint64_t soft_dirty = 1ULL << 55;
@@ -88,7 +137,26 @@ inline constexpr std::uint64_t exclusive = 1ULL << 56;
 inline constexpr std::uint64_t file_or_shared = 1ULL << 61;
 inline constexpr std::uint64_t swapped = 1ULL << 62;
 inline constexpr std::uint64_t present = 1ULL << 63;
+inline constexpr std::uint64_t pfn_mask = (1ULL << 55) - 1;  // zero without CAP_SYS_ADMIN
 }  // namespace pagemap_bit
+
+/// Reads the pagemap entries of `count` base pages starting at `first` from an open pagemap
+/// file into out[0 .. count). Allocates nothing, so the migrator may call it while pages are
+/// write-protected. Returns false (errno set) when the entries cannot all be read.
+inline bool read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count, std::uint64_t* out) noexcept {
+  const std::size_t bytes = count * sizeof(std::uint64_t);
+  const off_t offset = static_cast<off_t>(first / page_size() * sizeof(std::uint64_t));
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done, offset + static_cast<off_t>(done));
+    if (got <= 0) {
+      if (got == 0) errno = EIO;
+      return false;
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
 
 /// Reads the pagemap entries of `count` base pages starting at page-aligned `first`.
 /// Returns false (errno set) when the file cannot be read; entries of unmapped pages are 0.
@@ -96,19 +164,52 @@ inline bool read_pagemap(int pid, std::uintptr_t first, std::size_t count, std::
   out.assign(count, 0);
   const int fd = ::open((proc_dir(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const std::size_t bytes = count * sizeof(std::uint64_t);
-  const off_t offset = static_cast<off_t>(first / page_size() * sizeof(std::uint64_t));
-  std::size_t done = 0;
-  while (done < bytes) {
-    const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out.data()) + done, bytes - done,
-                                offset + static_cast<off_t>(done));
-    if (got <= 0) break;
-    done += static_cast<std::size_t>(got);
-  }
+  const bool complete = read_pagemap_entries(fd, first, count, out.data());
   const int saved = errno;
   ::close(fd);
   errno = saved;
-  return done == bytes;
+  return complete;
 }
+
+/// PAGEMAP_SCAN (Linux 6.7, uapi linux/fs.h), spelled out for older headers: the one
+/// unprivileged way to tell the shared zero page from a page shared copy-on-write.
+namespace pagemap_scan {
+struct page_region {
+  std::uint64_t start, end, categories;
+};
+struct arguments {
+  std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  std::uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+inline constexpr std::uint64_t is_pfn_zero = 1u << 5;
+inline constexpr unsigned long request = _IOWR('f', 16, arguments);
+
+/// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
+/// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
+/// kernel cannot answer; `zero` is then unspecified.
+inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count, std::vector<bool>& zero) {
+  zero.assign(count, false);
+  const std::uintptr_t end = first + count * page_size();
+  page_region regions[64];
+  for (std::uintptr_t at = first; at < end;) {
+    arguments a{};
+    a.size = sizeof a;
+    a.start = at;
+    a.end = end;
+    a.vec = reinterpret_cast<std::uintptr_t>(regions);
+    a.vec_len = 64;
+    a.category_mask = is_pfn_zero;
+    a.return_mask = is_pfn_zero;
+    const int found = ::ioctl(pagemap_fd, request, &a);
+    if (found < 0) return false;
+    for (int r = 0; r < found; ++r)
+      for (std::uintptr_t page = regions[r].start; page < regions[r].end; page += page_size())
+        zero[(page - first) / page_size()] = true;
+    if (a.walk_end <= at) break;
+    at = static_cast<std::uintptr_t>(a.walk_end);
+  }
+  return true;
+}
+}  // namespace pagemap_scan
 
 }  // namespace numamove::detail

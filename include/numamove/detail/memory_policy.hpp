@@ -6,8 +6,12 @@
 
 #include "../placement.hpp"
 #include "syscalls.hpp"
+#include "userspace/workers.hpp"
 
 namespace numamove::detail {
+
+// MPOL_PREFERRED (uapi linux/mempolicy.h): allocate on the node while it has room, else elsewhere.
+inline constexpr int mpol_preferred = 1;
 
 /// A node mask as mbind/set_mempolicy read it, with the `maxnode` to pass along.
 struct node_mask {
@@ -33,6 +37,17 @@ inline int bind_memory(void* addr, std::size_t length, const placement& where) {
   const node_mask mask(where.nodes);
   const int mode = where.kind == placement::policy::on_node ? mpol_bind : mpol_interleave;
   return sys_mbind(addr, length, mode, mask.words.data(), mask.maxnode, 0) == 0 ? 0 : errno;
+}
+
+/// Places the fresh, untouched pages of [addr, addr + length) as `where` says: mbind where the
+/// kernel allows it, else (mbind refused with EPERM, or ENOSYS) by first touch from threads
+/// pinned to the nodes' CPUs, which leaves every page resident. Returns 0; EHOSTUNREACH when
+/// mbind is refused and a node has no CPU this process may be pinned to; another errno from
+/// mbind(2), mmap or thread creation.
+inline int place_memory(void* addr, std::size_t length, const placement& where) {
+  const int error = bind_memory(addr, length, where);
+  if (error != EPERM && error != ENOSYS) return error;
+  return userspace::place_by_first_touch(addr, length, where);
 }
 
 }  // namespace numamove::detail

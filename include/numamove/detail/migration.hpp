@@ -15,6 +15,7 @@
 #include "call_checks.hpp"
 #include "huge_pages.hpp"
 #include "procfs.hpp"
+#include "userspace/migrator.hpp"
 
 namespace numamove::detail {
 
@@ -75,12 +76,61 @@ inline bool query_entries(backend path, const std::vector<std::size_t>& which,
   return true;
 }
 
+/// The userspace path of migrate_pages: one call over the whole range in address order (the
+/// migrator turns consecutive pages into runs it relocates whole), then bounded retries of the
+/// pages that were busy. Call-level checks are done.
+inline void migrate_userspace(const page_span& span, const std::vector<int>& target, const migrate_options& options,
+                              migration_result& result) {
+  std::vector<void*> pages = page_addresses(span);
+  std::vector<int>& status = result.status;
+  status.assign(span.count, -EBUSY);
+  const userspace::relocation_options relocation{options.force, options.protect_writes, options.workers};
+  std::vector<userspace::entry_outcome> outcome;
+  if (userspace::move_pages(0, span.count, pages.data(), target.data(), status.data(), options.flags, relocation,
+                            &outcome) != 0) {
+    status.clear();
+    result.error = std::error_code(errno, std::generic_category());
+    return;
+  }
+  for (int attempt = 1; attempt <= options.busy_retries; ++attempt) {
+    std::vector<std::size_t> busy;
+    for (std::size_t i = 0; i < span.count; ++i)
+      if (status[i] == -EBUSY) busy.push_back(i);
+    if (busy.empty()) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
+    std::vector<void*> again(busy.size());
+    std::vector<int> nodes(busy.size());
+    std::vector<int> again_status(busy.size());
+    std::vector<userspace::entry_outcome> again_outcome;
+    for (std::size_t k = 0; k < busy.size(); ++k) {
+      again[k] = pages[busy[k]];
+      nodes[k] = target[busy[k]];
+    }
+    if (userspace::move_pages(0, busy.size(), again.data(), nodes.data(), again_status.data(), options.flags,
+                              relocation, &again_outcome) != 0)
+      break;
+    for (std::size_t k = 0; k < busy.size(); ++k) {
+      status[busy[k]] = again_status[k];
+      outcome[busy[k]] = again_outcome[k];
+    }
+  }
+  for (std::size_t i = 0; i < span.count; ++i) {
+    if (outcome[i] == userspace::entry_outcome::already_there) ++result.already_there;
+    else if (outcome[i] == userspace::entry_outcome::moved) ++result.moved;
+    else if (outcome[i] == userspace::entry_outcome::moved_from_unknown) ++result.moved, ++result.node_unknown;
+    else if (status[i] == -ENOENT) ++result.not_present;
+    else if (status[i] < 0) ++result.failed;
+  }
+  result.bytes = result.moved * page_size();
+}
+
 /// Moves the pages of `span` so that page i ends on target[i] (one entry per page).
 inline migration_result migrate_pages(const page_span& span, const std::vector<int>& target,
                                       const migrate_options& options) {
   const auto started = std::chrono::steady_clock::now();
   migration_result result;
-  result.used = resolve(options.path);
+  // Only the userspace path can move a page onto the node it is on.
+  result.used = options.force && options.path == backend::automatic ? backend::userspace : resolve(options.path);
   result.first_page = reinterpret_cast<const void*>(span.first);
   const auto finish = [&]() -> migration_result {
     result.elapsed = std::chrono::steady_clock::now() - started;
@@ -92,11 +142,18 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
   };
   if (span.count == 0) return finish();
   if (const int error = check_flags(options.flags)) return fail(error);
+  if (options.force && result.used == backend::kernel) return fail(EINVAL);
+  const bool userspace_path = result.used == backend::userspace;
   std::vector<int> checked;
   for (const int node : target) {
     if (std::find(checked.begin(), checked.end(), node) != checked.end()) continue;
-    if (const int error = check_target_node(node)) return fail(error);
+    const int error = userspace_path ? userspace::check_reachable_node(node) : check_target_node(node);
+    if (error != 0) return fail(error);
     checked.push_back(node);
+  }
+  if (userspace_path) {
+    migrate_userspace(span, target, options, result);
+    return finish();
   }
 
   std::vector<void*> pages = page_addresses(span);

@@ -1,16 +1,24 @@
-// The userspace migrator: move_pages semantics where the kernel path is absent.
-// Not implemented yet: every call fails with ENOSYS, leaving the caller's data as it was.
+// The userspace migrator: move_pages semantics where the kernel path is absent (containers that
+// refuse the NUMA system calls, kernels without NUMA). The implementation is in userspace/:
+//   migrator.hpp          call-level checks, the caller's arrays, rounds of work
+//   page_rules.hpp        the per-page rules (the table in docs/semantics.md)
+//   relocation.hpp        fresh pages, copy, mremap into place
+//   file_pages.hpp        page-cache pages: writeback, eviction, refault
+//   write_protection.hpp  writers wait while their page moves (on fault_handler.hpp)
+//   workers.hpp           threads pinned to the target node
+//   caller_memory.hpp     reading and writing the caller's arrays without faulting
+//   fault_injection.hpp   test-only failure points
 #pragma once
 
-#include <cerrno>
+#include "userspace/migrator.hpp"
 
 namespace numamove::detail {
 
-inline long userspace_move_pages(int pid, unsigned long count, void** pages, const int* nodes,
-                                 int* status, int flags) noexcept {
-  (void)pid, (void)count, (void)pages, (void)nodes, (void)status, (void)flags;
-  errno = ENOSYS;
-  return -1;
+/// move_pages(2) on the userspace path with move_pages' defaults (no force, writes protected,
+/// workers chosen by size). Contract: numamove::move_pages.
+inline long userspace_move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
+                                 int flags) {
+  return userspace::move_pages(pid, count, pages, nodes, status, flags, userspace::relocation_options{});
 }
 
 }  // namespace numamove::detail

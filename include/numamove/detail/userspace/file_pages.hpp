@@ -1,0 +1,70 @@
+// Page-cache pages (shared file mappings with MPOL_MF_MOVE_ALL, and pages of private file
+// mappings that were never written) cannot be copied without breaking the sharing with the file:
+// they are written back if dirty, dropped from this mapping and from the page cache, and faulted
+// in again by a thread on the target node, which reads them back from the file into pages of
+// its node. A page someone else keeps in the cache (another mapping, a write in between) stays
+// where it was.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+
+#include "../huge_pages.hpp"
+#include "../procfs.hpp"
+#include "fault_injection.hpp"
+
+namespace numamove::detail::userspace {
+
+/// What happened to one range of page-cache pages.
+struct refault_outcome {
+  int error = 0;  ///< negative errno for every page when the range was left alone (-EIO writeback failed)
+};
+
+/// Writes back, drops and faults in again [begin, begin + pages) of a mapping of `fd` whose first
+/// page is at file offset `offset`. `shared` mappings are written back first (msync); private
+/// ones hold only clean page-cache pages here (the caller checked). `evicted[j]` says which pages
+/// left the cache and were read back by the calling thread; the others stayed where they were.
+/// Every page is present again afterwards. Allocates nothing.
+inline refault_outcome refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset, bool shared,
+                               unsigned char* evicted) noexcept {
+  refault_outcome outcome;
+  void* const at = reinterpret_cast<void*>(begin);
+  const std::size_t bytes = pages * page_size();
+  for (std::size_t j = 0; j < pages; ++j) evicted[j] = 0;
+  if (shared) {
+    int error = injected(failure_point::writeback);
+    if (error == 0 && ::msync(at, bytes, MS_SYNC) != 0) error = errno;
+    if (error != 0) {
+      outcome.error = error == EIO ? -EIO : -EBUSY;
+      return outcome;
+    }
+  }
+  // Our mapping of the pages goes; the data stays in the (clean) cache or the file.
+  if (::madvise(at, bytes, MADV_DONTNEED) != 0) {
+    outcome.error = -EBUSY;
+    return outcome;
+  }
+  // The cache drops only whole folios (up to a huge page in size), and only those nobody maps:
+  // ask over the huge-page-aligned span, so that a folio our pages share with unmapped
+  // neighbours can go. Those neighbours are read again from the file when someone needs them.
+  const auto huge = static_cast<off_t>(thp_size());
+  const off_t from = offset / huge * huge;
+  const off_t to = (offset + static_cast<off_t>(bytes) + huge - 1) / huge * huge;
+  ::posix_fadvise(fd, from, to - from, POSIX_FADV_DONTNEED);
+  // mincore reports page-cache residency for file mappings: what is still there was not dropped.
+  if (::mincore(at, bytes, evicted) == 0) {
+    for (std::size_t j = 0; j < pages; ++j) evicted[j] = (evicted[j] & 1) ? 0 : 1;
+  }
+#ifdef MADV_POPULATE_READ
+  if (::madvise(at, bytes, MADV_POPULATE_READ) == 0) return outcome;
+#endif
+  for (std::size_t j = 0; j < pages; ++j) (void)*reinterpret_cast<volatile const char*>(begin + j * page_size());
+  return outcome;
+}
+
+}  // namespace numamove::detail::userspace
