@@ -6,6 +6,12 @@ set(numamove_cmake_dir "${CMAKE_INSTALL_DATADIR}/cmake/numamove")
 install(DIRECTORY include/numamove DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 install(TARGETS numamove EXPORT numamoveTargets)
 install(EXPORT numamoveTargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
+# numamove::openmp, where it was defined, in an export set of its own: the Config loads it only
+# where the consumer has OpenMP too.
+if(TARGET numamove_openmp)
+  install(TARGETS numamove_openmp EXPORT numamoveOpenMPTargets)
+  install(EXPORT numamoveOpenMPTargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
+endif()
 
 configure_package_config_file(cmake/numamoveConfig.cmake.in
   "${PROJECT_BINARY_DIR}/numamoveConfig.cmake" INSTALL_DESTINATION "${numamove_cmake_dir}")

@@ -16,6 +16,7 @@ case "$mode" in
       cmake -S "$consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
       cmake --build "$work/consumer"
       "$work/consumer/consumer"
+      "$work/consumer/consumer_openmp"
     else
       export PKG_CONFIG_PATH="$work/prefix/share/pkgconfig"
       c++ -Wall -Wextra -Wpedantic -Werror $(pkg-config --cflags numamove) "$consumer/main.cpp" \
@@ -26,6 +27,7 @@ case "$mode" in
     cmake -S "$consumer" -B "$work/consumer" -DNUMAMOVE_CONSUME=add_subdirectory \
       -DNUMAMOVE_SOURCE_DIR="$source" >/dev/null
     cmake --build "$work/consumer"
-    "$work/consumer/consumer" ;;
+    "$work/consumer/consumer"
+    "$work/consumer/consumer_openmp" ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac

@@ -1,0 +1,156 @@
+// Benchmark (not a test): a 5-point stencil's time per step with each thread's rows local, remote
+// (the threads re-pinned one node over) and after follow_threads(); and what follow_threads()
+// costs against one migrate() of the same number of bytes. Prints ratios measured in one run;
+// in an emulated guest, only those mean anything.
+//
+//   stencil_follow [--rows N] [--columns N] [--steps N] [--repeat N]
+#include <omp.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <numamove/numamove.hpp>
+#include <numamove/openmp.hpp>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+void pin_team(const std::vector<int>& nodes) {
+#pragma omp parallel num_threads(static_cast<int>(nodes.size()))
+  {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (const int cpu : numamove::topology::system().cpus_of(nodes[static_cast<std::size_t>(omp_get_thread_num())]))
+      CPU_SET(cpu, &set);
+    ::sched_setaffinity(0, sizeof set, &set);
+  }
+}
+
+// MPOL_LOCAL: placed as by first touch, and out of automatic NUMA balancing's way.
+void keep_from_numa_balancing(void* data, std::size_t bytes) {
+  ::syscall(SYS_mbind, data, bytes, 4, nullptr, 0UL, 0U);
+}
+
+// The median of `repeat` runs of `steps` stencil steps, in seconds per step.
+double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next, std::size_t rows,
+                     std::size_t columns, int threads, int steps, int repeat) {
+  std::vector<double> runs;
+  for (int r = 0; r < repeat; ++r) {
+    const auto start = clock_type::now();
+    for (int step = 0; step < steps; ++step) {
+      const double* in = u.data();
+      double* out = next.data();
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (long i = 0; i < static_cast<long>(rows); ++i) {
+        const std::size_t row = static_cast<std::size_t>(i) * columns;
+        if (i == 0 || i == static_cast<long>(rows) - 1) {
+          std::memcpy(out + row, in + row, columns * sizeof(double));
+          continue;
+        }
+        out[row] = in[row];
+        out[row + columns - 1] = in[row + columns - 1];
+        for (std::size_t j = 1; j + 1 < columns; ++j) {
+          const std::size_t c = row + j;
+          out[c] = in[c] + 0.2 * (in[c - columns] + in[c + columns] + in[c - 1] + in[c + 1] - 4.0 * in[c]);
+        }
+      }
+      u.swap(next);
+    }
+    runs.push_back(seconds_since(start) / steps);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t rows = 4096;
+  std::size_t columns = 2048;
+  int steps = 5;
+  int repeat = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i];
+    if (arg == "--rows") rows = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (arg == "--columns") columns = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (arg == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (arg == "--repeat") repeat = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: %s [--rows N] [--columns N] [--steps N] [--repeat N]\n", argv[0]);
+      return 2;
+    }
+  }
+  const numamove::topology& machine = numamove::topology::system();
+  std::vector<int> nodes;
+  for (const int node : machine.nodes())
+    if (!machine.cpus_of(node).empty() && nodes.size() < 8) nodes.push_back(node);
+  if (nodes.size() < 2) {
+    std::printf("SKIPPED: stencil_follow needs 2 NUMA nodes with CPUs, this machine has %zu "
+                "(tests/vm/run-guest.sh --shape 4node runs it in a guest)\n", nodes.size());
+    return 77;
+  }
+  const int threads = static_cast<int>(nodes.size());
+  std::vector<int> home(nodes.size());
+  std::vector<int> over(nodes.size());
+  for (std::size_t t = 0; t < nodes.size(); ++t) {
+    home[t] = nodes[t];
+    over[t] = nodes[(t + 1) % nodes.size()];
+  }
+  const std::size_t count = rows * columns;
+  const double mib = static_cast<double>(2 * count * sizeof(double)) / (1 << 20);
+  std::printf("stencil_follow: %d threads on %zu nodes, grid %zu x %zu, 2 arrays, %.1f MiB; median of %d runs of %d steps\n",
+              threads, nodes.size(), rows, columns, mib, repeat, steps);
+
+  numamove::vector<double> u(count);
+  numamove::vector<double> next(count);
+  keep_from_numa_balancing(u.data(), count * sizeof(double));
+  keep_from_numa_balancing(next.data(), count * sizeof(double));
+  const numamove::openmp::static_schedule schedule{rows, threads, 0};
+
+  pin_team(home);
+  numamove::openmp::place_for_schedule(u.data(), count, schedule);
+  numamove::openmp::place_for_schedule(next.data(), count, schedule);
+  const double local = time_per_step(u, next, rows, columns, threads, steps, repeat);
+
+  pin_team(over);
+  const double remote = time_per_step(u, next, rows, columns, threads, steps, repeat);
+
+  const auto follow_start = clock_type::now();
+  const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule);
+  const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule);
+  const double follow = seconds_since(follow_start);
+  const std::size_t follow_bytes = moved_u.bytes() + moved_next.bytes();
+  const double followed = time_per_step(u, next, rows, columns, threads, steps, repeat);
+
+  // The same number of bytes in one migrate() call, from one thread, to one node.
+  std::vector<double> single(2 * count);
+  keep_from_numa_balancing(single.data(), single.size() * sizeof(double));
+  std::fill(single.begin(), single.end(), 1.0);
+  const int from = numamove::topology::system().current_node();
+  const int to = nodes[from == nodes[0] ? 1 : 0];
+  const auto migrate_start = clock_type::now();
+  const numamove::migration_result one = numamove::migrate(single, to);
+  const double migrate = seconds_since(migrate_start);
+
+  std::printf("  time per step, remote / local:        %.2fx\n", remote / local);
+  std::printf("  time per step, after follow / local:  %.2fx\n", followed / local);
+  std::printf("  follow_threads (%.1f MiB, %d threads in parallel) / one migrate (%.1f MiB, 1 thread): %.2fx\n",
+              static_cast<double>(follow_bytes) / (1 << 20), threads, static_cast<double>(one.bytes) / (1 << 20),
+              follow / migrate);
+  std::printf("  (absolute, this run only: local %.2f ms/step, follow %.1f ms, migrate %.1f ms)\n", 1e3 * local,
+              1e3 * follow, 1e3 * migrate);
+  return moved_u && moved_next && one ? 0 : 1;
+}

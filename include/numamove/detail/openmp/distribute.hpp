@@ -1,0 +1,143 @@
+// How place_for_schedule() and follow_threads() give pages out and move them: one parallel
+// region in which every thread finds its node, one thread plans, every thread moves its pages.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "../../migration_result.hpp"
+#include "../../topology.hpp"
+#include "../backend_choice.hpp"
+#include "../mappings.hpp"
+#include "../migration.hpp"
+#include "../procfs.hpp"
+#include "plan.hpp"
+#include "team.hpp"
+
+namespace numamove::detail::openmp {
+
+namespace api = numamove::openmp;
+
+/// The block size pages are given out in: a huge page where one may back the data (a hugetlb
+/// mapping, or transparent huge pages enabled for it and an aligned huge page fitting in it),
+/// since a huge page moves whole; else the base page. Also whether the mapping is writable.
+struct data_mapping {
+  std::size_t granule = 0;
+  bool writable = false;
+};
+
+inline data_mapping inspect_mapping(const void* data, std::size_t bytes) {
+  data_mapping found{page_size(), false};
+  const std::vector<mapping> maps = read_mappings(0);
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const mapping* m = find_mapping(maps, begin);
+  if (m == nullptr) return found;
+  found.writable = m->perms.size() > 1 && m->perms[1] == 'w';
+  if (m->kernel_page_size > page_size()) {
+    found.granule = m->kernel_page_size;
+    return found;
+  }
+  const std::string mode = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
+  const bool eligible = mode.find("[always]") != std::string::npos
+                            ? !m->has_flag("nh")
+                            : mode.find("[madvise]") != std::string::npos && m->has_flag("hg");
+  const std::uintptr_t huge = thp_size();
+  const std::uintptr_t block = std::max((m->start + huge - 1) / huge * huge, begin / huge * huge);
+  if (eligible && block + huge <= m->end && block < begin + bytes) found.granule = huge;
+  return found;
+}
+
+/// Writes, in each page of `run`, the first byte that belongs to the array starting at `begin`
+/// with its own value (an atomic compare-exchange, so a concurrent write is never lost): a page
+/// never touched, or mapped to the zero page, gets a page of its own, allocated by the calling
+/// thread as the memory policy says.
+inline void touch_run(const api::page_run& run, std::uintptr_t begin) noexcept {
+  const std::size_t page = page_size();
+  const auto first = reinterpret_cast<std::uintptr_t>(run.first);
+  for (std::size_t i = 0; i < run.pages; ++i) {
+    char* byte = reinterpret_cast<char*>(std::max(first + i * page, begin));
+    char value = __atomic_load_n(byte, __ATOMIC_RELAXED);
+    __atomic_compare_exchange_n(byte, &value, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
+}
+
+/// The calling thread's share of a plan: touch its pages (when `touch`), then move those not on
+/// its node, one migrate per run.
+inline void move_share(const api::schedule_plan& plan, api::thread_migration& mine, bool touch,
+                       std::uintptr_t begin, const migrate_options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto t = static_cast<std::size_t>(mine.binding.thread);
+  mine.pages = plan.pages_of(mine.binding.thread);
+  if (plan.nodes[t] < 0) {
+    if (mine.pages != 0) mine.error = std::error_code(ENODEV, std::generic_category());
+    return;
+  }
+  for (const api::page_run& run : plan.runs[t]) {
+    if (touch) touch_run(run, begin);
+    const page_span span{reinterpret_cast<std::uintptr_t>(run.first), run.pages};
+    const std::vector<int> target(run.pages, plan.nodes[t]);
+    const migration_result r = migrate_pages(span, target, options);
+    mine.moved += r.moved;
+    mine.already_local += r.already_there;
+    mine.not_present += r.not_present;
+    mine.failed += r.failed;
+    mine.bytes += r.bytes;
+    if (r.error && !mine.error) mine.error = r.error;
+  }
+  mine.elapsed = std::chrono::steady_clock::now() - started;
+}
+
+/// place_for_schedule() and follow_threads(): one parallel region in which every thread finds
+/// its node, one thread plans, and every thread then moves its own pages.
+inline api::team_migration distribute(const void* data, std::size_t bytes,
+                                      const api::static_schedule& schedule, const api::team_options& options,
+                                      bool touch) {
+  const auto started = std::chrono::steady_clock::now();
+  api::bytes_per_iteration(bytes, schedule);  // throws before any thread starts
+  const topology& machine = topology::system();
+  const data_mapping mapping = bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
+  api::team_migration result;
+  result.used = resolve(options.migrate.path);
+  result.granule = mapping.granule;
+  result.threads.resize(static_cast<std::size_t>(schedule.threads));
+  api::schedule_plan plan;
+  int team = schedule.threads;
+  team_errors errors;
+  auto body = [&] {
+    if (omp_get_num_threads() != schedule.threads) {
+      if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+      return;
+    }
+    api::thread_migration& mine = result.threads[static_cast<std::size_t>(omp_get_thread_num())];
+    errors.guard([&] { mine.binding = current_binding(machine); });
+#pragma omp barrier
+#pragma omp single
+    errors.guard([&] {
+      if (errors.failed()) return;
+      std::vector<int> nodes;
+      for (const api::thread_migration& t : result.threads) nodes.push_back(t.binding.node);
+      plan = api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
+    });
+    if (errors.failed()) return;
+    errors.guard([&] {
+      move_share(plan, mine, touch && mapping.writable, reinterpret_cast<std::uintptr_t>(data), options.migrate);
+    });
+  };
+  in_team(schedule.threads, options.bind, body);
+  if (team != schedule.threads)
+    throw std::runtime_error("numamove::openmp: the schedule has " + std::to_string(schedule.threads) +
+                             " threads, the OpenMP runtime gave a team of " + std::to_string(team));
+  errors.rethrow();
+  result.elapsed = std::chrono::steady_clock::now() - started;
+  return result;
+}
+
+}  // namespace numamove::detail::openmp

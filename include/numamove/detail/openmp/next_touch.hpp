@@ -1,0 +1,232 @@
+// Next-touch in user space (the kernel has none): the marked pages are made inaccessible, and
+// the first access to each one faults into a callback that moves the page to the node of the
+// CPU the touching thread runs on, then gives the page its protection back. The class is a
+// public name, reached through numamove/openmp.hpp.
+#pragma once
+
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "../../flags.hpp"
+#include "../../topology.hpp"
+#include "../backend_choice.hpp"
+#include "../fault_handler.hpp"
+#include "../mappings.hpp"
+#include "../migration.hpp"
+#include "../procfs.hpp"
+#include "../syscalls.hpp"
+
+namespace numamove::detail::openmp {
+
+/// What the fault callback reads and updates: all of it fixed before the range is marked, or
+/// lock-free atomics, since the callback runs in signal context.
+struct next_touch_region {
+  enum : unsigned char { armed = 0, claimed = 1, done = 2 };
+
+  std::uintptr_t first = 0;  // page-aligned
+  std::size_t pages = 0;
+  int protection = 0;                            // what the pages get back
+  std::unique_ptr<std::atomic<unsigned char>[]> state;  // per page
+  std::vector<int> node_of_cpu;                  // -1: a CPU of no node with memory
+  std::atomic<std::size_t> armed_pages{0};
+  std::atomic<std::size_t> moved{0};
+  std::atomic<std::size_t> local{0};
+  std::atomic<std::size_t> failed{0};
+  int id = -1;
+
+  /// Gives every page still armed its protection back (one mprotect of the whole range, which
+  /// also merges the mapping again), counting them in `failed`: the way out when a one-page
+  /// mprotect fails (vm.max_map_count reached), so that no access crashes.
+  void release_all() noexcept {
+    ::mprotect(reinterpret_cast<void*>(first), pages * page_size(), protection);
+    for (std::size_t i = 0; i < pages; ++i) {
+      unsigned char expected = armed;
+      if (state[i].compare_exchange_strong(expected, done)) {
+        armed_pages.fetch_sub(1);
+        failed.fetch_add(1);
+      }
+    }
+  }
+
+  /// The first touch of page i, by the calling thread: restores the page's protection (Linux
+  /// 6.1 cannot move a page of a PROT_NONE mapping) and moves it to the node of this CPU.
+  void move_on_touch(std::size_t i) noexcept {
+    void* page = reinterpret_cast<void*>(first + i * page_size());
+    if (::mprotect(page, page_size(), protection) != 0) {
+      state[i].store(done, std::memory_order_release);
+      armed_pages.fetch_sub(1);
+      failed.fetch_add(1);
+      release_all();
+      return;
+    }
+    unsigned cpu = 0;
+    const bool known = ::syscall(SYS_getcpu, &cpu, nullptr, nullptr) == 0 && cpu < node_of_cpu.size();
+    int node = known ? node_of_cpu[cpu] : -1;
+    int status = -1;
+    // Query first, so that a page already there counts as local, not as moved.
+    if (node >= 0 && sys_move_pages(0, 1, &page, nullptr, &status, 0) == 0 && status != node && status >= 0) {
+      if (sys_move_pages(0, 1, &page, &node, &status, MPOL_MF_MOVE) >= 0 && status == node) moved.fetch_add(1);
+      else failed.fetch_add(1);
+    } else if (node >= 0) {
+      local.fetch_add(1);  // on this node already, or never touched: this access allocates it here
+    } else {
+      failed.fetch_add(1);
+    }
+    armed_pages.fetch_sub(1);
+    state[i].store(done, std::memory_order_release);
+  }
+
+  /// The fault callback. The thread that claims the page moves it; a thread that touches the
+  /// page meanwhile (from any node) waits until it is accessible, then retries its access, so
+  /// the page lands on one node and no write is lost.
+  static bool on_fault(void* address, bool, void* context) noexcept {
+    auto& self = *static_cast<next_touch_region*>(context);
+    const std::size_t i = (reinterpret_cast<std::uintptr_t>(address) - self.first) / page_size();
+    unsigned char expected = armed;
+    if (self.state[i].compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) self.move_on_touch(i);
+    while (self.state[i].load(std::memory_order_acquire) != done) ::sched_yield();
+    return true;
+  }
+
+  /// Gives every page not touched yet its protection back, waits for touches in progress,
+  /// and stops routing faults here.
+  void disarm() noexcept {
+    for (std::size_t i = 0; i < pages;) {
+      unsigned char expected = armed;
+      if (!state[i].compare_exchange_strong(expected, claimed)) {
+        ++i;
+        continue;
+      }
+      std::size_t end = i + 1;
+      for (; end < pages; ++end) {
+        expected = armed;
+        if (!state[end].compare_exchange_strong(expected, claimed)) break;
+      }
+      ::mprotect(reinterpret_cast<void*>(first + i * page_size()), (end - i) * page_size(), protection);
+      for (std::size_t k = i; k < end; ++k) state[k].store(done, std::memory_order_release);
+      armed_pages.fetch_sub(end - i);
+      i = end;
+    }
+    for (std::size_t i = 0; i < pages; ++i)
+      while (state[i].load(std::memory_order_acquire) != done) ::sched_yield();
+    unregister_fault_range(id);
+  }
+};
+
+/// PROT_* bits of a mapping's "rwxp" permissions.
+inline int protection_of(const mapping& m) noexcept {
+  return (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) |
+         (m.perms[2] == 'x' ? PROT_EXEC : 0);
+}
+
+}  // namespace numamove::detail::openmp
+
+namespace numamove::openmp {
+
+/// Marks memory so that each page moves to the node of the thread that next touches it (reads
+/// or writes it), then behaves as before: the kernel has no next-touch, so numamove makes the
+/// pages inaccessible and moves each one in the SIGSEGV handler that its first access raises
+/// (detail/fault_handler.hpp, shared with the userspace migrator). Concurrent first touches of a
+/// page from several nodes move it once, to one of them, and lose no write. Addresses and
+/// contents stay as they were. Pages are moved with move_pages(2); a page never touched is
+/// allocated by the touch, on the toucher's node. Unmarked when destroyed (or by disarm()):
+/// pages not touched by then get their protection back where they are.
+///
+/// While marked: do not change the protection of the range, nor unmap it; every first touch
+/// costs a fault, an mprotect and a move_pages call, and a one-page mprotect splits the mapping,
+/// so touches scattered over more pages than vm.max_map_count allows end the marking early
+/// (every page left gets its protection back at once and counts as failed).
+class next_touch {
+ public:
+  /// Marks the pages that data[0 .. count) touches. Throws std::system_error with ENOSYS where
+  /// move_pages(2) is refused (seccomp, a kernel without NUMA: the userspace migrator has no
+  /// single-page move that is safe in a signal handler), EINVAL when the pages are not one
+  /// run of mappings with equal permissions, ENOSPC when 256 ranges are marked already, and
+  /// mprotect's or sigaction's errno when marking fails (nothing stays marked then).
+  template <class T>
+  next_touch(T* data, std::size_t count) : region_(mark(data, count * sizeof(T))) {}
+
+  ~next_touch() { disarm(); }
+  next_touch(const next_touch&) = delete;
+  next_touch& operator=(const next_touch&) = delete;
+
+  /// Unmarks now (the destructor does it otherwise); later calls do nothing.
+  void disarm() noexcept {
+    if (region_ && region_->id >= 0) {
+      region_->disarm();
+      region_->id = -1;
+    }
+  }
+
+  std::size_t pages() const noexcept { return region_->pages; }
+  /// Pages not touched yet.
+  std::size_t armed() const noexcept { return region_->armed_pages.load(); }
+  /// Pages that a touch moved to the toucher's node.
+  std::size_t moved() const noexcept { return region_->moved.load(); }
+  /// Pages touched that were on the toucher's node already, or allocated there by the touch.
+  std::size_t local() const noexcept { return region_->local.load(); }
+  /// Pages touched that stayed where they were: the move failed (-EBUSY, no memory), the
+  /// toucher ran on a CPU of a node without memory, or the marking ended early.
+  std::size_t failed() const noexcept { return region_->failed.load(); }
+
+ private:
+  using region = numamove::detail::openmp::next_touch_region;
+
+  static std::unique_ptr<region> mark(const void* data, std::size_t bytes) {
+    namespace d = numamove::detail;
+    if (d::resolve(backend::automatic) != backend::kernel)
+      throw std::system_error(ENOSYS, std::generic_category(), "numamove::openmp::next_touch: no move_pages(2) here");
+    auto made = std::make_unique<region>();
+    const d::page_span span = d::pages_spanned(data, bytes);
+    made->first = span.first;
+    made->pages = span.count;
+    if (span.count == 0) return made;
+    const std::uintptr_t end = span.first + span.count * d::page_size();
+    const std::vector<d::mapping> maps = d::read_mappings(0);
+    const d::mapping* m = d::find_mapping(maps, span.first);
+    if (m == nullptr) throw std::system_error(EINVAL, std::generic_category(), "numamove::openmp::next_touch: not mapped");
+    made->protection = numamove::detail::openmp::protection_of(*m);
+    for (std::uintptr_t at = m->end; at < end;) {
+      const d::mapping* next = d::find_mapping(maps, at);
+      if (next == nullptr || next->perms != m->perms)
+        throw std::system_error(EINVAL, std::generic_category(),
+                                "numamove::openmp::next_touch: the range spans mappings with other permissions");
+      at = next->end;
+    }
+    const topology& machine = topology::system();
+    for (const int node : machine.nodes())
+      for (const int cpu : machine.cpus_of(node)) {
+        if (static_cast<std::size_t>(cpu) >= made->node_of_cpu.size())
+          made->node_of_cpu.resize(static_cast<std::size_t>(cpu) + 1, -1);
+        made->node_of_cpu[static_cast<std::size_t>(cpu)] = node;
+      }
+    made->state = std::make_unique<std::atomic<unsigned char>[]>(span.count);
+    made->armed_pages = span.count;
+    made->id = d::register_fault_range(reinterpret_cast<void*>(span.first), span.count * d::page_size(),
+                                       &region::on_fault, made.get());
+    if (made->id < 0)
+      throw std::system_error(errno, std::generic_category(), "numamove::openmp::next_touch: register_fault_range");
+    if (::mprotect(reinterpret_cast<void*>(span.first), span.count * d::page_size(), PROT_NONE) != 0) {
+      const int error = errno;
+      ::mprotect(reinterpret_cast<void*>(span.first), span.count * d::page_size(), made->protection);
+      d::unregister_fault_range(made->id);
+      throw std::system_error(error, std::generic_category(), "numamove::openmp::next_touch: mprotect");
+    }
+    return made;
+  }
+
+  std::unique_ptr<region> region_;
+};
+
+}  // namespace numamove::openmp

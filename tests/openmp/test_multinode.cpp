@@ -1,0 +1,286 @@
+// Data follows threads across real nodes (the tests/vm guests): after placement and after each
+// binding change and follow call, every thread's chunk is on its node as the kernel reports it.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <numamove/openmp.hpp>
+
+#include "omp_support.hpp"
+#include "support/catch.hpp"
+#include "support/pages.hpp"
+
+using numamove::openmp::static_schedule;
+using numamove_openmp_test::kernel_locality;
+using numamove_test::mapping;
+using numamove_test::page;
+
+namespace {
+
+// One thread per node, at most 4 (the largest guest has 4 CPUs).
+std::vector<int> one_thread_per_node() {
+  std::vector<int> nodes;
+  for (const int node : numamove::topology::system().nodes())
+    if (!numamove::topology::system().cpus_of(node).empty() && nodes.size() < 4) nodes.push_back(node);
+  return nodes;
+}
+
+// A mapping of `pages` pages out of automatic NUMA balancing's way, so that only the library
+// moves its pages.
+struct test_mapping : mapping {
+  explicit test_mapping(std::size_t pages) : mapping(pages) {
+    REQUIRE(numamove_openmp_test::keep_from_numa_balancing(data, bytes));
+  }
+};
+
+// A recognizable value for each 8-byte word.
+std::uint64_t pattern(std::size_t i) { return i * 0x9E3779B97F4A7C15ULL; }
+
+void fill(const mapping& m) {
+  auto* words = reinterpret_cast<std::uint64_t*>(m.data);
+  for (std::size_t i = 0; i < m.bytes / 8; ++i) words[i] = pattern(i);
+}
+
+bool intact(const mapping& m) {
+  const auto* words = reinterpret_cast<const std::uint64_t*>(m.data);
+  for (std::size_t i = 0; i < m.bytes / 8; ++i)
+    if (words[i] != pattern(i)) return false;
+  return true;
+}
+
+// Every thread's chunk entirely on its node, by the kernel's query and by the library's report.
+void check_all_local(const mapping& m, const static_schedule& s, const std::vector<int>& nodes,
+                     numamove::openmp::proc_bind bind = numamove::openmp::proc_bind::inherit) {
+  const auto kernel = kernel_locality(m.data, m.bytes, s, nodes);
+  const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, s, bind);
+  CHECK(numamove_openmp_test::nodes_of(report.bindings) == nodes);
+  for (std::size_t t = 0; t < nodes.size(); ++t) {
+    INFO("thread " << t << " on node " << nodes[t]);
+    CHECK(kernel[t].fraction() == 1.0);
+    CHECK(kernel[t].bytes == m.bytes / nodes.size());
+    CHECK(report.threads[t].fraction() == 1.0);
+    CHECK(report.threads[t].bytes_on == kernel[t].bytes_on);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]") {
+  const std::vector<int> nodes = one_thread_per_node();
+  REQUIRE(nodes.size() >= 2);
+  const auto threads = static_cast<int>(nodes.size());
+  test_mapping m(64 * nodes.size());
+  fill(m);  // by this thread: every page starts on its node
+  const int start = numamove_test::kernel_query(m.data, 1)[0];
+  const char* before = m.data;
+  const numamove_openmp_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  const static_schedule s{64 * nodes.size(), threads, 0};
+  const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, s);
+  CHECK(r);
+  CHECK(m.data == before);
+  CHECK(intact(m));
+  for (std::size_t t = 0; t < nodes.size(); ++t) {
+    INFO("thread " << t);
+    CHECK(r.threads[t].binding.node == nodes[t]);
+    CHECK(r.threads[t].binding.pinned);
+    CHECK(r.threads[t].pages == 64);
+    CHECK(r.threads[t].moved + r.threads[t].already_local == 64);
+    CHECK(r.threads[t].moved == (nodes[t] == start ? 0 : 64));
+  }
+  check_all_local(m, s, nodes);
+}
+
+TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node", "[multinode]") {
+  const std::vector<int> nodes = one_thread_per_node();
+  REQUIRE(nodes.size() >= 2);
+  const auto threads = static_cast<int>(nodes.size());
+  test_mapping m(64 * nodes.size());
+  fill(m);
+  const numamove_openmp_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  const static_schedule s{nodes.size(), threads, 0};
+  REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s));
+  check_all_local(m, s, nodes);
+
+  // Odd threads move one node over; even threads stay.
+  std::vector<int> moved_to = nodes;
+  for (std::size_t t = 1; t < nodes.size(); t += 2) moved_to[t] = nodes[(t + 1) % nodes.size()];
+  REQUIRE(pin.repin(moved_to));
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
+  CHECK(r);
+  for (std::size_t t = 0; t < nodes.size(); ++t) {
+    INFO("thread " << t << " from node " << nodes[t] << " to " << moved_to[t]);
+    CHECK(r.threads[t].binding.node == moved_to[t]);
+    CHECK(r.threads[t].moved == (t % 2 == 1 ? 64 : 0));
+    CHECK(r.threads[t].already_local == (t % 2 == 1 ? 0 : 64));
+    CHECK(r.threads[t].bytes == r.threads[t].moved * page());
+  }
+  CHECK(intact(m));
+  check_all_local(m, s, moved_to);
+
+  // Everyone back: the chunks follow again.
+  REQUIRE(pin.repin(nodes));
+  CHECK(numamove::openmp::follow_threads(m.data, m.bytes, s).moved() == 64 * (nodes.size() / 2));
+  CHECK(intact(m));
+  check_all_local(m, s, nodes);
+}
+
+TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places", "[multinode]") {
+  const std::vector<std::string> env{"OMP_PLACES=threads", "OMP_PROC_BIND=close"};
+  if (!numamove_openmp_test::environment_has(env)) {
+    // OpenMP reads its binding variables at start-up: run this case again with them set.
+    CHECK(numamove_openmp_test::rerun_with(env) == 0);
+    return;
+  }
+  using numamove::openmp::proc_bind;
+  const static_schedule s{2, 2, 0};
+  test_mapping m(128);
+  fill(m);
+  numamove::openmp::team_options close;
+  close.bind = proc_bind::close;
+  REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s, close));
+  const auto close_nodes = numamove_openmp_test::nodes_of(numamove::openmp::team_bindings(2, proc_bind::close));
+  check_all_local(m, s, close_nodes, proc_bind::close);
+
+  // spread, then primary (every thread on the primary thread's place), then close again.
+  for (const proc_bind bind : {proc_bind::spread, proc_bind::primary, proc_bind::close}) {
+    const auto before = kernel_locality(m.data, m.bytes, s, {-1, -1});
+    numamove::openmp::team_options options;
+    options.bind = bind;
+    const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
+    CHECK(r);
+    const auto nodes = numamove_openmp_test::nodes_of(numamove::openmp::team_bindings(2, bind));
+    for (std::size_t t = 0; t < 2; ++t) {
+      INFO("proc_bind " << static_cast<int>(bind) << " thread " << t << " on node " << nodes[t]);
+      CHECK(r.threads[t].binding.node == nodes[t]);
+      const bool was_local = before[t].bytes_on.count(nodes[t]) != 0 && before[t].bytes_on.at(nodes[t]) == m.bytes / 2;
+      CHECK(r.threads[t].moved == (was_local ? 0 : 64));
+    }
+    CHECK(intact(m));
+    check_all_local(m, s, nodes, bind);
+  }
+  CHECK(numamove::openmp::team_bindings(2, proc_bind::primary)[1].node == close_nodes[0]);
+  CHECK(close_nodes[0] != close_nodes[1]);
+}
+
+TEST_CASE("next_touch pages land on the node of the thread that touches them", "[multinode]") {
+  const std::vector<int> nodes = one_thread_per_node();
+  REQUIRE(nodes.size() >= 2);
+  const auto threads = static_cast<int>(nodes.size());
+  const std::size_t per_thread = 16;
+  test_mapping m(per_thread * nodes.size());
+  fill(m);
+  const int start = numamove_test::kernel_query(m.data, 1)[0];
+  const numamove_openmp_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  auto* words = reinterpret_cast<std::uint64_t*>(m.data);
+  const std::size_t per_page = page() / sizeof(std::uint64_t);
+  {
+    numamove::openmp::next_touch marked(m.data, m.bytes);
+    // Thread t touches its block of pages, flipping and restoring one word of each (a read and
+    // two writes, all after the first touch moved the page).
+#pragma omp parallel num_threads(threads)
+    {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      for (std::size_t p = t * per_thread; p < (t + 1) * per_thread; ++p) {
+        words[p * per_page + 1] ^= 1;
+        words[p * per_page + 1] ^= 1;
+      }
+    }
+    CHECK(marked.armed() == 0);
+    CHECK(marked.failed() == 0);
+    CHECK(marked.local() == per_thread);  // the block of the thread on the start node
+    CHECK(marked.moved() == per_thread * (nodes.size() - 1));
+  }
+  CHECK(intact(m));
+  const auto status = numamove_test::kernel_query(m.data, m.bytes / page());
+  for (std::size_t p = 0; p < status.size(); ++p) {
+    INFO("page " << p);
+    CHECK(status[p] == nodes[p / per_thread]);
+  }
+  CHECK(std::count(nodes.begin(), nodes.end(), start) == 1);
+}
+
+TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write", "[multinode]") {
+  const std::vector<int> all = one_thread_per_node();
+  REQUIRE(all.size() >= 2);
+  const std::vector<int> nodes{all[0], all[1]};
+  const numamove_openmp_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  test_mapping m(8);
+  constexpr std::uint32_t writes = 500;
+  for (int round = 0; round < 5; ++round) {
+    std::memset(m.data, 0, m.bytes);
+    numamove::openmp::next_touch marked(m.data, m.bytes);
+    std::atomic<int> ready{0};
+#pragma omp parallel num_threads(2)
+    {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      ready.fetch_add(1);
+      while (ready.load() < 2) {}
+      auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
+      for (std::uint32_t k = 0; k < writes; ++k)
+        for (std::size_t p = 0; p < 8; ++p) ++counters[p * page() / sizeof(std::uint32_t) + t];
+    }
+    CHECK(marked.armed() == 0);
+    CHECK(marked.local() + marked.moved() == 8);
+    const auto* counters = reinterpret_cast<const std::uint32_t*>(m.data);
+    const auto status = numamove_test::kernel_query(m.data, 8);
+    for (std::size_t p = 0; p < 8; ++p) {
+      INFO("round " << round << " page " << p);
+      CHECK((status[p] == nodes[0] || status[p] == nodes[1]));
+      CHECK(counters[p * page() / sizeof(std::uint32_t)] == writes);
+      CHECK(counters[p * page() / sizeof(std::uint32_t) + 1] == writes);
+    }
+  }
+}
+
+TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages", "[multinode]") {
+  // The guests start with balancing off; this case turns it on for itself.
+  const numamove_openmp_test::numa_balancing_on balancing;
+  REQUIRE(balancing.enabled());
+  const std::vector<int> nodes = one_thread_per_node();
+  REQUIRE(nodes.size() >= 2);
+  mapping m(64 * nodes.size());  // left to the balancer
+  fill(m);
+  // Keep busy until the balancer samples pages: on Linux 6.1 a query then says -ENOENT for
+  // pages the page table has.
+  const auto hidden = [&] {
+    const auto status = numamove_test::kernel_query(m.data, m.bytes / page());
+    std::vector<std::uint64_t> entries;
+    REQUIRE(numamove::detail::read_pagemap(0, reinterpret_cast<std::uintptr_t>(m.data), status.size(), entries));
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < status.size(); ++i)
+      if (status[i] == -ENOENT && (entries[i] & numamove::detail::pagemap_bit::present) != 0) ++count;
+    return count;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+  std::size_t sampled = 0;
+  while ((sampled = hidden()) == 0 && std::chrono::steady_clock::now() < deadline) {
+    const auto busy = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    while (std::chrono::steady_clock::now() < busy) {}
+  }
+  if (sampled == 0) {
+    WARN("skipped: no page was hidden within 6 s (a kernel where move_pages sees sampled pages, 6.5+)");
+    return;
+  }
+  const numamove_openmp_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  const static_schedule s{nodes.size(), static_cast<int>(nodes.size()), 0};
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
+  CHECK(r);
+  for (std::size_t t = 0; t < nodes.size(); ++t) {
+    INFO("thread " << t << " with " << sampled << " pages hidden before the call");
+    CHECK(r.threads[t].not_present == 0);
+    CHECK(r.threads[t].moved + r.threads[t].already_local == 64);
+  }
+  CHECK(intact(m));
+}

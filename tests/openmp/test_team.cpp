@@ -1,0 +1,175 @@
+// place_for_schedule, follow_threads, locality_for_schedule and team_bindings on this machine:
+// what they report, that they keep addresses and contents, and that the kernel agrees.
+#include <omp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include <numamove/numamove.hpp>
+#include <numamove/openmp.hpp>
+
+#include "omp_support.hpp"
+#include "support/catch.hpp"
+#include "support/pages.hpp"
+
+using numamove::openmp::static_schedule;
+using numamove_test::mapping;
+using numamove_test::page;
+
+namespace {
+const int home = numamove::topology::system().nodes().front();
+const int team = 2;
+}  // namespace
+
+TEST_CASE("team_bindings reports each thread's place, mask and node", "[team]") {
+  const auto bindings = numamove::openmp::team_bindings(team);
+  REQUIRE(bindings.size() == team);
+  for (int t = 0; t < team; ++t) {
+    const auto& b = bindings[static_cast<std::size_t>(t)];
+    CHECK(b.thread == t);
+    CHECK(b.node == home);
+    CHECK(b.pinned);
+    CHECK(std::find(b.cpus.begin(), b.cpus.end(), b.cpu) != b.cpus.end());
+  }
+  if (omp_get_proc_bind() == omp_proc_bind_false || omp_get_num_places() < team) {
+    WARN("place checks skipped: the threads are bound to no places (ctest sets OMP_PLACES=threads "
+         "OMP_PROC_BIND=close; run with those to check them)");
+    return;
+  }
+  for (int t = 0; t < team; ++t) {
+    const auto& b = bindings[static_cast<std::size_t>(t)];
+    CHECK(b.place == t);
+    std::vector<int> place(static_cast<std::size_t>(omp_get_place_num_procs(t)));
+    omp_get_place_proc_ids(t, place.data());
+    std::sort(place.begin(), place.end());
+    CHECK(b.cpus == place);
+  }
+  // proc_bind(primary) puts every thread on the primary thread's place.
+  for (const auto& b : numamove::openmp::team_bindings(team, numamove::openmp::proc_bind::primary))
+    CHECK(b.place == bindings[0].place);
+  const auto spread = numamove::openmp::team_bindings(team, numamove::openmp::proc_bind::spread);
+  CHECK(spread[0].place != spread[1].place);
+}
+
+TEST_CASE("place_for_schedule gives fresh memory pages on each thread's node", "[team]") {
+  mapping m(64);
+  auto* words = reinterpret_cast<std::uint64_t*>(m.data);
+  const std::size_t count = m.bytes / sizeof(std::uint64_t);
+  const static_schedule rows{64, team, 0};
+  const auto r = numamove::openmp::place_for_schedule(words, count, rows);
+  CHECK(r);
+  CHECK(r.used == numamove::backend::kernel);
+  CHECK(r.granule == page());
+  REQUIRE(r.threads.size() == team);
+  for (const auto& t : r.threads) {
+    CHECK(t.pages == 32);
+    CHECK(t.binding.node == home);
+    CHECK(t.already_local == 32);  // first touch by the thread itself placed them
+    CHECK(t.moved == 0);
+    CHECK(t.not_present == 0);
+    CHECK_FALSE(t.error);
+  }
+  CHECK(numamove_test::kernel_query(m.data, 64) == std::vector<int>(64, home));
+  CHECK(std::all_of(words, words + count, [](std::uint64_t w) { return w == 0; }));
+}
+
+TEST_CASE("place_for_schedule keeps addresses and contents", "[team]") {
+  numamove::vector<double> grid(8 * 1024);  // 16 pages, 16 iterations of one page each
+  for (std::size_t i = 0; i < grid.size(); ++i) grid[i] = static_cast<double>(i) * 0.5;
+  const double* before = grid.data();
+  const auto r = numamove::openmp::place_for_schedule(grid.data(), grid.size(), {16, team, 1});
+  CHECK(r);
+  CHECK(grid.data() == before);
+  for (std::size_t i = 0; i < grid.size(); ++i) REQUIRE(grid[i] == static_cast<double>(i) * 0.5);
+  // schedule(static, 1): thread t has the even or the odd pages.
+  CHECK(r.threads[0].pages == 8);
+  CHECK(r.threads[1].pages == 8);
+}
+
+TEST_CASE("follow_threads after placement finds everything local and moves nothing", "[team]") {
+  mapping m(32);
+  m.touch(0, 32);
+  const static_schedule s{32, team, 0};
+  REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s));
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
+  CHECK(r);
+  CHECK(r.moved() == 0);
+  CHECK(r.already_local() == 32);
+  CHECK(r.bytes() == 0);
+  const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, s);
+  REQUIRE(report.threads.size() == team);
+  const auto kernel = numamove_openmp_test::kernel_locality(m.data, m.bytes, s, {home, home});
+  for (std::size_t t = 0; t < team; ++t) {
+    CHECK(report.threads[t].fraction() == 1.0);
+    CHECK(report.threads[t].bytes == 16 * page());
+    CHECK(report.threads[t].bytes_on == kernel[t].bytes_on);
+  }
+  CHECK(report.fraction() == 1.0);
+}
+
+TEST_CASE("follow_threads leaves pages never touched untouched", "[team]") {
+  mapping m(16);
+  m.touch(0, 8);
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, {16, team, 0});
+  CHECK(r.threads[0].already_local == 8);
+  CHECK(r.threads[1].not_present == 8);
+  const auto status = numamove_test::kernel_query(m.at_page(8), 8);
+  CHECK(std::none_of(status.begin(), status.end(), [](int s) { return s >= 0; }));
+  const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, {16, team, 0});
+  CHECK(report.threads[1].fraction() == 0.0);
+  CHECK(report.threads[1].bytes_on.at(-ENOENT) == 8 * page());
+}
+
+TEST_CASE("place_for_schedule moves but does not write a read-only mapping", "[team]") {
+  mapping m(8);
+  m.touch(0, 4);
+  REQUIRE(::mprotect(m.data, m.bytes, PROT_READ) == 0);
+  const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, {8, team, 0});
+  CHECK(r.threads[0].already_local == 4);
+  CHECK(r.threads[1].not_present == 4);
+  REQUIRE(::mprotect(m.data, m.bytes, PROT_READ | PROT_WRITE) == 0);
+}
+
+TEST_CASE("place_for_schedule gives out huge pages whole where THPs may back the data", "[team]") {
+  const std::size_t huge = numamove::detail::thp_size();
+  mapping m(3 * huge / page());
+  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
+  const std::size_t bytes = huge;
+  if (::madvise(aligned, bytes, MADV_HUGEPAGE) != 0) {
+    WARN("skipped: madvise(MADV_HUGEPAGE) failed (errno " << errno << "): no THP here");
+    return;
+  }
+  const auto r = numamove::openmp::place_for_schedule(aligned, bytes, {2, team, 0});
+  if (numamove::detail::read_text("/sys/kernel/mm/transparent_hugepage/enabled").find("[never]") != std::string::npos) {
+    CHECK(r.granule == page());
+    return;
+  }
+  CHECK(r.granule == huge);
+  // One huge page, two threads: the thread whose half holds its middle gets all of it.
+  CHECK(r.threads[0].pages + r.threads[1].pages == huge / page());
+  CHECK((r.threads[0].pages == 0 || r.threads[1].pages == 0));
+}
+
+TEST_CASE("place_for_schedule and follow_threads reject schedules that do not fit", "[team]") {
+  mapping m(4);
+  CHECK_THROWS_AS(numamove::openmp::place_for_schedule(m.data, m.bytes, {3, team, 0}), std::invalid_argument);
+  CHECK_THROWS_AS(numamove::openmp::follow_threads(m.data, m.bytes, {4, 0, 0}), std::invalid_argument);
+  CHECK_THROWS_AS(numamove::openmp::team_bindings(0), std::invalid_argument);
+  // Inside a parallel region (nesting off) the runtime gives a team of one.
+  bool threw = false;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+  {
+    try {
+      numamove::openmp::follow_threads(m.data, m.bytes, {4, team, 0});
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+  }
+  CHECK(threw);
+}
