@@ -22,7 +22,8 @@ namespace numamove {
 ///
 /// Never throws for a failed move: call-level errors go to result.error with the errno that
 /// move_pages(2) gives (EINVAL bad flags, EPERM MPOL_MF_MOVE_ALL without CAP_SYS_NICE, ENODEV a
-/// node without memory, EACCES a node outside the cpuset, EFAULT, ENOMEM), EINVAL for
+/// node without memory, EACCES a node outside the cpuset, EFAULT, also for a range that does not
+/// fit in the address space, ENOMEM), EINVAL for
 /// options.force with backend::kernel, EHOSTUNREACH on the userspace path for a node it cannot
 /// place pages on; after which no page has moved unless result.status says so. Per-page outcomes
 /// go to result.status. Where the kernel path is absent the userspace path runs (options.path,
@@ -30,6 +31,12 @@ namespace numamove {
 /// cannot be allocated.
 template <class T>
 migration_result migrate(T* data, std::size_t count, int node, const migrate_options& options = {}) {
+  if (detail::range_wraps(data, count, sizeof(T))) {
+    migration_result wrapped;
+    wrapped.used = detail::resolve(options.path);
+    wrapped.error = std::make_error_code(std::errc::bad_address);
+    return wrapped;
+  }
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
   return detail::migrate_pages(span, std::vector<int>(span.count, node), options);
 }
@@ -49,6 +56,8 @@ migration_result migrate(Range& contiguous, int node, const migrate_options& opt
 /// std::system_error with the call's errno when the query itself fails (EFAULT).
 template <class T>
 std::vector<int> locate(const T* data, std::size_t count) {
+  if (detail::range_wraps(data, count, sizeof(T)))
+    throw std::system_error(EFAULT, std::generic_category(), "numamove::locate: the range wraps the address space");
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
   std::vector<void*> pages = detail::page_addresses(span);
   std::vector<int> status(span.count);

@@ -25,6 +25,13 @@ struct page_span {
   std::size_t count = 0;
 };
 
+/// True when `count` objects of `size` bytes from `data` do not fit in the address space (the
+/// byte count overflows or the range wraps): no page can hold them.
+inline bool range_wraps(const void* data, std::size_t count, std::size_t size) noexcept {
+  if (size != 0 && count > SIZE_MAX / size) return true;
+  return reinterpret_cast<std::uintptr_t>(data) > UINTPTR_MAX - count * size;
+}
+
 inline page_span pages_spanned(const void* data, std::size_t bytes) noexcept {
   if (bytes == 0) return {};
   const std::uintptr_t page = page_size();
