@@ -5,7 +5,7 @@
 #                              guest when this machine has one NUMA node)
 #   tools/quickstart.sh test   build and run the whole test suite: every ctest label (unit,
 #                              packaging, docs, openmp, the NUMA guests), then the ASan+UBSan
-#                              and the ThreadSanitizer builds
+#                              and the ThreadSanitizer builds, and a bounded fuzzing run
 # Installs the Debian packages in tools/debian-packages.txt that are missing (needs root).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +47,12 @@ case "${1:-}" in
     # ThreadSanitizer with clang: LLVM's libomp with Archer makes the OpenMP tests checkable.
     CXX=clang++-14 configure_and_build "$build-tsan" -DCMAKE_BUILD_TYPE=Debug -DNUMAMOVE_SANITIZE=thread \
       -DNUMAMOVE_VM_TESTS=OFF -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
-    ctest --test-dir "$build-tsan" --output-on-failure -L "unit|openmp" ;;
+    ctest --test-dir "$build-tsan" --output-on-failure -L "unit|openmp"
+    # A bounded libFuzzer run over move_pages' arguments, both backends.
+    CXX=clang++-14 cmake -S "$root" -B "$build-fuzz" -DNUMAMOVE_BUILD_FUZZERS=ON -DNUMAMOVE_VM_TESTS=OFF \
+      -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
+    cmake --build "$build-fuzz" -j"$jobs" --target numamove_fuzz_move_pages
+    ctest --test-dir "$build-fuzz" --output-on-failure -L fuzz ;;
   *)
     echo "usage: $0 demo|test" >&2
     exit 2 ;;

@@ -181,7 +181,9 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
   const int start = numamove_test::kernel_query(m.data, 1)[0];
   const numamove_openmp_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
-  auto* words = reinterpret_cast<std::uint64_t*>(m.data);
+  // volatile: the flip and flip back below would otherwise be optimized away, and with them
+  // the touches.
+  auto* words = reinterpret_cast<volatile std::uint64_t*>(m.data);
   const std::size_t per_page = page() / sizeof(std::uint64_t);
   {
     numamove::openmp::next_touch marked(m.data, m.bytes);
@@ -191,8 +193,8 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       for (std::size_t p = t * per_thread; p < (t + 1) * per_thread; ++p) {
-        words[p * per_page + 1] ^= 1;
-        words[p * per_page + 1] ^= 1;
+        words[p * per_page + 1] = words[p * per_page + 1] ^ 1;
+        words[p * per_page + 1] = words[p * per_page + 1] ^ 1;
       }
     }
     CHECK(marked.armed() == 0);

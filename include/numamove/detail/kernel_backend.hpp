@@ -47,35 +47,43 @@ inline bool kernel_hides_numa_hinted_pages() noexcept { return kernel_release() 
 
 /// Entries of the calling process reported -ENOENT although the page table holds a present
 /// page: each such page of a readable mapping is read once (the access ends the NUMA-hinting
-/// state), then those entries are asked for again. Pages of mappings the program made
-/// unreadable keep -ENOENT.
+/// state), then those entries are asked for again. The balancer keeps sampling while this runs,
+/// so a few rounds are allowed. Pages of mappings the program made unreadable keep -ENOENT.
 inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status,
                                int flags) {
   std::vector<unsigned long> hidden;
   std::vector<std::uint64_t> entry;
   std::vector<mapping> maps;
-  for (unsigned long i = 0; i < count; ++i) {
-    if (status[i] != -ENOENT) continue;
-    const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
-    if (!read_pagemap(0, address, 1, entry) || (entry[0] & pagemap_bit::present) == 0) continue;
-    if (maps.empty()) maps = read_mappings(0);
-    const mapping* m = find_mapping(maps, address);
-    if (m == nullptr || (m->protection() & PROT_READ) == 0) continue;
-    (void)*reinterpret_cast<const volatile char*>(address);
-    hidden.push_back(i);
+  for (unsigned long i = 0; i < count; ++i)
+    if (status[i] == -ENOENT) hidden.push_back(i);
+  for (int round = 0; round < 4 && !hidden.empty(); ++round) {
+    std::vector<unsigned long> touched;
+    for (const unsigned long i : hidden) {
+      const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
+      if (!read_pagemap(0, address, 1, entry) || (entry[0] & pagemap_bit::present) == 0) continue;
+      if (maps.empty()) maps = read_mappings(0);
+      const mapping* m = find_mapping(maps, address);
+      if (m == nullptr || (m->protection() & PROT_READ) == 0) continue;
+      (void)*reinterpret_cast<const volatile char*>(address);
+      touched.push_back(i);
+    }
+    if (touched.empty()) return;
+    std::vector<void*> again_pages(touched.size());
+    std::vector<int> again_nodes(touched.size());
+    std::vector<int> again_status(touched.size());
+    for (std::size_t k = 0; k < touched.size(); ++k) {
+      again_pages[k] = pages[touched[k]];
+      if (nodes != nullptr) again_nodes[k] = nodes[touched[k]];
+    }
+    if (sys_move_pages(0, touched.size(), again_pages.data(), nodes ? again_nodes.data() : nullptr,
+                       again_status.data(), flags) != 0)
+      return;
+    hidden.clear();
+    for (std::size_t k = 0; k < touched.size(); ++k) {
+      status[touched[k]] = again_status[k];
+      if (again_status[k] == -ENOENT) hidden.push_back(touched[k]);
+    }
   }
-  if (hidden.empty()) return;
-  std::vector<void*> again_pages(hidden.size());
-  std::vector<int> again_nodes(hidden.size());
-  std::vector<int> again_status(hidden.size());
-  for (std::size_t k = 0; k < hidden.size(); ++k) {
-    again_pages[k] = pages[hidden[k]];
-    if (nodes != nullptr) again_nodes[k] = nodes[hidden[k]];
-  }
-  if (sys_move_pages(0, hidden.size(), again_pages.data(), nodes ? again_nodes.data() : nullptr,
-                     again_status.data(), flags) != 0)
-    return;
-  for (std::size_t k = 0; k < hidden.size(); ++k) status[hidden[k]] = again_status[k];
 }
 
 /// move_pages(2) with the kernel's contract, statuses corrected to the seed's meaning where the
