@@ -11,15 +11,6 @@
 
 using namespace numamove_test;
 
-namespace {
-
-std::string describe(const child_report& r) {
-  return "child: started=" + std::to_string(r.started) + " finished=" + std::to_string(r.finished) +
-         " code=" + std::to_string(r.code) + " problem='" + r.problem + "' notes='" + r.notes + "'";
-}
-
-}  // namespace
-
 TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves nothing", "[multinode][enodev]") {
   const std::vector<int> nodes = memory_nodes();
   const std::vector<int> memoryless = memoryless_nodes();
@@ -109,7 +100,7 @@ TEST_CASE("a node outside the caller's cpuset is EACCES", "[multinode][cpuset]")
       },
       child_options{numa_filter::none});
   const child_report& r = child.receive(11);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 11);
   REQUIRE(r.values[0] == 0);
   CHECK(r.values[1] == 1);
@@ -189,7 +180,7 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
   CHECK(first_mismatch(m.data, m.bytes, 61) == SIZE_MAX);
   child.proceed();
   const child_report& r = child.receive(2);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 2);
   CHECK(r.values[1] == 1);  // the child's copy is intact
   CHECK(child.release() == 0);
@@ -216,7 +207,7 @@ TEST_CASE("MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM", "[multinode][shared]
         return 0;
       },
       child_options{numa_filter::none, true});
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   REQUIRE(r.values.size() == 6);
   CHECK(r.values[0] == 0);

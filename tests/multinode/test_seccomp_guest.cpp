@@ -12,15 +12,6 @@
 
 using namespace numamove_test;
 
-namespace {
-
-std::string describe(const child_report& r) {
-  return "child: started=" + std::to_string(r.started) + " finished=" + std::to_string(r.finished) +
-         " code=" + std::to_string(r.code) + " problem='" + r.problem + "' notes='" + r.notes + "'";
-}
-
-}  // namespace
-
 TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM", "[multinode][seccomp]") {
   const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
@@ -54,7 +45,7 @@ TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says E
     return 0;
   });
   const child_report& r = child.receive(8);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 8);
   const char* first = reinterpret_cast<const char*>(static_cast<std::intptr_t>(r.values[0]));
   CHECK(r.values[1] == EPERM);
@@ -92,7 +83,7 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
     return 0;
   });
   const child_report& head = child.receive(7);
-  INFO(describe(head));
+  INFO(head.describe());
   REQUIRE(head.values.size() == 7);
   const std::size_t statuses = static_cast<std::size_t>(head.values[6]);
   const child_report& r = child.receive(7 + statuses);
@@ -160,7 +151,7 @@ TEST_CASE("under the filter the allocator places with mbind, or by first touch w
       },
       options);
   const child_report& r = child.receive(2);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 2);
   // Without CAP_SYS_NICE mbind is refused: a worker pinned to the target's CPUs touches the
   // pages instead, which needs the target to have CPUs (EHOSTUNREACH otherwise).

@@ -33,13 +33,6 @@ using numamove_test::where;
 
 namespace {
 
-// What a child sent and why it stopped, for failure messages.
-std::string describe(const numamove_test::child_report& r) {
-  std::string text = "child: " + (r.problem.empty() ? std::string("finished") : r.problem) + "; values";
-  for (const std::int64_t v : r.values) text += " " + std::to_string(v);
-  return text + "\n" + r.notes;
-}
-
 // The first node with memory and CPUs.
 int node_with_cpus() {
   const numamove::topology& t = numamove::topology::system();
@@ -101,7 +94,7 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
       },
       options);
   const numamove_test::child_report& r = child.receive(7 * pairs.size());
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 7 * pairs.size());
   for (std::size_t k = 0; k < pairs.size(); ++k) {
     const std::int64_t* v = &r.values[7 * k];
@@ -165,7 +158,7 @@ TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a s
     return 0;
   });
   const numamove_test::child_report& r = child.receive(7);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 7);
   CHECK(r.values[0] == 1);
   CHECK(r.values[1] == 1);
@@ -199,7 +192,7 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
       },
       options);
   const numamove_test::child_report& r = child.receive(nodes.size());
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == nodes.size());
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     INFO("node " << nodes[k]);
@@ -251,7 +244,7 @@ TEST_CASE("userspace: writers lose nothing while their range moves between nodes
     return 0;
   });
   const numamove_test::child_report& r = child.receive(3);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.values.size() == 3);
   CHECK(r.values[0] == 1);
   CHECK(r.values[1] == 1);

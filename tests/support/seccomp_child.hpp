@@ -175,6 +175,14 @@ struct child_report {
   std::vector<std::int64_t> values;  ///< every value the child sent, in order
   std::string notes;                 ///< every note the child sent, one per line
   std::string problem;               ///< why not finished: setup failure, signal, timeout
+
+  /// Everything above in one line and the notes after it, for failure messages.
+  std::string describe() const {
+    std::string text = "child: started=" + std::to_string(started) + " finished=" + std::to_string(finished) +
+                       " code=" + std::to_string(code) + " problem='" + problem + "' values";
+    for (const std::int64_t v : values) text += " " + std::to_string(v);
+    return text + "\n" + notes;
+  }
 };
 
 /// The child's end of the conversation.
