@@ -202,8 +202,8 @@ TEST_CASE("-EFAULT for a never-touched page becomes -ENOENT, as on kernels outsi
   m.touch(0, 1);
   volatile char sink = *m.at_page(2);  // the zero page
   (void)sink;
-  void* gone = ::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ::munmap(gone, page());
+  // Below mmap_min_addr: never mapped, unlike a munmapped address another thread may reuse.
+  void* gone = reinterpret_cast<void*>(3 * page());
   void* pages[] = {m.at_page(0), m.at_page(1), m.at_page(2), gone};
   int status[] = {home, -EFAULT, -EFAULT, -EFAULT};
   numamove::detail::restore_enoent(0, 4, pages, status);

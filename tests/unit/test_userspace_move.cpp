@@ -1,13 +1,18 @@
 // The userspace migrator's copy path and its call-level contract, on this machine: forced moves
 // to the node the pages are on relocate them for real (new page frames, same addresses,
 // contents, protections, huge pages); call-level errors match backend::kernel's.
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -42,6 +47,20 @@ pid_t vanished_pid() {
   if (child == 0) ::_exit(0);
   ::waitpid(child, nullptr, 0);
   return child;
+}
+
+// Makes process_vm_readv and process_vm_writev fail with EPERM in the calling process (as some
+// container profiles do), so that the pipe fallback for the caller's arrays runs.
+bool refuse_process_vm() {
+  sock_filter program[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_writev, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+  };
+  sock_fprog filter{static_cast<unsigned short>(sizeof program / sizeof program[0]), program};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) == 0;
 }
 
 // rc, or 1000 + errno for -1: one number to compare between the backends.
@@ -254,6 +273,36 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
     ::munmap(two, page());
   }
   CHECK(*m.at_page(1) == 1 + 1);
+}
+
+TEST_CASE("userspace: without process_vm_readv the caller's arrays are read through a pipe", "[userspace][errors]") {
+  mapping m(2);
+  m.touch(0, 2);
+  char* two = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(::munmap(two + page(), page()) == 0);
+  CHECK(in_child([&] {
+          if (!refuse_process_vm()) return 90;
+          std::vector<void*> pages{m.data, m.at_page(1)};
+          std::vector<int> nodes{home, home};
+          std::vector<int> status{99, 99};
+          if (numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), 0, backend::userspace) != 0) return 91;
+          if (status != std::vector<int>{home, home}) return 92;
+          errno = 0;
+          if (numamove::move_pages(0, 2, nullptr, nullptr, status.data(), 0, backend::userspace) != -1 || errno != EFAULT)
+            return 93;
+          int* unwritable = static_cast<int*>(static_cast<void*>(const_cast<char*>("read-only string!")));
+          errno = 0;
+          if (numamove::move_pages(0, 1, pages.data(), nullptr, unwritable, 0, backend::userspace) != -1 || errno != EFAULT)
+            return 94;
+          void** array = reinterpret_cast<void**>(two + page() - sizeof(void*));
+          array[0] = m.data;
+          std::vector<int> many(3, 99);
+          errno = 0;
+          if (numamove::move_pages(0, 3, array, nullptr, many.data(), 0, backend::userspace) != -1 || errno != EFAULT)
+            return 95;
+          return many == std::vector<int>{home, 99, 99} ? 0 : 96;
+        }) == 0);
+  ::munmap(two, page());
 }
 
 TEST_CASE("userspace: another process's pages can be queried, not moved", "[userspace][errors]") {

@@ -449,3 +449,21 @@ TEST_CASE("userspace: every kind of page, statuses next to the kernel's", "[user
     }
   }
 }
+
+TEST_CASE("userspace: the zero page is told apart without PFNs (no CAP_SYS_ADMIN)", "[userspace][rules]") {
+  mapping m(3);
+  CHECK(in_child([&] {
+          // The child's own pages (the parent's would be shared with it copy-on-write).
+          m.touch(0, 1);
+          (void)*reinterpret_cast<volatile char*>(m.at_page(1));  // the zero page
+          std::memset(m.at_page(2), 0, page());                   // written, all zeros: a page of its own
+          if (!drop_effective(CAP_SYS_ADMIN)) return 90;
+          const numamove::capabilities& here = numamove::capabilities::refresh();
+          if (here.pagemap_pfns) return 91;
+          // PAGEMAP_SCAN where the kernel has it (6.7+), else the move_pages query, else contents.
+          std::vector<int> status;
+          if (force_move(m.data, 3, home, status) != 0) return 92;
+          if (status != std::vector<int>{home, -EFAULT, home}) return 93;
+          return query(m.at_page(1)) == -EFAULT && query(m.at_page(2)) == home ? 0 : 94;
+        }) == 0);
+}

@@ -39,10 +39,13 @@ struct mapping {
   std::size_t anon_huge_bytes = 0;   // AnonHugePages: bytes currently backed by THPs
   std::string vm_flags;              // "rd wr mr mw me ac ..." as in smaps
 
+  /// True when VmFlags has the two-letter flag (e.g. "lo"). Allocates nothing: called per page.
   bool has_flag(const char* two_letters) const {
-    std::istringstream words(vm_flags);
-    for (std::string word; words >> word;)
-      if (word == two_letters) return true;
+    const std::size_t n = vm_flags.size();
+    for (std::size_t i = 0; i + 1 < n; ++i)
+      if (vm_flags[i] == two_letters[0] && vm_flags[i + 1] == two_letters[1] && (i == 0 || vm_flags[i - 1] == ' ') &&
+          (i + 2 == n || vm_flags[i + 2] == ' '))
+        return true;
     return false;
   }
   bool shared() const { return perms.size() > 3 && perms[3] == 's'; }

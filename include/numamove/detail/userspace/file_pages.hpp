@@ -20,35 +20,24 @@
 
 namespace numamove::detail::userspace {
 
-/// What happened to one range of page-cache pages.
-struct refault_outcome {
-  int error = 0;  ///< negative errno for every page when the range was left alone (-EIO writeback failed)
-};
-
 /// Writes back, drops and faults in again [begin, begin + pages) of a mapping of `fd` whose first
 /// page is at file offset `offset`. `shared` mappings are written back first (msync); private
 /// ones hold only clean page-cache pages here (the caller checked). `evicted[j]` says which pages
 /// left the cache and were read back by the calling thread; the others stayed where they were.
-/// Every page is present again afterwards. Allocates nothing.
-inline refault_outcome refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset, bool shared,
-                               unsigned char* evicted) noexcept {
-  refault_outcome outcome;
+/// Every page is present again afterwards. Returns 0, or the negative status of every page when
+/// the range was left alone (-EIO: the writeback failed). Allocates nothing.
+inline int refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset, bool shared,
+                   unsigned char* evicted) noexcept {
   void* const at = reinterpret_cast<void*>(begin);
   const std::size_t bytes = pages * page_size();
   for (std::size_t j = 0; j < pages; ++j) evicted[j] = 0;
   if (shared) {
     int error = injected(failure_point::writeback);
     if (error == 0 && ::msync(at, bytes, MS_SYNC) != 0) error = errno;
-    if (error != 0) {
-      outcome.error = error == EIO ? -EIO : -EBUSY;
-      return outcome;
-    }
+    if (error != 0) return error == EIO ? -EIO : -EBUSY;
   }
   // Our mapping of the pages goes; the data stays in the (clean) cache or the file.
-  if (::madvise(at, bytes, MADV_DONTNEED) != 0) {
-    outcome.error = -EBUSY;
-    return outcome;
-  }
+  if (::madvise(at, bytes, MADV_DONTNEED) != 0) return -EBUSY;
   // The cache drops only whole folios (up to a huge page in size), and only those nobody maps:
   // ask over the huge-page-aligned span, so that a folio our pages share with unmapped
   // neighbours can go. Those neighbours are read again from the file when someone needs them.
@@ -61,10 +50,10 @@ inline refault_outcome refault(std::uintptr_t begin, std::size_t pages, int fd, 
     for (std::size_t j = 0; j < pages; ++j) evicted[j] = (evicted[j] & 1) ? 0 : 1;
   }
 #ifdef MADV_POPULATE_READ
-  if (::madvise(at, bytes, MADV_POPULATE_READ) == 0) return outcome;
+  if (::madvise(at, bytes, MADV_POPULATE_READ) == 0) return 0;
 #endif
   for (std::size_t j = 0; j < pages; ++j) (void)*reinterpret_cast<volatile const char*>(begin + j * page_size());
-  return outcome;
+  return 0;
 }
 
 }  // namespace numamove::detail::userspace

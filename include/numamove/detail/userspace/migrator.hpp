@@ -104,6 +104,7 @@ inline long move_pages(int pid, unsigned long count, void** pages, const int* no
   };
   if (const int error = check_flags(flags)) return fail(error);
   const bool self = pid == 0 || pid == ::getpid();
+  if (pid < 0) return fail(ESRCH);  // kill() would take it for a process group
   if (!self && ::kill(pid, 0) != 0) return -1;  // ESRCH, or EPERM for another user's process
   if (count == 0) return 0;
   // Another process's pages can only be moved by the kernel; userspace can only look.

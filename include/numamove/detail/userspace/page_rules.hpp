@@ -20,6 +20,7 @@
 
 #include "../../capabilities.hpp"
 #include "../../flags.hpp"
+#include "../../migration_result.hpp"
 #include "../../topology.hpp"
 #include "../fault_handler.hpp"
 #include "../huge_pages.hpp"
@@ -28,10 +29,6 @@
 #include "../syscalls.hpp"
 
 namespace numamove::detail::userspace {
-
-/// Status of a present page whose node could not be learned: the query is refused and
-/// numa_maps shows the page's mapping on several nodes. Never a node numamove did not verify.
-inline constexpr int unknown_node = -ENODATA;  // numamove::node_unknown
 
 /// What the migrator does with a page.
 enum class treatment : unsigned char {
@@ -151,7 +148,8 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
   e.maps = read_mappings(pid);
   const int pagemap_fd = ::open((proc_dir(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
   if (pagemap_fd < 0 || e.maps.empty()) {
-    e.error = pagemap_fd < 0 && (errno == EACCES || errno == EPERM) ? EPERM : pagemap_fd < 0 ? errno : ESRCH;
+    // The process went away (ESRCH), or its files are not ours to read (EPERM, as the kernel).
+    e.error = pagemap_fd < 0 && (errno == EACCES || errno == EPERM) ? EPERM : ESRCH;
     if (pagemap_fd >= 0) ::close(pagemap_fd);
     return e;
   }
@@ -179,9 +177,14 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
   std::vector<std::size_t> present;
   std::vector<std::size_t> zero_candidates;
   for (std::size_t i = 0; i < n; ++i) {
-    vma[i] = find_mapping(e.maps, addresses[i]);
-    if (vma[i] == nullptr || vma[i]->has_flag("io") || vma[i]->has_flag("pf")) continue;
+    // Addresses ascend: the mapping of the page before is the first guess.
+    if (i > 0 && vma[i - 1] != nullptr && addresses[i] < vma[i - 1]->end && addresses[i] >= vma[i - 1]->start)
+      vma[i] = vma[i - 1];
+    else
+      vma[i] = find_mapping(e.maps, addresses[i]);
+    if (vma[i] == nullptr) continue;
     e.pages[i].vma = static_cast<std::size_t>(vma[i] - e.maps.data());
+    if (vma[i]->has_flag("io") || vma[i]->has_flag("pf")) continue;
     const std::uint64_t entry = e.pages[i].entry;
     if ((entry & pagemap_bit::present) == 0) continue;
     present.push_back(i);
@@ -194,9 +197,12 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
 
   // Where present pages are: the kernel's query where it answers, else the one node with
   // memory, else numa_maps where a mapping's pages all sit on one node.
+  // On one node every present page is there: ask the kernel only where it tells more (which
+  // node), or where nothing else tells the zero page apart (no PFNs, no PAGEMAP_SCAN).
   std::vector<int> node(n, -1);
   std::vector<std::size_t> unanswered = present;  // present pages the kernel did not place
-  if (here.move_pages_query && !present.empty()) {
+  const bool one_node = topology::system().nodes().size() == 1;
+  if (here.move_pages_query && !present.empty() && (!one_node || (!here.pagemap_pfns && !here.pagemap_scan))) {
     std::vector<void*> asked(present.size());
     std::vector<int> answer(present.size(), -1);
     for (std::size_t k = 0; k < present.size(); ++k) asked[k] = reinterpret_cast<void*>(addresses[present[k]]);
@@ -214,9 +220,8 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     find_zero_pages(pid, pagemap_fd, here, e, zero_candidates, zero);
   }
   if (!unanswered.empty()) {
-    const std::vector<int> nodes = topology::system().nodes();
-    if (nodes.size() == 1) {
-      for (const std::size_t i : unanswered) node[i] = nodes.front();
+    if (one_node) {
+      for (const std::size_t i : unanswered) node[i] = topology::system().nodes().front();
     } else {
       const auto counts = read_numa_maps(pid);
       for (const std::size_t i : unanswered) {
@@ -232,17 +237,32 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
   }
   ::close(pagemap_fd);
 
+  // Facts of each mapping, worked out once for all its pages.
+  struct mapping_facts {
+    bool unmovable_io = false, anonymous = false, hugetlb = false, busy = false, locked = false;
+    signed char memory_backed = -1;  // -1: not asked yet
+  };
+  std::vector<mapping_facts> facts(e.maps.size());
+  for (std::size_t v = 0; v < e.maps.size(); ++v) {
+    const mapping& m = e.maps[v];
+    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf");
+    facts[v].anonymous = anonymous_private(m);
+    facts[v].hugetlb = m.kernel_page_size > page_size();
+    facts[v].busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") || m.has_flag("ss");
+    facts[v].locked = m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc");
+  }
   const auto stack = pid == 0 || pid == ::getpid() ? own_stack() : std::pair<std::uintptr_t, std::uintptr_t>{0, 0};
   const auto routing = fault_routing::routing_table_extent();
   for (std::size_t i = 0; i < n; ++i) {
     page_facts& p = e.pages[i];
-    if (vma[i] == nullptr || vma[i]->has_flag("io") || vma[i]->has_flag("pf")) {
+    if (vma[i] == nullptr || facts[p.vma].unmovable_io) {
       p.status = -EFAULT;
       continue;
     }
     const mapping& m = *vma[i];
-    const bool anonymous = anonymous_private(m);
-    const bool hugetlb = m.kernel_page_size > page_size();
+    mapping_facts& f = facts[p.vma];
+    const bool anonymous = f.anonymous;
+    const bool hugetlb = f.hugetlb;
     if ((p.entry & pagemap_bit::present) == 0) {
       // Swapped-out pages are "not present" to move_pages too; they stay in the swap.
       p.status = -ENOENT;
@@ -257,7 +277,7 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     p.node = node[i];
     p.known_before = p.node >= 0;
     if (query) {
-      p.status = p.node >= 0 ? p.node : unknown_node;
+      p.status = p.node >= 0 ? p.node : node_unknown;
       continue;
     }
     if (p.node == p.target && !force) {
@@ -276,18 +296,18 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     // routing table, ranges another mechanism (userfaultfd, shadow stacks) owns.
     const bool on_own_stack = p.address >= stack.first && p.address < stack.second;
     const bool internal = p.address >= routing.first && p.address < routing.second;
-    if (hugetlb || on_own_stack || internal || m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") ||
-        m.has_flag("uw") || m.has_flag("ss")) {
+    if (hugetlb || on_own_stack || internal || f.busy) {
       p.status = -EBUSY;
       continue;
     }
     // mlocked, or kept from fork for a device (RDMA registration): the seed's -EPERM.
-    if (m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc")) {
+    if (f.locked) {
       p.status = -EPERM;
       continue;
     }
     if (page_cache || m.shared()) {
-      if (memory_backed_file(m)) p.status = -EINVAL;  // dirty, and nowhere to write it back
+      if (f.memory_backed < 0) f.memory_backed = memory_backed_file(m) ? 1 : 0;
+      if (f.memory_backed == 1) p.status = -EINVAL;  // dirty, and nowhere to write it back
       else if (!exclusive || (m.protection() & PROT_READ) == 0) p.status = -EBUSY;  // mapped elsewhere
       else {
         p.status = p.target;

@@ -155,8 +155,8 @@ struct team_job {
   int mem_fd = -1;
   bool protect = false;
   const bool* run_thp = nullptr;  // per run: THP may back its fresh huge chunks
-  bool prefer_node = false;  // set_mempolicy(MPOL_PREFERRED) for refaults: the team is not pinned
-  int node = -1;
+  // Not pinned (a node without CPUs): refaults ask for the node with set_mempolicy, this mask.
+  const node_mask* prefer = nullptr;
 };
 
 /// Copies `bytes` of the original pages into fresh ones. Unreadable originals (PROT_NONE) are
@@ -309,15 +309,12 @@ inline void move_refault_chunk(team_job& job, chunk& c, guarded_range& g, std::u
     return;
   }
   const auto offset = static_cast<off_t>(m.offset + (g.begin - m.start));
-  if (job.prefer_node) {
-    const node_mask mask({job.node});
-    sys_set_mempolicy(mpol_preferred, mask.words.data(), mask.maxnode);
-  }
-  const refault_outcome outcome = refault(g.begin, c.pages, r.fd, offset, m.shared(), scratch);
-  if (job.prefer_node) sys_set_mempolicy(mpol_default, nullptr, 0);
+  if (job.prefer != nullptr) sys_set_mempolicy(mpol_preferred, job.prefer->words.data(), job.prefer->maxnode);
+  const int error = refault(g.begin, c.pages, r.fd, offset, m.shared(), scratch);
+  if (job.prefer != nullptr) sys_set_mempolicy(mpol_default, nullptr, 0);
   unsigned char* moved = job.moved + c.first;
-  for (std::size_t j = 0; j < c.pages; ++j) moved[j] = outcome.error == 0 ? scratch[j] : 0;
-  c.error = outcome.error;
+  for (std::size_t j = 0; j < c.pages; ++j) moved[j] = error == 0 ? scratch[j] : 0;
+  c.error = error;
   unprotect(g, restored);  // the mapping stays; the pages in it are new
 }
 
@@ -507,6 +504,32 @@ inline void relocate(examination& e, const relocation_options& options) {
   table->ranges = guards;
   table->count = cuts.size();
 
+  // Whatever happens from here on (an exception too), the reservations and files go back: not
+  // the addresses committed chunks came from, which another thread may have mapped since.
+  struct release {
+    std::vector<run>& runs;
+    const chunk* chunks;
+    std::size_t count;
+    int pagemap_fd = -1;
+    int mem_fd = -1;
+    ~release() {
+      for (std::size_t r = 0; r < runs.size(); ++r) {
+        if (runs[r].fd >= 0) ::close(runs[r].fd);
+        if (runs[r].reservation == 0) continue;
+        std::uintptr_t from = runs[r].reservation;
+        const std::uintptr_t end = runs[r].reservation + runs[r].reserved;
+        for (std::size_t k = 0; k < count; ++k) {
+          if (chunks[k].run != r || !chunks[k].committed) continue;
+          if (chunks[k].fresh > from) ::munmap(reinterpret_cast<void*>(from), chunks[k].fresh - from);
+          from = chunks[k].fresh + chunks[k].pages * page_size();
+        }
+        if (end > from) ::munmap(reinterpret_cast<void*>(from), end - from);
+      }
+      if (pagemap_fd >= 0) ::close(pagemap_fd);
+      if (mem_fd >= 0) ::close(mem_fd);
+    }
+  } give_back{runs, chunks, cuts.size()};
+
   // Prepare the runs: fresh mappings for copies, the files for refaults.
   bool unreadable_source = false;
   std::unique_ptr<bool[]> run_thp(new bool[runs.size()]());
@@ -541,13 +564,15 @@ inline void relocate(examination& e, const relocation_options& options) {
   }
 
   resolve_phase_b_calls();
-  const int pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  const int mem_fd = unreadable_source ? ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC) : -1;
+  const int pagemap_fd = give_back.pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  const int mem_fd = give_back.mem_fd = unreadable_source ? ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC) : -1;
 
   // Teams, and each team's share of the chunks.
   std::vector<std::unique_ptr<worker_team>> teams;
   std::vector<std::vector<std::size_t>> orders(nodes.size());
   std::vector<team_job> jobs(nodes.size());
+  std::vector<node_mask> masks;
+  for (const int node : nodes) masks.emplace_back(std::vector<int>{node});
   for (std::size_t k = 0; k < cuts.size(); ++k) {
     const std::size_t t = static_cast<std::size_t>(std::find(nodes.begin(), nodes.end(), runs[cuts[k].run].node) - nodes.begin());
     orders[t].push_back(k);
@@ -578,15 +603,14 @@ inline void relocate(examination& e, const relocation_options& options) {
     job.mem_fd = mem_fd;
     job.protect = options.protect_writes;
     job.run_thp = run_thp.get();
-    job.node = nodes[t];
     worker_base += team_size[t];
     const bool pinned = teams[t] != nullptr && teams[t]->pinned();
-    job.prefer_node = !pinned && here.set_mempolicy;
+    if (!pinned && here.set_mempolicy) job.prefer = &masks[t];
     // A team that can place nothing: no thread, or neither pinned nor helped by mbind.
     for (const std::size_t k : orders[t]) {
       const run& r = runs[chunks[k].run];
       const bool placeable = teams[t] != nullptr &&
-                             (pinned || (r.kind == treatment::copy ? r.placed_by_mbind : job.prefer_node));
+                             (pinned || (r.kind == treatment::copy ? r.placed_by_mbind : job.prefer != nullptr));
       if (!placeable && chunks[k].error == 0) chunks[k].error = -ENOMEM;
     }
   }
@@ -597,12 +621,14 @@ inline void relocate(examination& e, const relocation_options& options) {
     if (teams[t] != nullptr) teams[t]->wait();
 
   // Where did they land? Pages not on the target mean the node had no room (or a policy of the
-  // process sent them elsewhere): their run stays where it is, -ENOMEM.
+  // process sent them elsewhere): their chunk (per page from the query; their whole run from
+  // numa_maps, which counts per mapping) stays where it is, -ENOMEM.
   for (std::size_t k = 0; k < cuts.size(); ++k)
     if (runs[chunks[k].run].kind == treatment::copy && chunks[k].error == 0 && runs[chunks[k].run].error == 0 &&
         injected(failure_point::place) != 0)
       chunks[k].error = -ENOMEM;
-  if (here.move_pages_query) {
+  const bool elsewhere_possible = here.nodes.size() > 1;  // on one node there is nowhere else
+  if (elsewhere_possible && here.move_pages_query) {
     std::vector<void*> fresh;
     std::vector<std::size_t> owner;
     for (std::size_t k = 0; k < cuts.size(); ++k) {
@@ -618,7 +644,7 @@ inline void relocate(examination& e, const relocation_options& options) {
     if (!fresh.empty() && sys_move_pages(0, fresh.size(), fresh.data(), nullptr, where.data(), 0) == 0)
       for (std::size_t f = 0; f < fresh.size(); ++f)
         if (where[f] != runs[chunks[owner[f]].run].node) chunks[owner[f]].error = -ENOMEM;
-  } else if (here.nodes.size() > 1 && here.numa_maps) {
+  } else if (elsewhere_possible && here.numa_maps) {
     const auto counts = read_numa_maps(0);
     for (run& r : runs) {
       if (r.kind != treatment::copy || r.error != 0) continue;
@@ -683,23 +709,6 @@ inline void relocate(examination& e, const relocation_options& options) {
       }
     }
   }
-
-  // Give back what is left of the reservations: not the addresses committed chunks came from,
-  // which another thread may have mapped since.
-  for (std::size_t r = 0; r < runs.size(); ++r) {
-    if (runs[r].fd >= 0) ::close(runs[r].fd);
-    if (runs[r].reservation == 0) continue;
-    std::uintptr_t from = runs[r].reservation;
-    const std::uintptr_t end = runs[r].reservation + runs[r].reserved;
-    for (std::size_t k = 0; k < cuts.size(); ++k) {
-      if (chunks[k].run != r || !chunks[k].committed) continue;
-      if (chunks[k].fresh > from) ::munmap(reinterpret_cast<void*>(from), chunks[k].fresh - from);
-      from = chunks[k].fresh + chunks[k].pages * page;
-    }
-    if (end > from) ::munmap(reinterpret_cast<void*>(from), end - from);
-  }
-  if (pagemap_fd >= 0) ::close(pagemap_fd);
-  if (mem_fd >= 0) ::close(mem_fd);
 }
 
 }  // namespace numamove::detail::userspace
