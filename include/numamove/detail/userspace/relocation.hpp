@@ -215,21 +215,25 @@ inline void populate_chunks(void* context, unsigned) noexcept {
   }
 }
 
+/// Write-protects chunk `c` before it is copied, when the job protects writes. On failure (the
+/// mapping count, or an injected failure) the chunk is left as it was, with -ENOMEM.
+inline bool write_protect_chunk(const team_job& job, chunk& c, guarded_range& g) noexcept {
+  if (!job.protect) return true;
+  int error = injected(failure_point::protect);
+  if (error == 0) error = protect(g);
+  if (error == 0) return true;
+  c.error = -ENOMEM;
+  unprotect(g, restored);
+  return false;
+}
+
 /// Phase B for a copy chunk: protect, look again, copy, put in place.
 inline void move_copy_chunk(team_job& job, chunk& c, guarded_range& g, std::uint64_t* entries) noexcept {
   const std::size_t page = page_size();
   const std::size_t bytes = c.pages * page;
   const mapping& m = (*job.maps)[job.runs[c.run].vma];
   const int prot = m.protection();
-  if (job.protect) {
-    int error = injected(failure_point::protect);
-    if (error == 0) error = protect(g);
-    if (error != 0) {
-      c.error = -ENOMEM;
-      unprotect(g, restored);
-      return;
-    }
-  }
+  if (!write_protect_chunk(job, c, g)) return;
   // The program may have written a hole or dropped a page between the examination and the
   // protection: copy what is there now.
   const bool fresh_look = read_pagemap_entries(job.pagemap_fd, g.begin, c.pages, entries);
@@ -291,15 +295,7 @@ inline void move_refault_chunk(team_job& job, chunk& c, guarded_range& g, std::u
                                unsigned char* scratch) noexcept {
   const run& r = job.runs[c.run];
   const mapping& m = (*job.maps)[r.vma];
-  if (job.protect) {
-    int error = injected(failure_point::protect);
-    if (error == 0) error = protect(g);
-    if (error != 0) {
-      c.error = -ENOMEM;
-      unprotect(g, restored);
-      return;
-    }
-  }
+  if (!write_protect_chunk(job, c, g)) return;
   bool unchanged = read_pagemap_entries(job.pagemap_fd, g.begin, c.pages, entries);
   constexpr std::uint64_t wanted = pagemap_bit::present | pagemap_bit::file_or_shared | pagemap_bit::exclusive;
   for (std::size_t j = 0; j < c.pages && unchanged; ++j) unchanged = (entries[j] & wanted) == wanted;
