@@ -248,6 +248,15 @@ inline int cpu_not_of(int node) {
   return -1;
 }
 
+/// The nodes with memory and CPUs, ascending: where a pinned thread's first touch lands.
+inline std::vector<int> nodes_with_cpus() {
+  const numamove::topology& t = numamove::topology::system();
+  std::vector<int> with_cpus;
+  for (const int n : t.nodes())
+    if (!t.cpus_of(n).empty()) with_cpus.push_back(n);
+  return with_cpus;
+}
+
 /// A CPU of a node with memory other than `node` (first touch from it lands on its own node),
 /// or -1.
 inline int cpu_of_other_memory_node(int node) {
@@ -260,10 +269,8 @@ inline int cpu_of_other_memory_node(int node) {
 /// A CPU of a node with memory, or -1: where faults get huge pages (a fault on a CPU of a
 /// memoryless node asks that node for the THP, and Linux 6.1 then falls back to 4 KiB pages).
 inline int cpu_of_a_memory_node() {
-  const numamove::topology& t = numamove::topology::system();
-  for (const int n : t.nodes())
-    if (!t.cpus_of(n).empty()) return t.cpus_of(n).front();
-  return -1;
+  const std::vector<int> with_cpus = nodes_with_cpus();
+  return with_cpus.empty() ? -1 : numamove::topology::system().cpus_of(with_cpus.front()).front();
 }
 
 // ------------------------------------------------------------------ cgroup v2 cpuset --------
@@ -341,5 +348,16 @@ inline std::vector<int> memory_nodes() {
   REQUIRE(nodes.size() >= 2);
   return nodes;
 }
+
+/// A node with memory and CPUs (`from`, where a pinned child first-touches its pages) and
+/// another node with memory (`to`, the last one, or the first when `from` is the last).
+struct move_across {
+  move_across() : from(nodes_with_cpus().front()) {
+    const std::vector<int> nodes = memory_nodes();
+    to = from == nodes.back() ? nodes.front() : nodes.back();
+  }
+  int from;
+  int to;
+};
 
 }  // namespace numamove_test

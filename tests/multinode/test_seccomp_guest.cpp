@@ -13,12 +13,12 @@
 using namespace numamove_test;
 
 TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM", "[multinode][seccomp]") {
-  const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
   // The child places its pages by first touch (the filter is already in place): from a node
   // with CPUs, to another node.
-  const int from = *std::find_if(nodes.begin(), nodes.end(), [&](int n) { return !t.cpus_of(n).empty(); });
-  const int to = from == nodes.back() ? nodes.front() : nodes.back();
+  const move_across across;
+  const int from = across.from;
+  const int to = across.to;
   constexpr std::size_t pages = 16;
   seccomp_child child([&](child_channel& ch) {
     pin_to_cpu pin(t.cpus_of(from).front());
@@ -61,10 +61,10 @@ TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says E
 
 TEST_CASE("under the Docker-like filter backend::automatic does not crash and tells the truth",
           "[multinode][seccomp]") {
-  const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
-  const int from = *std::find_if(nodes.begin(), nodes.end(), [&](int n) { return !t.cpus_of(n).empty(); });
-  const int to = from == nodes.back() ? nodes.front() : nodes.back();
+  const move_across across;
+  const int from = across.from;
+  const int to = across.to;
   constexpr std::size_t pages = 16;
   seccomp_child child([&](child_channel& ch) {
     pin_to_cpu pin(t.cpus_of(from).front());

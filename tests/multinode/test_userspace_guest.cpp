@@ -26,20 +26,13 @@
 using numamove_test::child_channel;
 using numamove_test::child_options;
 using numamove_test::memory_nodes;
+using numamove_test::nodes_with_cpus;
 using numamove_test::page;
 using numamove_test::pin_to_cpu;
 using numamove_test::seccomp_child;
 using numamove_test::where;
 
 namespace {
-
-// The first node with memory and CPUs.
-int node_with_cpus() {
-  const numamove::topology& t = numamove::topology::system();
-  for (const int n : t.nodes())
-    if (!t.cpus_of(n).empty()) return n;
-  return t.nodes().front();
-}
 
 // `pages` usable pages between two inaccessible ones, so that the usable ones are a mapping of
 // their own (numa_maps counts per mapping).
@@ -123,11 +116,8 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
 
 TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a spread mapping is unknown",
           "[multinode][userspace][locate]") {
-  const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
-  std::vector<int> with_cpus;
-  for (const int n : nodes)
-    if (!t.cpus_of(n).empty()) with_cpus.push_back(n);
+  const std::vector<int> with_cpus = nodes_with_cpus();
   NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "two nodes with memory and CPUs", "needs two of them");
   const int a = with_cpus[0];
   const int b = with_cpus[1];
@@ -209,11 +199,7 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
 }
 
 TEST_CASE("userspace: writers lose nothing while their range moves between nodes", "[multinode][userspace][concurrency]") {
-  const std::vector<int> nodes = memory_nodes();
-  const numamove::topology& t = numamove::topology::system();
-  std::vector<int> with_cpus;
-  for (const int n : nodes)
-    if (!t.cpus_of(n).empty()) with_cpus.push_back(n);
+  const std::vector<int> with_cpus = nodes_with_cpus();
   NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "two nodes with memory and CPUs", "needs two of them");
   constexpr std::size_t pages = 64;
   seccomp_child child([&](child_channel& ch) {
@@ -257,7 +243,7 @@ TEST_CASE("userspace: writers lose nothing while their range moves between nodes
 TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for the documented differences",
           "[multinode][userspace][equivalence]") {
   const std::vector<int> nodes = memory_nodes();
-  const int from = node_with_cpus();
+  const int from = nodes_with_cpus().front();
   const int to = from == nodes.back() ? nodes.front() : nodes.back();
   using numamove_us::scenario;
   const auto run = [&](numamove::backend path, int flags) {

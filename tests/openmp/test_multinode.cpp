@@ -1,6 +1,7 @@
 // Data follows threads across real nodes (the tests/vm guests): after placement and after each
 // binding change and follow call, every thread's chunk is on its node as the kernel reports it.
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,13 +10,16 @@
 #include <cstring>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <numamove/capabilities.hpp>
 #include <numamove/openmp.hpp>
 
 #include "omp_support.hpp"
 #include "support/catch.hpp"
 #include "support/pages.hpp"
+#include "support/seccomp_child.hpp"
 
 using numamove::openmp::static_schedule;
 using numamove_openmp_test::kernel_locality;
@@ -243,6 +247,61 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
       CHECK(counters[p * page() / sizeof(std::uint32_t) + 1] == writes);
     }
   }
+}
+
+TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node", "[multinode][userspace]") {
+  const std::vector<int> nodes = one_thread_per_node();
+  REQUIRE(nodes.size() >= 2);
+  const std::size_t per_thread = 16;
+  const std::size_t pages = per_thread * nodes.size();
+  const numamove::topology& machine = numamove::topology::system();
+  // Under the Docker-like filter move_pages(2) is refused: next_touch takes the userspace path.
+  numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
+    mapping m(pages);
+    fill(m);
+    {
+      numamove::openmp::next_touch marked(m.data, m.bytes);
+      std::vector<std::thread> touchers;
+      for (std::size_t t = 0; t < nodes.size(); ++t)
+        touchers.emplace_back([&, t] {
+          cpu_set_t one;
+          CPU_ZERO(&one);
+          CPU_SET(static_cast<std::size_t>(machine.cpus_of(nodes[t]).front()), &one);
+          if (::sched_setaffinity(0, sizeof one, &one) != 0) return;
+          auto* words = reinterpret_cast<volatile std::uint64_t*>(m.data);
+          const std::size_t per_page = page() / sizeof(std::uint64_t);
+          for (std::size_t p = t * per_thread; p < (t + 1) * per_thread; ++p) {
+            words[p * per_page + 1] = words[p * per_page + 1] ^ 1;
+            words[p * per_page + 1] = words[p * per_page + 1] ^ 1;
+          }
+        });
+      for (std::thread& t : touchers) t.join();
+      ch.send(static_cast<int>(numamove::capabilities::of_this_process().automatic()));  // 0
+      ch.send(static_cast<std::int64_t>(marked.armed()));                                // 1
+      ch.send(static_cast<std::int64_t>(marked.moved()));                                // 2
+      ch.send(static_cast<std::int64_t>(marked.failed()));                               // 3
+    }
+    ch.send(intact(m));                                // 4
+    ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 5
+    ch.wait_for_parent();
+    return 0;
+  });
+  const numamove_test::child_report& r = child.receive(6);
+  INFO(r.describe());
+  REQUIRE(r.values.size() == 6);
+  CHECK(r.values[0] == static_cast<int>(numamove::backend::userspace));
+  CHECK(r.values[1] == 0);
+  CHECK(r.values[2] == static_cast<std::int64_t>(pages));  // all present: each one re-backed
+  CHECK(r.values[3] == 0);
+  CHECK(r.values[4] == 1);
+  const auto status =
+      numamove_test::kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[5])), pages, child.pid());
+  for (std::size_t p = 0; p < pages; ++p) {
+    INFO("page " << p);
+    CHECK(status[p] == nodes[p / per_thread]);
+  }
+  child.proceed();
+  CHECK(child.release() == 0);
 }
 
 TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages", "[multinode]") {

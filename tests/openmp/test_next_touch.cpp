@@ -7,19 +7,21 @@
 #include <cstdint>
 #include <cstring>
 #include <system_error>
+#include <thread>
 #include <vector>
 
+#include <numamove/capabilities.hpp>
 #include <numamove/openmp.hpp>
 
 #include "support/catch.hpp"
+#include "support/held_child.hpp"
 #include "support/pages.hpp"
+#include "support/seccomp_child.hpp"
+#include "unit/test_userspace_support.hpp"
 
+using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
-
-namespace {
-const int home = numamove::topology::system().nodes().front();
-}
 
 TEST_CASE("next_touch: each first touch places its page on the toucher's node", "[next_touch]") {
   mapping m(32);
@@ -120,4 +122,124 @@ TEST_CASE("next_touch: a range mixing permissions or an unmapped range is refuse
   } catch (const std::system_error& e) {
     CHECK(e.code().value() == EINVAL);
   }
+}
+
+// Where move_pages(2) is refused (the Docker-like filter), each toucher re-backs its page, with
+// the same address and contents. (The new page often gets the old page's frame back: it is
+// freed just before; the multi-node guest shows where the pages land.)
+TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents and addresses stay",
+          "[next_touch][userspace]") {
+  constexpr std::size_t pages = 32;
+  mapping m(pages);
+  numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
+    m.touch(0, 16, 40);  // the child's own pages; 16..31 never touched, 24..31 read (the zero page)
+    std::vector<char> before(m.data, m.data + m.bytes);
+    for (std::size_t i = 16; i < 24; ++i) ::madvise(m.at_page(i), page(), MADV_DONTNEED);
+    bool sums_ok = true;
+    {
+      numamove::openmp::next_touch marked(m.data, m.bytes);
+      ch.send(static_cast<int>(numamove::capabilities::of_this_process().automatic()));  // 0
+      // Two threads; even pages are written, odd pages read.
+      std::vector<std::thread> touchers;
+      for (std::size_t t = 0; t < 2; ++t)
+        touchers.emplace_back([&, t] {
+          long sum = 0;
+          for (std::size_t i = t; i < pages; i += 2) {
+            if (i % 2 == 0) m.at_page(i)[1] = 'w';
+            else sum += m.at_page(i)[1];
+          }
+          if (t == 1 && sum != 8 * 40 + (1 + 3 + 5 + 7 + 9 + 11 + 13 + 15)) sums_ok = false;  // pages 16.. read 0
+        });
+      for (std::thread& t : touchers) t.join();
+      ch.send(static_cast<std::int64_t>(marked.armed()));   // 1
+      ch.send(static_cast<std::int64_t>(marked.moved()));   // 2
+      ch.send(static_cast<std::int64_t>(marked.local()));   // 3
+      ch.send(static_cast<std::int64_t>(marked.failed()));  // 4
+    }
+    bool intact = sums_ok;
+    for (std::size_t i = 0; i < pages; ++i) {
+      if (i % 2 == 0) before[i * page() + 1] = 'w';
+      intact = intact && std::memcmp(m.at_page(i), before.data() + i * page(), page()) == 0;
+    }
+    ch.send(intact);  // 5
+    ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 6
+    ch.wait_for_parent();
+    return 0;
+  });
+  const numamove_test::child_report& r = child.receive(7);
+  INFO(r.describe());
+  REQUIRE(r.values.size() == 7);
+  CHECK(r.values[0] == static_cast<int>(numamove::backend::userspace));
+  CHECK(r.values[1] == 0);
+  CHECK(r.values[2] == 16);  // every present page, re-backed by its toucher
+  CHECK(r.values[3] == 16);  // not present, or the zero page: allocated (or read as zero) by the touch
+  CHECK(r.values[4] == 0);
+  CHECK(r.values[5] == 1);
+  CHECK(reinterpret_cast<char*>(static_cast<std::intptr_t>(r.values[6])) == m.data);
+  const std::vector<int> status = numamove_test::kernel_query(m.data, pages, child.pid());
+  for (std::size_t i = 0; i < pages; ++i) {
+    INFO("page " << i);
+    if (i < 16 || i % 2 == 0) CHECK(status[i] == home);
+  }
+  child.proceed();
+  CHECK(child.release() == 0);
+}
+
+TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shared pages stay",
+          "[next_touch][userspace]") {
+  mapping m(4);
+  char* shared = static_cast<char*>(::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(shared != MAP_FAILED);
+  numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
+    constexpr std::uint32_t writes = 2000;
+    bool every_write = true;
+    bool all_resolved = true;
+    for (int round = 0; round < 10; ++round) {
+      std::memset(m.data, 0, m.bytes);
+      numamove::openmp::next_touch marked(m.data, m.bytes);
+      std::atomic<int> ready{0};
+      std::vector<std::thread> writers;
+      for (std::size_t t = 0; t < 2; ++t)
+        writers.emplace_back([&, t] {
+          ready.fetch_add(1);
+          while (ready.load() < 2) {}
+          auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
+          for (std::uint32_t k = 0; k < writes; ++k)
+            for (std::size_t p = 0; p < 4; ++p) ++counters[p * page() / sizeof(std::uint32_t) + t];
+        });
+      for (std::thread& t : writers) t.join();
+      all_resolved = all_resolved && marked.armed() == 0 && marked.moved() + marked.local() == 4;
+      const auto* counters = reinterpret_cast<const std::uint32_t*>(m.data);
+      for (std::size_t p = 0; p < 4; ++p)
+        for (std::size_t t = 0; t < 2; ++t) every_write = every_write && counters[p * page() / sizeof(std::uint32_t) + t] == writes;
+    }
+    ch.send(every_write);   // 0
+    ch.send(all_resolved);  // 1
+    // A MAP_SHARED page and a page shared copy-on-write with a grandchild are not re-backed.
+    std::memset(shared, 60, page());
+    mapping cow(1);
+    cow.touch(0, 1, 70);
+    numamove_test::held_child sharer([] {});
+    for (char* target : {shared, cow.data}) {
+      const std::uint64_t frame = numamove_us::pfn(target);
+      numamove::openmp::next_touch marked(target, page());
+      const char seen = target[0];
+      ch.send(static_cast<std::int64_t>(marked.failed()));  // 2, 5
+      ch.send(seen == (target == shared ? 60 : 70));        // 3, 6
+      ch.send(numamove_us::pfn(target) == frame);           // 4, 7
+    }
+    return 0;
+  });
+  const numamove_test::child_report& r = child.wait();
+  INFO(r.describe());
+  REQUIRE(r.values.size() == 8);
+  CHECK(r.values[0] == 1);
+  CHECK(r.values[1] == 1);
+  for (const std::size_t at : {std::size_t{2}, std::size_t{5}}) {
+    CHECK(r.values[at] == 1);
+    CHECK(r.values[at + 1] == 1);
+    CHECK(r.values[at + 2] == 1);
+  }
+  CHECK(child.release() == 0);
+  ::munmap(shared, page());
 }

@@ -9,9 +9,16 @@
 #include <cstring>
 #include <vector>
 
+#include <numamove/topology.hpp>
+
 namespace numamove_test {
 
 inline std::size_t page() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+/// The node the one-node tests move pages to: the lowest node with memory, where pages already are.
+inline const int home = numamove::topology::system().nodes().front();
+
+constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 
 /// An anonymous private mapping of `pages` pages, unmapped when it goes out of scope.
 struct mapping {

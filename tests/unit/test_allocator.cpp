@@ -11,8 +11,9 @@
 #include "support/catch.hpp"
 #include "support/pages.hpp"
 
+using numamove_test::home;
+
 namespace {
-const int home = numamove::topology::system().nodes().front();
 
 // The policy mbind left on the mapping holding `address`, as the kernel reports it.
 std::pair<int, unsigned long> policy_at(const void* address) {

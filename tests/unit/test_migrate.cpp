@@ -12,12 +12,9 @@
 #include "support/catch.hpp"
 #include "support/pages.hpp"
 
+using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
-
-namespace {
-const int home = numamove::topology::system().nodes().front();
-}
 
 TEST_CASE("migrate to the node the data is on moves nothing and reports every page", "[migrate]") {
   mapping m(16);
@@ -101,7 +98,7 @@ TEST_CASE("migrate reports call-level errors and leaves the data as it was", "[m
 }
 
 TEST_CASE("migrate over transparent huge pages", "[migrate][thp]") {
-  const std::size_t huge = 2u << 20;
+  const std::size_t huge = numamove_test::huge_page_bytes;
   mapping m(3 * huge / page());
   auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
   ::madvise(aligned, huge, MADV_HUGEPAGE);

@@ -8,20 +8,22 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <vector>
 
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/held_child.hpp"
 #include "support/pages.hpp"
 
 using numamove::backend;
+using numamove_test::held_child;
+using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
 
 namespace {
-
-const int home = numamove::topology::system().nodes().front();
 
 // Runs `body` in a forked child and returns its exit code (the body's return value).
 template <class Body>
@@ -162,27 +164,13 @@ TEST_CASE("call-level errors come in the kernel's order", "[move_pages][errors]"
 TEST_CASE("the pages of another process are queried by pid", "[move_pages]") {
   mapping m(1);
   m.touch(0, 1);
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    // The child's copy of the page is at the same address.
-    std::memset(m.data, 7, page());
-    char byte = 0;
-    (void)!::write(ready[1], &byte, 1);
-    ::pause();
-    ::_exit(0);
-  }
-  char byte = 0;
-  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  // The child's copy of the page is at the same address.
+  held_child child([&] { std::memset(m.data, 7, page()); });
+  REQUIRE(child.pid() > 0);
   void* address = m.data;
   int status = 99;
-  CHECK(numamove::move_pages(child, 1, &address, nullptr, &status, 0, backend::kernel) == 0);
+  CHECK(numamove::move_pages(child.pid(), 1, &address, nullptr, &status, 0, backend::kernel) == 0);
   CHECK(status == home);
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  ::close(ready[0]);
-  ::close(ready[1]);
 }
 
 TEST_CASE("automatic takes the kernel path where move_pages works", "[move_pages]") {

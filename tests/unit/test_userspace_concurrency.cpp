@@ -15,12 +15,11 @@
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
+using numamove_test::home;
 using numamove_test::page;
 using namespace numamove_us;
 
 namespace {
-
-const int home = numamove::topology::system().nodes().front();
 
 // Writer `w` increments its own counter in every page of the range in turn, so that each
 // counter has one writer (no data race) and every page is written all the time.

@@ -21,14 +21,13 @@
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
+using numamove_test::home;
+using numamove_test::huge_page_bytes;
 using numamove_test::page;
 using namespace numamove_us;
 namespace us = numamove::detail::userspace;
 
 namespace {
-
-const int home = numamove::topology::system().nodes().front();
-constexpr std::size_t huge = 2u << 20;
 
 // Anonymous PROT_NONE mappings: what a leaked reservation would look like.
 std::size_t reservations() {
@@ -62,10 +61,10 @@ void check_page(const snapshot& before, const char* first, std::size_t p, bool m
 
 TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were", "[userspace][failure]") {
   // One run of three huge-page-sized chunks; the second chunk fails.
-  aligned_mapping m(3 * huge, huge);
+  aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
-  const std::size_t per_chunk = huge / page();
+  const std::size_t per_chunk = huge_page_bytes / page();
   fill_pattern(m.data, pages);
   const snapshot before(m.data, pages);
   const std::size_t leftovers = reservations();
@@ -96,15 +95,15 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   CHECK(reservations() == leftovers);
 #endif
   // Still an ordinary, writable mapping everywhere.
-  for (std::size_t c = 0; c < 3; ++c) m.data[c * huge + 1] = 'w';
+  for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
 TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was", "[userspace][failure]") {
   // Three mappings, so three runs; the second one fails.
   // Each at the start of a huge-page block, so that each run is one chunk.
-  aligned_mapping a(4 * page(), huge);
-  aligned_mapping b(4 * page(), huge);
-  aligned_mapping c(4 * page(), huge);
+  aligned_mapping a(4 * page(), huge_page_bytes);
+  aligned_mapping b(4 * page(), huge_page_bytes);
+  aligned_mapping c(4 * page(), huge_page_bytes);
   for (aligned_mapping* m : {&a, &b, &c}) fill_pattern(m->data, 4, 5);
   std::vector<void*> pages;
   for (aligned_mapping* m : {&a, &b, &c})

@@ -23,19 +23,20 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/held_child.hpp"
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
 using numamove::backend;
+using numamove_test::held_child;
+using numamove_test::home;
+using numamove_test::huge_page_bytes;
 using numamove_test::mapping;
 using numamove_test::page;
 using namespace numamove_us;
 namespace us = numamove::detail::userspace;
 
 namespace {
-
-const int home = numamove::topology::system().nodes().front();
-const std::size_t huge = 2u << 20;
 
 bool thp_available() {
   const std::string mode = numamove::capabilities::of_this_process().thp;
@@ -117,7 +118,7 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
     WARN("SKIPPED (transparent huge pages are off here)");
     return;
   }
-  aligned_mapping m(2 * huge, huge);
+  aligned_mapping m(2 * huge_page_bytes, huge_page_bytes);
   SECTION("THP-backed pages stay THP-backed") {
     REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
     fill_pattern(m.data, m.bytes / page());
@@ -147,9 +148,9 @@ TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole st
     WARN("SKIPPED (transparent huge pages are off here)");
     return;
   }
-  aligned_mapping m(huge, huge);
+  aligned_mapping m(huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
-  const std::size_t pages = huge / page();
+  const std::size_t pages = huge_page_bytes / page();
   fill_pattern(m.data, pages);
   REQUIRE(::madvise(m.data + 5 * page(), page(), MADV_DONTNEED) == 0);
   REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
@@ -308,29 +309,17 @@ TEST_CASE("userspace: without process_vm_readv the caller's arrays are read thro
 TEST_CASE("userspace: another process's pages can be queried, not moved", "[userspace][errors]") {
   mapping m(2);
   m.touch(0, 1);
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    char byte = 0;
-    (void)!::write(ready[1], &byte, 1);
-    ::pause();
-    ::_exit(0);
-  }
-  char byte = 0;
-  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  held_child child([] {});
+  REQUIRE(child.pid() > 0);
   std::vector<void*> pages{m.data, m.at_page(1)};
   std::vector<int> status{99, 99};
-  CHECK(numamove::move_pages(child, 2, pages.data(), nullptr, status.data(), 0, backend::userspace) == 0);
-  CHECK(status == numamove_test::kernel_query(m.data, 2, child));
+  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nullptr, status.data(), 0, backend::userspace) == 0);
+  CHECK(status == numamove_test::kernel_query(m.data, 2, child.pid()));
   const std::vector<int> nodes{home, home};
   errno = 0;
-  CHECK(numamove::move_pages(child, 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE, backend::userspace) == -1);
+  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
+                             backend::userspace) == -1);
   CHECK(errno == EOPNOTSUPP);
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  ::close(ready[0]);
-  ::close(ready[1]);
 }
 
 TEST_CASE("userspace: migrate() through the userspace path", "[userspace][migrate]") {

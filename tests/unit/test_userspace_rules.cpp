@@ -16,17 +16,18 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/held_child.hpp"
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
+using numamove_test::held_child;
+using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
 using namespace numamove_us;
 namespace us = numamove::detail::userspace;
 
 namespace {
-
-const int home = numamove::topology::system().nodes().front();
 
 // A file on a disk-backed filesystem (the build tree's), removed on destruction.
 struct scratch_file {
@@ -50,37 +51,6 @@ struct scratch_file {
   }
   std::vector<char> path;
   int fd = -1;
-};
-
-// A child that maps `file` (or nothing) and holds it until the guard dies.
-struct holding_child {
-  template <class Body>
-  explicit holding_child(Body body) {
-    int ready[2];
-    if (::pipe(ready) != 0 || ::pipe(release) != 0) return;
-    pid = ::fork();
-    if (pid == 0) {
-      ::close(release[1]);
-      body();
-      char byte = 1;
-      (void)!::write(ready[1], &byte, 1);
-      (void)!::read(release[0], &byte, 1);
-      ::_exit(0);
-    }
-    char byte = 0;
-    (void)!::read(ready[0], &byte, 1);
-    ::close(ready[0]);
-    ::close(ready[1]);
-  }
-  ~holding_child() {
-    ::close(release[1]);
-    ::waitpid(pid, nullptr, 0);
-    ::close(release[0]);
-  }
-  holding_child(const holding_child&) = delete;
-  holding_child& operator=(const holding_child&) = delete;
-  pid_t pid = -1;
-  int release[2] = {-1, -1};
 };
 
 }  // namespace
@@ -184,8 +154,8 @@ TEST_CASE("userspace: mlocked pages and pages kept from fork for a device are -E
 TEST_CASE("userspace: private pages shared copy-on-write with a child need MPOL_MF_MOVE_ALL", "[userspace][rules]") {
   mapping m(2);
   m.touch(0, 2, 20);
-  holding_child child([] {});
-  REQUIRE(child.pid > 0);
+  held_child child([] {});
+  REQUIRE(child.pid() > 0);
   REQUIRE((pagemap(m.data) >> 56 & 1) == 0);  // shared now
   std::vector<int> status;
   REQUIRE(force_move(m.data, 2, home, status) == 0);
@@ -320,7 +290,7 @@ TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated 
     CHECK(first_bad_page(m, 3) == 3);
   }
   SECTION("mapped by another process too: -EBUSY, the sharing is never broken") {
-    holding_child child([&] {
+    held_child child([&] {
       char* theirs = static_cast<char*>(::mmap(nullptr, page(), PROT_READ, MAP_SHARED, file.fd, 0));
       (void)*reinterpret_cast<volatile char*>(theirs);
     });
@@ -362,7 +332,7 @@ TEST_CASE("userspace: private file pages: read ones relocated through the cache,
     CHECK((pagemap(m) >> 61 & 1) == 1);  // still the file's page, not a copy
   }
   SECTION("a page-cache page another process maps too is -EACCES, -EBUSY with MOVE_ALL") {
-    holding_child child([&] {
+    held_child child([&] {
       char* theirs = static_cast<char*>(::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE, file.fd, 0));
       (void)*reinterpret_cast<volatile char*>(theirs);
     });

@@ -18,11 +18,11 @@
 #include "test_userspace_support.hpp"
 
 using numamove_test::child_channel;
+using numamove_test::home;
 using numamove_test::page;
 using namespace numamove_us;
 
 namespace {
-const int home = numamove::topology::system().nodes().front();
 }
 
 TEST_CASE("under the filter: the probe sees it, automatic takes the userspace path and really moves",

@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <numamove/numamove.hpp>
 
+#include "support/held_child.hpp"
 #include "support/pages.hpp"
 
 namespace numamove_us {
@@ -206,20 +208,7 @@ struct scenario {
     std::memset(huge.data, 5, huge.bytes);
     ::madvise(huge.data, huge.bytes, MADV_HUGEPAGE);
     std::memset(huge.data, 6, huge.bytes);
-    int ready[2];
-    if (::pipe(ready) != 0 || ::pipe(release) != 0) return;
-    child = ::fork();
-    if (child == 0) {
-      ::close(release[1]);
-      char byte = 1;
-      (void)!::write(ready[1], &byte, 1);
-      (void)!::read(release[0], &byte, 1);
-      ::_exit(0);
-    }
-    char byte = 0;
-    (void)!::read(ready[0], &byte, 1);
-    ::close(ready[0]);
-    ::close(ready[1]);
+    child.emplace([] {});
     // Everything but page 8 back to exclusive: write each of them once (copy-on-write breaks).
     for (const std::size_t p : {0, 1}) area[p * page] = static_cast<char>(pattern(p, 0));
     area[6 * page] = static_cast<char>(pattern(6, 0));
@@ -245,11 +234,7 @@ struct scenario {
     add(huge.data + page, huge_tail);
   }
   ~scenario() {
-    if (child > 0) {
-      ::close(release[1]);
-      ::waitpid(child, nullptr, 0);
-      ::close(release[0]);
-    }
+    child.reset();
     ::munlock(area + 6 * numamove_test::page(), numamove_test::page());
     ::munmap(area, area_pages * numamove_test::page());
     ::munmap(shared, numamove_test::page());
@@ -268,8 +253,7 @@ struct scenario {
   char* shared = nullptr;
   char* gone = nullptr;
   bool locked_ok = false;
-  pid_t child = -1;
-  int release[2] = {-1, -1};
+  std::optional<numamove_test::held_child> child;
   std::vector<void*> pages;
   std::vector<kind> kinds;
 };

@@ -47,6 +47,7 @@ inline constexpr unsigned retired_capacity = 64;
 struct retired_range {
   std::atomic<std::uintptr_t> begin{0};
   std::atomic<std::uintptr_t> end{0};
+  std::atomic<unsigned> retirement{0};  // 1 + the count of unregistrations before this one
 };
 
 struct table {
@@ -90,9 +91,12 @@ inline std::pair<std::uintptr_t, std::uintptr_t> routing_table_extent() noexcept
 // allocation, so reading it in signal context is safe.
 inline thread_local bool passing_on __attribute__((tls_model("initial-exec"))) = false;
 
-// The address this thread last retried as a stale fault (see handle_fault), so that a fault that
-// happens again there goes on to the previous handler instead of looping.
+// The address this thread last retried as a stale fault and the retirement that made it stale
+// (see handle_fault): a fault that happens again there, with no newer retirement of the address,
+// goes on to the previous handler instead of looping. A later retirement of the same address (the
+// range moved again) makes a stale fault there new.
 inline thread_local std::uintptr_t retried_stale __attribute__((tls_model("initial-exec"))) = 0;
+inline thread_local unsigned retried_stale_retirement __attribute__((tls_model("initial-exec"))) = 0;
 
 /// Whether the faulting access was a write, from the machine context the kernel saved.
 /// Architectures without a decoder here report every fault as a write.
@@ -160,7 +164,8 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
     const int used = routes.used.load(std::memory_order_acquire);
     for (int i = 0; i < used; ++i) {
       slot& s = routes.slots[i];
-      if (s.state.load(std::memory_order_relaxed) != active) continue;
+      // Acquire: a slot seen retiring or free has its range in `retired` already.
+      if (s.state.load(std::memory_order_acquire) != active) continue;
       // Announce before checking, so that unregister_fault_range either sees us running or we
       // see its retirement (both sequentially consistent).
       s.running.fetch_add(1);
@@ -179,11 +184,19 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
     }
     // A fault the kernel raised while its range was registered can reach this handler after the
     // range was unregistered (the thread was not scheduled in between): its cause (say, a write
-    // protection) is gone, so it is retried, once; faulting again at the same address, it goes on.
+    // protection) is gone, so it is retried, once per retirement of the range; faulting again at
+    // the same address with no newer retirement, it goes on.
+    unsigned newest = 0;
     for (const retired_range& r : routes.retired) {
-      if (address < r.begin.load(std::memory_order_relaxed) || address >= r.end.load(std::memory_order_relaxed)) continue;
-      if (retried_stale == address) break;
+      // Read like a seqlock: an entry rewritten meanwhile is skipped.
+      const unsigned retirement = r.retirement.load(std::memory_order_acquire);
+      const bool inside = address >= r.begin.load(std::memory_order_relaxed) && address < r.end.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (inside && retirement > newest && r.retirement.load(std::memory_order_relaxed) == retirement) newest = retirement;
+    }
+    if (newest != 0 && !(retried_stale == address && retried_stale_retirement == newest)) {
       retried_stale = address;
+      retried_stale_retirement = newest;
       errno = saved_errno;
       return;
     }
@@ -269,13 +282,20 @@ inline void unregister_fault_range(int id) noexcept {
   table* routes = fault_routing::table_pointer.load(std::memory_order_acquire);
   if (routes == nullptr || id < 0 || id >= capacity) return;
   slot& s = routes->slots[id];
+  if (s.state.load() != active) return;
+  // Remembered as retired before the slot stops answering, so that a handler that finds the
+  // slot retiring finds the range in `retired`. The retirement number is written last: a
+  // handler that reads it sees the range it belongs to.
+  const unsigned retirement = routes->next_retired.fetch_add(1) + 1;
+  retired_range& r = routes->retired[(retirement - 1) % retired_capacity];
+  r.retirement.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  r.begin.store(s.begin.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  r.end.store(s.end.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  r.retirement.store(retirement, std::memory_order_release);
   int expected = active;
   if (!s.state.compare_exchange_strong(expected, retiring)) return;
   while (s.running.load() != 0) ::sched_yield();
-  retired_range& r = routes->retired[routes->next_retired.fetch_add(1) % retired_capacity];
-  r.end.store(0, std::memory_order_relaxed);
-  r.begin.store(s.begin.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  r.end.store(s.end.load(std::memory_order_relaxed), std::memory_order_release);
   s.state.store(free_slot, std::memory_order_release);
 }
 
