@@ -118,7 +118,7 @@ TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a s
           "[multinode][userspace][locate]") {
   const numamove::topology& t = numamove::topology::system();
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "two nodes with memory and CPUs", "needs two of them");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
   const int a = with_cpus[0];
   const int b = with_cpus[1];
   seccomp_child child([&](child_channel& ch) {
@@ -200,7 +200,7 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
 
 TEST_CASE("userspace: writers lose nothing while their range moves between nodes", "[multinode][userspace][concurrency]") {
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "two nodes with memory and CPUs", "needs two of them");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
   constexpr std::size_t pages = 64;
   seccomp_child child([&](child_channel& ch) {
     numamove_test::mapping m(pages);

@@ -27,27 +27,30 @@ inline bool set_affinity(const std::vector<int>& cpus) {
   return ::sched_setaffinity(0, sizeof set, &set) == 0;
 }
 
-/// Pins thread t of a team of nodes.size() threads to the CPUs of nodes[t] for the scope's
-/// life (a re-pin, as a program does with sched_setaffinity), then gives every thread its mask
-/// back. Pool threads keep their masks between regions, so later cases would inherit a pin.
+/// Pins thread t of a team of nodes.size() threads to the CPUs of nodes[t] (or, given CPU
+/// lists, to cpus[t]) for the scope's life (a re-pin, as a program does with
+/// sched_setaffinity), then gives every thread its mask back. Pool threads keep their masks
+/// between regions, so later cases would inherit a pin.
 class team_pin {
  public:
-  explicit team_pin(const std::vector<int>& nodes) : saved_(nodes.size()) {
-    const auto threads = static_cast<int>(nodes.size());
+  explicit team_pin(const std::vector<int>& nodes) : team_pin(cpus_of(nodes)) {}
+  explicit team_pin(const std::vector<std::vector<int>>& cpus) : saved_(cpus.size()) {
+    const auto threads = static_cast<int>(cpus.size());
     bool all = true;
 #pragma omp parallel num_threads(threads) reduction(&& : all)
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       saved_[t] = numamove::detail::openmp::affinity_cpus();
-      all = omp_get_num_threads() == threads && set_affinity(numamove::topology::system().cpus_of(nodes[t]));
+      all = omp_get_num_threads() == threads && set_affinity(cpus[t]);
     }
     pinned_ = all;
   }
   /// Re-pins thread t to nodes[t], as a binding change between phases does.
   bool repin(const std::vector<int>& nodes) const {
+    const std::vector<std::vector<int>> cpus = cpus_of(nodes);
     bool all = true;
-#pragma omp parallel num_threads(static_cast<int>(nodes.size())) reduction(&& : all)
-    all = set_affinity(numamove::topology::system().cpus_of(nodes[static_cast<std::size_t>(omp_get_thread_num())]));
+#pragma omp parallel num_threads(static_cast<int>(cpus.size())) reduction(&& : all)
+    all = set_affinity(cpus[static_cast<std::size_t>(omp_get_thread_num())]);
     return all;
   }
   ~team_pin() {
@@ -60,6 +63,12 @@ class team_pin {
   bool pinned() const { return pinned_; }
 
  private:
+  static std::vector<std::vector<int>> cpus_of(const std::vector<int>& nodes) {
+    std::vector<std::vector<int>> cpus;
+    for (const int node : nodes) cpus.push_back(numamove::topology::system().cpus_of(node));
+    return cpus;
+  }
+
   std::vector<std::vector<int>> saved_;
   bool pinned_ = false;
 };

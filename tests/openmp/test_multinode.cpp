@@ -2,6 +2,7 @@
 // binding change and follow call, every thread's chunk is on its node as the kernel reports it.
 #include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <numamove/capabilities.hpp>
 #include <numamove/openmp.hpp>
 
+#include "multinode/guest_support.hpp"
 #include "omp_support.hpp"
 #include "support/catch.hpp"
 #include "support/pages.hpp"
@@ -78,7 +80,7 @@ void check_all_local(const mapping& m, const static_schedule& s, const std::vect
 
 TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  REQUIRE(nodes.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
   fill(m);  // by this thread: every page starts on its node
@@ -104,7 +106,7 @@ TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]"
 
 TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  REQUIRE(nodes.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
   fill(m);
@@ -138,6 +140,8 @@ TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread chan
 }
 
 TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places", "[multinode]") {
+  NUMAMOVE_SKIP_UNLESS(one_thread_per_node().size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a place on each");
   const std::vector<std::string> env{"OMP_PLACES=threads", "OMP_PROC_BIND=close"};
   if (!numamove_openmp_test::environment_has(env)) {
     // OpenMP reads its binding variables at start-up: run this case again with them set.
@@ -177,7 +181,7 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
 
 TEST_CASE("next_touch pages land on the node of the thread that touches them", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  REQUIRE(nodes.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   const std::size_t per_thread = 16;
   test_mapping m(per_thread * nodes.size());
@@ -217,7 +221,7 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
 
 TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write", "[multinode]") {
   const std::vector<int> all = one_thread_per_node();
-  REQUIRE(all.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   const std::vector<int> nodes{all[0], all[1]};
   const numamove_openmp_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
@@ -251,7 +255,7 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
 
 TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node", "[multinode][userspace]") {
   const std::vector<int> nodes = one_thread_per_node();
-  REQUIRE(nodes.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   const std::size_t per_thread = 16;
   const std::size_t pages = per_thread * nodes.size();
   const numamove::topology& machine = numamove::topology::system();
@@ -304,12 +308,69 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
   CHECK(child.release() == 0);
 }
 
+TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, which stays where it is",
+          "[multinode]") {
+  const numamove::topology& machine = numamove::topology::system();
+  int orphan = -1;  // a CPU that no node with memory claims
+  for (int cpu = 0; cpu < static_cast<int>(::sysconf(_SC_NPROCESSORS_CONF)) && orphan < 0; ++cpu)
+    if (machine.node_of_cpu(cpu) < 0) orphan = cpu;
+  NUMAMOVE_SKIP_UNLESS(orphan >= 0, "cpu-only-node", "every CPU is on a node with memory");
+  const std::vector<int> with_cpus = one_thread_per_node();
+  REQUIRE(!with_cpus.empty());
+  const int near = with_cpus.front();
+  const std::vector<int> nodes = machine.nodes();
+  const int away = nodes.back() != near ? nodes.back() : nodes.front();
+  REQUIRE(away != near);
+  test_mapping m(128);
+  fill(m);
+  REQUIRE(numamove::migrate(m.data, m.bytes, away));
+  const numamove_openmp_test::team_pin pin(std::vector<std::vector<int>>{machine.cpus_of(near), {orphan}});
+  REQUIRE(pin.pinned());
+  const auto expected = [&](std::size_t p) { return p < 64 ? near : away; };
+
+  const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, static_schedule{128, 2, 0});
+  CHECK_FALSE(r);
+  CHECK(r.threads[0].binding.node == near);
+  CHECK_FALSE(r.threads[0].error);
+  CHECK(r.threads[0].moved == 64);
+  CHECK(r.threads[1].binding.node == -1);
+  CHECK(r.threads[1].error.value() == ENODEV);
+  CHECK(r.threads[1].moved == 0);
+  CHECK(intact(m));
+  auto status = numamove_test::kernel_query(m.data, 128);
+  for (std::size_t p = 0; p < 128; ++p) {
+    INFO("page " << p);
+    CHECK(status[p] == expected(p));
+  }
+
+  // next_touch: the orphan's touches leave its pages where they are, and count as failed.
+  {
+    numamove::openmp::next_touch marked(m.data, m.bytes);
+    auto* words = reinterpret_cast<volatile std::uint64_t*>(m.data);
+    const std::size_t per_page = page() / sizeof(std::uint64_t);
+#pragma omp parallel num_threads(2)
+    {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      for (std::size_t p = t * 64; p < (t + 1) * 64; ++p) words[p * per_page] = words[p * per_page] ^ 0;
+    }
+    CHECK(marked.armed() == 0);
+    CHECK(marked.local() == 64);
+    CHECK(marked.failed() == 64);
+  }
+  CHECK(intact(m));
+  status = numamove_test::kernel_query(m.data, 128);
+  for (std::size_t p = 0; p < 128; ++p) {
+    INFO("page " << p);
+    CHECK(status[p] == expected(p));
+  }
+}
+
 TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages", "[multinode]") {
   // The guests start with balancing off; this case turns it on for itself.
   const numamove_openmp_test::numa_balancing_on balancing;
   REQUIRE(balancing.enabled());
   const std::vector<int> nodes = one_thread_per_node();
-  REQUIRE(nodes.size() >= 2);
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
   mapping m(64 * nodes.size());  // left to the balancer
   fill(m);
   // Keep busy until the balancer samples pages: on Linux 6.1 a query then says -ENOENT for

@@ -105,7 +105,7 @@ case $shape in
         smp=2 mem=512M
         numa_args+=(-object memory-backend-ram,id=m0,size=256M -numa node,nodeid=0,cpus=0,memdev=m0)
         numa_args+=(-object memory-backend-ram,id=m1,size=256M -numa node,nodeid=1,cpus=1,memdev=m1)
-        expect="nodes=2 cpuset thp"
+        expect="nodes=2 cpuset thp cpu-memory-nodes"
         ;;
     4node)
         smp=4 mem=512M
@@ -123,7 +123,7 @@ case $shape in
                 numa_args+=(-numa "dist,src=$i,dst=$j,val=$v")
             done
         done
-        expect="nodes=4 cpuset thp slit"
+        expect="nodes=4 cpuset thp slit cpu-memory-nodes"
         ;;
     memoryless)
         # QEMU numbers nodes densely (nodeid=0 and nodeid=2 without 1 is
