@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <numamove/capabilities.hpp>
@@ -29,14 +30,30 @@ namespace us = numamove::detail::userspace;
 
 namespace {
 
-// Anonymous PROT_NONE mappings: what a leaked reservation would look like.
-std::size_t reservations() {
-  std::ifstream in("/proc/self/maps");
-  std::size_t count = 0;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(" ---p 00000000 00:00 0") != std::string::npos) ++count;
-  return count;
-}
+// The anonymous PROT_NONE mappings of this process: what a leaked reservation would look like.
+struct reservations {
+  reservations() {
+    std::ifstream in("/proc/self/maps");
+    for (std::string line; std::getline(in, line);) {
+      if (line.find(" ---p 00000000 00:00 0") == std::string::npos) continue;
+      const std::size_t dash = line.find('-');
+      ranges.emplace_back(std::stoull(line.substr(0, dash), nullptr, 16), std::stoull(line.substr(dash + 1), nullptr, 16));
+    }
+  }
+  // Those that are not part of a reservation that `before` had: new ones. A reservation split in
+  // two (as AddressSanitizer's allocator splits its reserved space when it maps a part for a size
+  // class used the first time) is not new; a leaked one, or one merged with a leaked neighbour, is.
+  std::size_t added_since(const reservations& before) const {
+    std::size_t added = 0;
+    for (const auto& [begin, end] : ranges) {
+      bool old = false;
+      for (const auto& [b, e] : before.ranges) old = old || (b <= begin && end <= e);
+      added += old ? 0 : 1;
+    }
+    return added;
+  }
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
+};
 
 struct snapshot {
   std::vector<std::uint64_t> frames;
@@ -66,15 +83,21 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   const std::size_t pages = m.bytes / page();
   const std::size_t per_chunk = huge_page_bytes / page();
   fill_pattern(m.data, pages);
-  const snapshot before(m.data, pages);
-  const std::size_t leftovers = reservations();
   const auto point = GENERATE(us::failure_point::protect, us::failure_point::commit);
   INFO("failure at " << (point == us::failure_point::protect ? "protect" : "commit"));
   relocation_options options;
   options.force = true;
   options.workers = 1;  // chunks in address order
-  us::inject_failure(point, 1, ENOMEM);
   std::vector<int> status;
+  // A first failing call does what happens once per process on this path, so that the
+  // inaccessible mappings compared below are the measured call's. (Under AddressSanitizer the
+  // first one leaves two that stay: a one-page guard below an 8 MiB mapping, as a thread stack
+  // has, and a 7.9 MiB reservation among the runtime's mappings. Later ones leave none.)
+  us::inject_failure(point, 1, ENOMEM);
+  REQUIRE(move(m.data, pages, home, status, MPOL_MF_MOVE, options) == 0);
+  const snapshot before(m.data, pages);
+  const reservations leftovers;
+  us::inject_failure(point, 1, ENOMEM);
   const long rc = move(m.data, pages, home, status, MPOL_MF_MOVE, options);
   us::clear_injected_failures();
   REQUIRE(rc == 0);
@@ -87,13 +110,7 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   }
   CHECK(std::count(status.begin(), status.end(), -ENOMEM) == static_cast<long>(per_chunk));
   CHECK(first_bad_page(m.data, pages) == pages);
-#if defined(__SANITIZE_ADDRESS__)
-  // Under AddressSanitizer two more inaccessible mappings show up after the protect failure (seen
-  // with g++ 12; not understood yet, see the session note), so the count is not compared there.
-  WARN("not checked under AddressSanitizer: reservations " << reservations() << ", before " << leftovers);
-#else
-  CHECK(reservations() == leftovers);
-#endif
+  CHECK(reservations().added_since(leftovers) == 0);
   // Still an ordinary, writable mapping everywhere.
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
@@ -113,7 +130,7 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   std::sort(by_address.begin(), by_address.end());
   const snapshot before_middle(by_address[1], 4);
   const snapshot before_first(by_address[0], 4);
-  const std::size_t leftovers = reservations();
+  const reservations leftovers;
   const auto point = GENERATE(us::failure_point::map_destination, us::failure_point::place);
   INFO("failure at " << (point == us::failure_point::place ? "place" : "map_destination"));
   us::inject_failure(point, 1, ENOMEM);
@@ -132,7 +149,7 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
     check_page(before_first, by_address[0], p, true);
   }
   for (aligned_mapping* m : {&a, &b, &c}) CHECK(first_bad_page(m->data, 4, 5) == 4);
-  CHECK(reservations() == leftovers);
+  CHECK(reservations().added_since(leftovers) == 0);
 }
 
 TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says -ENOMEM", "[userspace][failure]") {
