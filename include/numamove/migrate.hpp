@@ -33,12 +33,12 @@ template <class T>
 migration_result migrate(T* data, std::size_t count, int node, const migrate_options& options = {}) {
   if (detail::range_wraps(data, count, sizeof(T))) {
     migration_result wrapped;
-    wrapped.used = detail::resolve(options.path);
+    wrapped.used = detail::path_for(options);
     wrapped.error = std::make_error_code(std::errc::bad_address);
     return wrapped;
   }
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
-  return detail::migrate_pages(span, std::vector<int>(span.count, node), options);
+  return detail::migrate_pages(detail::page_addresses(span), std::vector<int>(span.count, node), options);
 }
 
 /// migrate(std::data(contiguous), std::size(contiguous), node, options) for a contiguous range

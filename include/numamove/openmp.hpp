@@ -17,7 +17,6 @@
 
 #include <cstddef>
 #include <stdexcept>
-#include <string>
 #include <system_error>
 #include <type_traits>
 #include <vector>
@@ -41,21 +40,13 @@ inline std::vector<thread_binding> team_bindings(int threads, proc_bind bind = p
   if (threads < 1) throw std::invalid_argument("numamove::openmp: a team needs at least one thread");
   const topology& machine = topology::system();
   std::vector<thread_binding> bindings(static_cast<std::size_t>(threads));
-  int team = threads;
   numamove::detail::openmp::team_errors errors;
   auto body = [&] {
-    if (omp_get_num_threads() != threads) {
-      if (omp_get_thread_num() == 0) team = omp_get_num_threads();
-      return;
-    }
     errors.guard([&] {
       bindings[static_cast<std::size_t>(omp_get_thread_num())] = numamove::detail::openmp::current_binding(machine);
     });
   };
   numamove::detail::openmp::in_team(threads, bind, body);
-  if (team != threads)
-    throw std::runtime_error("numamove::openmp: asked for a team of " + std::to_string(threads) +
-                             " threads, the OpenMP runtime gave " + std::to_string(team));
   errors.rethrow();
   return bindings;
 }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -26,44 +25,22 @@ inline std::size_t thp_size() {
   return size;
 }
 
-// PAGEMAP_SCAN (Linux 6.7, uapi linux/fs.h), spelled out for older headers.
-struct pagemap_scan_region {
-  std::uint64_t start, end, categories;
-};
-struct pagemap_scan_arg {
-  std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
-      category_mask, category_anyof_mask, return_mask;
-};
-inline constexpr unsigned long pagemap_scan_request = _IOWR('f', 16, pagemap_scan_arg);
-inline constexpr std::uint64_t page_is_huge = 1 << 6;
+/// True when transparent huge pages may back mapping `m` under THP mode `thp` ("always",
+/// "madvise", "never", as capabilities::thp reports it): "always" unless the mapping opted out
+/// (MADV_NOHUGEPAGE), "madvise" where it opted in (MADV_HUGEPAGE).
+inline bool thp_backs(const mapping& m, const std::string& thp) {
+  if (m.has_flag("nh")) return false;
+  return thp == "always" || (thp == "madvise" && m.has_flag("hg"));
+}
 
-/// The huge-page-backed parts of [first, end) from one PAGEMAP_SCAN walk of just that range.
+/// The huge-page-backed parts of [first, end), from one PAGEMAP_SCAN walk of just that range.
 /// Returns false where the kernel does not have the ioctl (before 6.7).
-inline bool scan_huge_regions(std::uintptr_t first, std::uintptr_t end,
-                              std::vector<pagemap_scan_region>& regions) {
+inline bool scan_huge_regions(std::uintptr_t first, std::uintptr_t end, std::vector<pagemap_scan::page_region>& regions) {
   const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   regions.clear();
-  std::vector<pagemap_scan_region> chunk(256);
-  pagemap_scan_arg arg{};
-  arg.size = sizeof arg;
-  arg.start = first;
-  arg.end = end;
-  arg.category_mask = page_is_huge;
-  arg.return_mask = page_is_huge;
-  bool supported = true;
-  while (arg.start < end) {
-    arg.vec = reinterpret_cast<std::uintptr_t>(chunk.data());
-    arg.vec_len = chunk.size();
-    const long found = ::ioctl(fd, pagemap_scan_request, &arg);
-    if (found < 0) {
-      supported = false;
-      break;
-    }
-    regions.insert(regions.end(), chunk.begin(), chunk.begin() + found);
-    if (arg.walk_end <= arg.start) break;
-    arg.start = arg.walk_end;
-  }
+  const bool supported = pagemap_scan::walk(fd, first, end, pagemap_scan::is_huge,
+                                            [&](const pagemap_scan::page_region& region) { regions.push_back(region); });
   ::close(fd);
   return supported;
 }
@@ -77,7 +54,7 @@ inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages) {
   if (pages.empty()) return extent;
   const auto first = reinterpret_cast<std::uintptr_t>(pages.front());
   const auto end = reinterpret_cast<std::uintptr_t>(pages.back()) + page_size();
-  std::vector<pagemap_scan_region> regions;
+  std::vector<pagemap_scan::page_region> regions;
   if (scan_huge_regions(first, end, regions)) {
     std::size_t r = 0;
     for (std::size_t k = 0; k < pages.size() && r < regions.size(); ++k) {

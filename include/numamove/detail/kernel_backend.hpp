@@ -2,7 +2,9 @@
 // kernel version.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -52,22 +54,25 @@ inline bool kernel_hides_numa_hinted_pages() noexcept { return kernel_release() 
 inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status,
                                int flags) {
   std::vector<unsigned long> hidden;
-  std::vector<std::uint64_t> entry;
   std::vector<mapping> maps;
   for (unsigned long i = 0; i < count; ++i)
     if (status[i] == -ENOENT) hidden.push_back(i);
+  if (hidden.empty()) return;
+  const int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pagemap < 0) return;
   for (int round = 0; round < 4 && !hidden.empty(); ++round) {
     std::vector<unsigned long> touched;
     for (const unsigned long i : hidden) {
       const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
-      if (!read_pagemap(0, address, 1, entry) || (entry[0] & pagemap_bit::present) == 0) continue;
+      std::uint64_t entry = 0;
+      if (!read_pagemap_entries(pagemap, address, 1, &entry) || (entry & pagemap_bit::present) == 0) continue;
       if (maps.empty()) maps = read_mappings(0);
       const mapping* m = find_mapping(maps, address);
       if (m == nullptr || (m->protection() & PROT_READ) == 0) continue;
       (void)*reinterpret_cast<const volatile char*>(address);
       touched.push_back(i);
     }
-    if (touched.empty()) return;
+    if (touched.empty()) break;
     std::vector<void*> again_pages(touched.size());
     std::vector<int> again_nodes(touched.size());
     std::vector<int> again_status(touched.size());
@@ -77,13 +82,14 @@ inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nod
     }
     if (sys_move_pages(0, touched.size(), again_pages.data(), nodes ? again_nodes.data() : nullptr,
                        again_status.data(), flags) != 0)
-      return;
+      break;
     hidden.clear();
     for (std::size_t k = 0; k < touched.size(); ++k) {
       status[touched[k]] = again_status[k];
       if (again_status[k] == -ENOENT) hidden.push_back(touched[k]);
     }
   }
+  ::close(pagemap);
 }
 
 /// move_pages(2) with the kernel's contract, statuses corrected to the seed's meaning where the

@@ -185,14 +185,14 @@ struct arguments {
   std::uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 inline constexpr std::uint64_t is_pfn_zero = 1u << 5;
+inline constexpr std::uint64_t is_huge = 1u << 6;
 inline constexpr unsigned long request = _IOWR('f', 16, arguments);
 
-/// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
-/// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
-/// kernel cannot answer; `zero` is then unspecified.
-inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count, std::vector<bool>& zero) {
-  zero.assign(count, false);
-  const std::uintptr_t end = first + count * page_size();
+/// Walks [first, end) of an open pagemap file, calling visit(region) for each region, in
+/// address order, whose pages are all in `category` (is_pfn_zero, is_huge). Returns false
+/// (errno set, ENOTTY before Linux 6.7) when the kernel cannot answer.
+template <class Visit>
+bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category, Visit visit) {
   page_region regions[64];
   for (std::uintptr_t at = first; at < end;) {
     arguments a{};
@@ -201,17 +201,25 @@ inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t co
     a.end = end;
     a.vec = reinterpret_cast<std::uintptr_t>(regions);
     a.vec_len = 64;
-    a.category_mask = is_pfn_zero;
-    a.return_mask = is_pfn_zero;
+    a.category_mask = category;
+    a.return_mask = category;
     const int found = ::ioctl(pagemap_fd, request, &a);
     if (found < 0) return false;
-    for (int r = 0; r < found; ++r)
-      for (std::uintptr_t page = regions[r].start; page < regions[r].end; page += page_size())
-        zero[(page - first) / page_size()] = true;
+    for (int r = 0; r < found; ++r) visit(regions[r]);
     if (a.walk_end <= at) break;
     at = static_cast<std::uintptr_t>(a.walk_end);
   }
   return true;
+}
+
+/// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
+/// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
+/// kernel cannot answer; `zero` is then unspecified.
+inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count, std::vector<bool>& zero) {
+  zero.assign(count, false);
+  return walk(pagemap_fd, first, first + count * page_size(), is_pfn_zero, [&](const page_region& region) {
+    for (std::uintptr_t page = region.start; page < region.end; page += page_size()) zero[(page - first) / page_size()] = true;
+  });
 }
 }  // namespace pagemap_scan
 

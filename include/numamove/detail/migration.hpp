@@ -86,14 +86,13 @@ inline bool query_entries(backend path, const std::vector<std::size_t>& which,
 /// The userspace path of migrate_pages: one call over the whole range in address order (the
 /// migrator turns consecutive pages into runs it relocates whole), then bounded retries of the
 /// pages that were busy. Call-level checks are done.
-inline void migrate_userspace(const page_span& span, const std::vector<int>& target, const migrate_options& options,
+inline void migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
                               migration_result& result) {
-  std::vector<void*> pages = page_addresses(span);
   std::vector<int>& status = result.status;
-  status.assign(span.count, -EBUSY);
+  status.assign(pages.size(), -EBUSY);
   const userspace::relocation_options relocation{options.force, options.protect_writes, options.workers};
   std::vector<userspace::entry_outcome> outcome;
-  if (userspace::move_pages(0, span.count, pages.data(), target.data(), status.data(), options.flags, relocation,
+  if (userspace::move_pages(0, pages.size(), pages.data(), target.data(), status.data(), options.flags, relocation,
                             &outcome) != 0) {
     status.clear();
     result.error = std::error_code(errno, std::generic_category());
@@ -101,7 +100,7 @@ inline void migrate_userspace(const page_span& span, const std::vector<int>& tar
   }
   for (int attempt = 1; attempt <= options.busy_retries; ++attempt) {
     std::vector<std::size_t> busy;
-    for (std::size_t i = 0; i < span.count; ++i)
+    for (std::size_t i = 0; i < pages.size(); ++i)
       if (status[i] == -EBUSY) busy.push_back(i);
     if (busy.empty()) break;
     std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
@@ -121,7 +120,7 @@ inline void migrate_userspace(const page_span& span, const std::vector<int>& tar
       outcome[busy[k]] = again_outcome[k];
     }
   }
-  for (std::size_t i = 0; i < span.count; ++i) {
+  for (std::size_t i = 0; i < pages.size(); ++i) {
     if (outcome[i] == userspace::entry_outcome::already_there) ++result.already_there;
     else if (outcome[i] == userspace::entry_outcome::moved) ++result.moved;
     else if (outcome[i] == userspace::entry_outcome::moved_from_unknown) ++result.moved, ++result.node_unknown;
@@ -131,14 +130,21 @@ inline void migrate_userspace(const page_span& span, const std::vector<int>& tar
   result.bytes = result.moved * page_size();
 }
 
-/// Moves the pages of `span` so that page i ends on target[i] (one entry per page).
-inline migration_result migrate_pages(const page_span& span, const std::vector<int>& target,
+/// The path a migrate with `options` takes: options.path resolved, except that only the userspace
+/// path can move a page onto the node it is on, so `force` with automatic takes it.
+inline backend path_for(const migrate_options& options) {
+  return options.force && options.path == backend::automatic ? backend::userspace : resolve(options.path);
+}
+
+/// Moves the base pages `pages` (page-aligned, ascending, distinct) so that pages[i] ends on
+/// target[i]. result.first_page is pages[0].
+inline migration_result migrate_pages(std::vector<void*> pages, const std::vector<int>& target,
                                       const migrate_options& options) {
   const auto started = std::chrono::steady_clock::now();
+  const std::size_t count = pages.size();
   migration_result result;
-  // Only the userspace path can move a page onto the node it is on.
-  result.used = options.force && options.path == backend::automatic ? backend::userspace : resolve(options.path);
-  result.first_page = reinterpret_cast<const void*>(span.first);
+  result.used = path_for(options);
+  result.first_page = count == 0 ? nullptr : pages.front();
   const auto finish = [&]() -> migration_result {
     result.elapsed = std::chrono::steady_clock::now() - started;
     return result;
@@ -147,7 +153,7 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
     result.error = std::error_code(error, std::generic_category());
     return finish();
   };
-  if (span.count == 0) return finish();
+  if (count == 0) return finish();
   if (const int error = check_flags(options.flags)) return fail(error);
   if (options.force && result.used == backend::kernel) return fail(EINVAL);
   const bool userspace_path = result.used == backend::userspace;
@@ -159,21 +165,20 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
     checked.push_back(node);
   }
   if (userspace_path) {
-    migrate_userspace(span, target, options, result);
+    migrate_userspace(pages, target, options, result);
     return finish();
   }
 
-  std::vector<void*> pages = page_addresses(span);
   std::vector<int>& status = result.status;
-  status.assign(span.count, -EBUSY);
-  if (numamove::move_pages(0, span.count, pages.data(), nullptr, status.data(), 0, result.used) != 0) {
+  status.assign(count, -EBUSY);
+  if (numamove::move_pages(0, count, pages.data(), nullptr, status.data(), 0, result.used) != 0) {
     status.clear();
     return fail(errno);
   }
 
   // Pages to move; the others are final as queried.
   std::vector<std::size_t> pending;
-  for (std::size_t i = 0; i < span.count; ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     if (status[i] == target[i]) ++result.already_there;
     else if (status[i] >= 0) pending.push_back(i);
   }
@@ -229,11 +234,11 @@ inline migration_result migrate_pages(const page_span& span, const std::vector<i
   // A page that is still elsewhere after every attempt is busy, in the seed's words.
   for (const std::size_t i : pending) status[i] = -EBUSY;
 
-  for (std::size_t i = 0; i < span.count; ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     if (status[i] == -ENOENT) ++result.not_present;
     else if (status[i] < 0) ++result.failed;
   }
-  for (std::size_t i = 0; i < span.count; ++i)
+  for (std::size_t i = 0; i < count; ++i)
     if (status[i] == target[i]) ++result.moved;
   result.moved -= result.already_there;  // on the target now, and not before
   result.bytes = result.moved * page_size();

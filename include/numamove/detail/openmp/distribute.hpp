@@ -3,19 +3,20 @@
 #pragma once
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 #include <system_error>
 #include <vector>
 
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
+#include "../../capabilities.hpp"
 #include "../backend_choice.hpp"
+#include "../huge_pages.hpp"
 #include "../mappings.hpp"
 #include "../migration.hpp"
 #include "../procfs.hpp"
@@ -40,15 +41,12 @@ inline data_mapping inspect_mapping(const void* data, std::size_t bytes) {
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const mapping* m = find_mapping(maps, begin);
   if (m == nullptr) return found;
-  found.writable = m->perms.size() > 1 && m->perms[1] == 'w';
+  found.writable = (m->protection() & PROT_WRITE) != 0;
   if (m->kernel_page_size > page_size()) {
     found.granule = m->kernel_page_size;
     return found;
   }
-  const std::string mode = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
-  const bool eligible = mode.find("[always]") != std::string::npos
-                            ? !m->has_flag("nh")
-                            : mode.find("[madvise]") != std::string::npos && m->has_flag("hg");
+  const bool eligible = thp_backs(*m, capabilities::of_this_process().thp);
   const std::uintptr_t huge = thp_size();
   const std::uintptr_t block = std::max((m->start + huge - 1) / huge * huge, begin / huge * huge);
   if (eligible && block + huge <= m->end && block < begin + bytes) found.granule = huge;
@@ -70,7 +68,7 @@ inline void touch_run(const api::page_run& run, std::uintptr_t begin) noexcept {
 }
 
 /// The calling thread's share of a plan: touch its pages (when `touch`), then move those not on
-/// its node, one migrate per run.
+/// its node, all its runs in one migrate (one set of call-level checks and one batched query).
 inline void move_share(const api::schedule_plan& plan, api::thread_migration& mine, bool touch,
                        std::uintptr_t begin, const migrate_options& options) {
   const auto started = std::chrono::steady_clock::now();
@@ -80,18 +78,19 @@ inline void move_share(const api::schedule_plan& plan, api::thread_migration& mi
     if (mine.pages != 0) mine.error = std::error_code(ENODEV, std::generic_category());
     return;
   }
+  std::vector<void*> pages;
+  pages.reserve(mine.pages);
   for (const api::page_run& run : plan.runs[t]) {
     if (touch) touch_run(run, begin);
-    const page_span span{reinterpret_cast<std::uintptr_t>(run.first), run.pages};
-    const std::vector<int> target(run.pages, plan.nodes[t]);
-    const migration_result r = migrate_pages(span, target, options);
-    mine.moved += r.moved;
-    mine.already_local += r.already_there;
-    mine.not_present += r.not_present;
-    mine.failed += r.failed;
-    mine.bytes += r.bytes;
-    if (r.error && !mine.error) mine.error = r.error;
+    for (std::size_t i = 0; i < run.pages; ++i) pages.push_back(static_cast<char*>(run.first) + i * page_size());
   }
+  const migration_result r = migrate_pages(std::move(pages), std::vector<int>(mine.pages, plan.nodes[t]), options);
+  mine.moved = r.moved;
+  mine.already_local = r.already_there;
+  mine.not_present = r.not_present;
+  mine.failed = r.failed;
+  mine.bytes = r.bytes;
+  mine.error = r.error;
   mine.elapsed = std::chrono::steady_clock::now() - started;
 }
 
@@ -105,17 +104,12 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const topology& machine = topology::system();
   const data_mapping mapping = bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
   api::team_migration result;
-  result.used = resolve(options.migrate.path);
+  result.used = path_for(options.migrate);
   result.granule = mapping.granule;
   result.threads.resize(static_cast<std::size_t>(schedule.threads));
   api::schedule_plan plan;
-  int team = schedule.threads;
   team_errors errors;
   auto body = [&] {
-    if (omp_get_num_threads() != schedule.threads) {
-      if (omp_get_thread_num() == 0) team = omp_get_num_threads();
-      return;
-    }
     api::thread_migration& mine = result.threads[static_cast<std::size_t>(omp_get_thread_num())];
     errors.guard([&] { mine.binding = current_binding(machine); });
 #pragma omp barrier
@@ -132,9 +126,6 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
     });
   };
   in_team(schedule.threads, options.bind, body);
-  if (team != schedule.threads)
-    throw std::runtime_error("numamove::openmp: the schedule has " + std::to_string(schedule.threads) +
-                             " threads, the OpenMP runtime gave a team of " + std::to_string(team));
   errors.rethrow();
   result.elapsed = std::chrono::steady_clock::now() - started;
   return result;

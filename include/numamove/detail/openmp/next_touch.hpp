@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -43,7 +42,7 @@ struct next_touch_region {
   int mem_fd = -1;                               // the userspace path: /proc/self/mem, read-write
   int pagemap_fd = -1;                           // and /proc/self/pagemap
   std::unique_ptr<std::atomic<unsigned char>[]> state;  // per page
-  std::vector<int> node_of_cpu;                  // -1: a CPU of no node with memory
+  const topology* machine = nullptr;             // whose nodes the touchers' CPUs are on
   std::atomic<std::size_t> armed_pages{0};
   std::atomic<std::size_t> moved{0};
   std::atomic<std::size_t> local{0};
@@ -70,11 +69,8 @@ struct next_touch_region {
   }
 
   /// The node of the CPU the calling thread runs on, or -1 (unknown, or a node without memory).
-  int toucher_node() const noexcept {
-    unsigned cpu = 0;
-    const bool known = ::syscall(SYS_getcpu, &cpu, nullptr, nullptr) == 0 && cpu < node_of_cpu.size();
-    return known ? node_of_cpu[cpu] : -1;
-  }
+  /// Allocation-free, as the handler needs.
+  int toucher_node() const noexcept { return machine->current_node(); }
 
   void finish(std::size_t i, std::atomic<std::size_t>& outcome) noexcept {
     outcome.fetch_add(1);
@@ -82,25 +78,25 @@ struct next_touch_region {
     state[i].store(done, std::memory_order_release);
   }
 
-  /// Gives page i its protection back; when that fails (vm.max_map_count), every page.
-  void unprotect(std::size_t i, std::atomic<std::size_t>& outcome) noexcept {
-    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0) {
-      finish(i, outcome);
-      return;
-    }
+  /// Gives page i its protection back. When that fails (vm.max_map_count), every page gets it
+  /// back, page i counts as failed, and the result is false.
+  bool restore(std::size_t i) noexcept {
+    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0) return true;
     finish(i, failed);
     release_all();
+    return false;
+  }
+
+  /// restore(i), then page i counts in `outcome`.
+  void unprotect(std::size_t i, std::atomic<std::size_t>& outcome) noexcept {
+    if (restore(i)) finish(i, outcome);
   }
 
   /// The first touch of page i on the kernel path: restores the page's protection (Linux 6.1
   /// cannot move a page of a PROT_NONE mapping) and moves it to the node of this CPU.
   void move_on_touch(std::size_t i) noexcept {
+    if (!restore(i)) return;
     void* page = reinterpret_cast<void*>(first + i * page_size());
-    if (::mprotect(page, page_size(), protection) != 0) {
-      finish(i, failed);
-      release_all();
-      return;
-    }
     int node = toucher_node();
     int status = -1;
     if (node < 0) return finish(i, failed);
@@ -130,10 +126,9 @@ struct next_touch_region {
     const std::size_t size = page_size();
     const std::uintptr_t at = first + i * size;
     std::uint64_t entry = 0;
-    if (::pread(pagemap_fd, &entry, sizeof entry, static_cast<off_t>(at / size * sizeof entry)) != sizeof entry)
-      entry = std::uint64_t{1} << 63;  // unknown: treated as present
-    const bool present = (entry >> 63 & 1) != 0;
-    const bool swapped = (entry >> 62 & 1) != 0;
+    if (!read_pagemap_entries(pagemap_fd, at, 1, &entry)) entry = pagemap_bit::present;  // unknown: treated as present
+    const bool present = (entry & pagemap_bit::present) != 0;
+    const bool swapped = (entry & pagemap_bit::swapped) != 0;
     if (!present && !swapped) return unprotect(i, local);
     if (toucher_node() < 0 || shared_mapping) return unprotect(i, failed);
     void* spare = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -141,7 +136,7 @@ struct next_touch_region {
     void* page = reinterpret_cast<void*>(at);
     const auto offset = static_cast<off_t>(at);
     const bool copied = ::pread(mem_fd, spare, size, offset) == static_cast<ssize_t>(size);
-    if (copied && present && (entry >> 56 & 1) == 0) {
+    if (copied && present && (entry & pagemap_bit::exclusive) == 0) {
       // Mapped elsewhere too: the zero page (its write allocates here) stays local; a page
       // shared copy-on-write with another process stays where it is.
       const bool zero = all_zero(static_cast<const unsigned char*>(spare), size);
@@ -203,12 +198,6 @@ struct next_touch_region {
     unregister_fault_range(id);
   }
 };
-
-/// PROT_* bits of a mapping's "rwxp" permissions.
-inline int protection_of(const mapping& m) noexcept {
-  return (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) |
-         (m.perms[2] == 'x' ? PROT_EXEC : 0);
-}
 
 }  // namespace numamove::detail::openmp
 
@@ -276,7 +265,7 @@ class next_touch {
   static std::unique_ptr<region> mark(const void* data, std::size_t bytes) {
     namespace d = numamove::detail;
     auto made = std::make_unique<region>();
-    if (d::resolve(backend::automatic) != backend::kernel) {
+    if (!d::kernel_path_available()) {
       made->mem_fd = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
       made->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
       if (made->mem_fd < 0 || made->pagemap_fd < 0)
@@ -291,8 +280,8 @@ class next_touch {
     const std::vector<d::mapping> maps = d::read_mappings(0);
     const d::mapping* m = d::find_mapping(maps, span.first);
     if (m == nullptr) throw std::system_error(EINVAL, std::generic_category(), "numamove::openmp::next_touch: not mapped");
-    made->protection = numamove::detail::openmp::protection_of(*m);
-    made->shared_mapping = m->perms[3] == 's';
+    made->protection = m->protection();
+    made->shared_mapping = m->shared();
     for (std::uintptr_t at = m->end; at < end;) {
       const d::mapping* next = d::find_mapping(maps, at);
       if (next == nullptr || next->perms != m->perms)
@@ -300,13 +289,7 @@ class next_touch {
                                 "numamove::openmp::next_touch: the range spans mappings with other permissions");
       at = next->end;
     }
-    const topology& machine = topology::system();
-    for (const int node : machine.nodes())
-      for (const int cpu : machine.cpus_of(node)) {
-        if (static_cast<std::size_t>(cpu) >= made->node_of_cpu.size())
-          made->node_of_cpu.resize(static_cast<std::size_t>(cpu) + 1, -1);
-        made->node_of_cpu[static_cast<std::size_t>(cpu)] = node;
-      }
+    made->machine = &topology::system();
     made->state = std::make_unique<std::atomic<unsigned char>[]>(span.count);
     made->armed_pages = span.count;
     made->id = d::register_fault_range(reinterpret_cast<void*>(span.first), span.count * d::page_size(),

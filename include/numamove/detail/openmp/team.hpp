@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <exception>
 #include <system_error>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "../../flags.hpp"
@@ -138,9 +140,9 @@ inline numamove::openmp::thread_binding current_binding(const topology& machine)
   return b;
 }
 
-/// Runs body() on every thread of a team of (at most) `threads`, bound as `bind` says.
+/// One parallel region of (at most) `threads` threads, bound as `bind` says, running body().
 template <class Body>
-void in_team(int threads, numamove::openmp::proc_bind bind, Body& body) {
+void run_team(int threads, numamove::openmp::proc_bind bind, const Body& body) {
   using numamove::openmp::proc_bind;
   switch (bind) {
     case proc_bind::inherit:
@@ -164,6 +166,22 @@ void in_team(int threads, numamove::openmp::proc_bind bind, Body& body) {
       body();
       break;
   }
+}
+
+/// Runs body() on every thread of a team of `threads`, bound as `bind` says. When the runtime
+/// gives a team of another size (omp_set_dynamic, OMP_THREAD_LIMIT, a nested region), no thread
+/// runs body() and std::runtime_error is thrown once the team has joined.
+template <class Body>
+void in_team(int threads, numamove::openmp::proc_bind bind, Body& body) {
+  int team = threads;
+  const auto sized = [&] {
+    if (omp_get_num_threads() == threads) body();
+    else if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+  };
+  run_team(threads, bind, sized);
+  if (team != threads)
+    throw std::runtime_error("numamove::openmp: asked for a team of " + std::to_string(threads) +
+                             " threads, the OpenMP runtime gave " + std::to_string(team));
 }
 
 /// The first exception any thread of a team raised, rethrown once the team has joined:

@@ -172,6 +172,21 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     k = end;
   }
 
+  // Facts of each mapping, worked out once for all its pages.
+  struct mapping_facts {
+    bool unmovable_io = false, anonymous = false, hugetlb = false, busy = false, locked = false;
+    signed char memory_backed = -1;  // -1: not asked yet
+  };
+  std::vector<mapping_facts> facts(e.maps.size());
+  for (std::size_t v = 0; v < e.maps.size(); ++v) {
+    const mapping& m = e.maps[v];
+    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf");
+    facts[v].anonymous = anonymous_private(m);
+    facts[v].hugetlb = m.kernel_page_size > page_size();
+    facts[v].busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") || m.has_flag("ss");
+    facts[v].locked = m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc");
+  }
+
   std::vector<const mapping*> vma(n, nullptr);
   std::vector<bool> zero(n, false);
   std::vector<std::size_t> present;
@@ -184,11 +199,11 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
       vma[i] = find_mapping(e.maps, addresses[i]);
     if (vma[i] == nullptr) continue;
     e.pages[i].vma = static_cast<std::size_t>(vma[i] - e.maps.data());
-    if (vma[i]->has_flag("io") || vma[i]->has_flag("pf")) continue;
+    if (facts[e.pages[i].vma].unmovable_io) continue;
     const std::uint64_t entry = e.pages[i].entry;
     if ((entry & pagemap_bit::present) == 0) continue;
     present.push_back(i);
-    if (!anonymous_private(*vma[i])) continue;
+    if (!facts[e.pages[i].vma].anonymous) continue;
     // In private anonymous memory a page-cache page can only be the huge zero page; a page not
     // mapped exclusively is the zero page or shared copy-on-write.
     if ((entry & pagemap_bit::file_or_shared) != 0) zero[i] = true;
@@ -237,20 +252,6 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
   }
   ::close(pagemap_fd);
 
-  // Facts of each mapping, worked out once for all its pages.
-  struct mapping_facts {
-    bool unmovable_io = false, anonymous = false, hugetlb = false, busy = false, locked = false;
-    signed char memory_backed = -1;  // -1: not asked yet
-  };
-  std::vector<mapping_facts> facts(e.maps.size());
-  for (std::size_t v = 0; v < e.maps.size(); ++v) {
-    const mapping& m = e.maps[v];
-    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf");
-    facts[v].anonymous = anonymous_private(m);
-    facts[v].hugetlb = m.kernel_page_size > page_size();
-    facts[v].busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") || m.has_flag("ss");
-    facts[v].locked = m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc");
-  }
   const auto stack = pid == 0 || pid == ::getpid() ? own_stack() : std::pair<std::uintptr_t, std::uintptr_t>{0, 0};
   const auto routing = fault_routing::routing_table_extent();
   for (std::size_t i = 0; i < n; ++i) {

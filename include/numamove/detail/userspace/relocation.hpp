@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "../../capabilities.hpp"
+#include "../huge_pages.hpp"
 #include "../mappings.hpp"
 #include "../memory_policy.hpp"
 #include "../procfs.hpp"
@@ -358,14 +359,6 @@ inline void resolve_phase_b_calls() {
   (void)done;
 }
 
-/// True when THP may back a fresh huge chunk of a run in mapping `m`: the mode is "always" and
-/// the mapping did not opt out, or "madvise" and it opted in. The fresh mapping copies the
-/// mapping's opt-in or opt-out, so huge pages appear exactly where the kernel would put them.
-inline bool thp_backs(const mapping& m, const capabilities& here) {
-  if (m.has_flag("nh")) return false;
-  return here.thp == "always" || (here.thp == "madvise" && m.has_flag("hg"));
-}
-
 /// Cuts the examined pages into runs: copy runs (copy pages, holes inside) and refault runs.
 inline std::vector<run> plan_runs(const examination& e) {
   std::vector<run> runs;
@@ -535,7 +528,7 @@ inline void relocate(examination& e, const relocation_options& options) {
     const std::uintptr_t begin = e.pages[each.first].address;
     if (each.kind == treatment::copy) {
       each.error = map_fresh(each, m, begin, here);
-      run_thp[r] = thp_backs(m, here);
+      run_thp[r] = thp_backs(m, here.thp);  // the fresh mapping copies the opt-in or opt-out
       if ((m.protection() & PROT_READ) == 0) unreadable_source = true;
     } else {
       // The file again, by its path; it must still be the mapped one.
