@@ -4,7 +4,6 @@
 // return value and status is one move_pages may give, and that both backends agree wherever the
 // pages are already on their target (this machine may have one node), save the differences
 // docs/semantics.md documents. Build and run: tests/fuzz/CMakeLists.txt.
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>

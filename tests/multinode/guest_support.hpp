@@ -317,11 +317,11 @@ class cpuset_cgroup {
   const std::string& error() const { return error_; }
   const std::string& path() const { return path_; }
 
-  /// Moves process `pid` (0: the caller) into the cgroup. Returns 0 or an errno.
-  int enter(int pid = 0) const {
+  /// Moves the calling process into the cgroup. Returns 0 or an errno.
+  int enter() const {
     const int fd = ::open((path_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno;
-    const std::string text = std::to_string(pid == 0 ? ::getpid() : pid);
+    const std::string text = std::to_string(::getpid());
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     const int error = ok ? 0 : errno;
     ::close(fd);

@@ -14,7 +14,7 @@ using namespace numamove_test;
 
 namespace {
 
-constexpr std::size_t huge = std::size_t{2} << 20;
+constexpr std::size_t huge = huge_page_bytes;
 
 // A 2 MiB-aligned region of `count` huge pages with MADV_HUGEPAGE, written (from a CPU of a
 // node with memory) with fill(seed), so each is a THP where the kernel can make one.

@@ -3,7 +3,6 @@
 // placement with its own move_pages(2) query of the child's pid. The equivalence run puts the
 // same scenarios through backend::kernel and backend::userspace and compares the statuses: only
 // the differences docs/semantics.md documents may differ.
-#include <linux/capability.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -16,7 +15,6 @@
 #include <tuple>
 #include <vector>
 
-#include <numamove/capabilities.hpp>
 #include <numamove/numamove.hpp>
 
 #include "guest_support.hpp"

@@ -55,7 +55,6 @@ TEST_CASE("next_touch: each first touch places its page on the toucher's node", 
 
 TEST_CASE("next_touch: concurrent touches of one page resolve once and lose no write", "[next_touch]") {
   mapping m(4);
-  m.touch(0, 4, 0);
   const int threads = 2;
   constexpr int writes = 2000;
   for (int round = 0; round < 20; ++round) {
@@ -114,10 +113,9 @@ TEST_CASE("next_touch: a range mixing permissions or an unmapped range is refuse
     CHECK(marked.local() == 1);
   }
   REQUIRE(::mprotect(m.at_page(2), 2 * page(), PROT_READ | PROT_WRITE) == 0);
-  void* hole = ::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  REQUIRE(::munmap(hole, page()) == 0);
+  char* hole = numamove_test::never_mapped();
   try {
-    numamove::openmp::next_touch marked(static_cast<char*>(hole), page());
+    numamove::openmp::next_touch marked(hole, page());
     FAIL("marked an unmapped page");
   } catch (const std::system_error& e) {
     CHECK(e.code().value() == EINVAL);

@@ -18,11 +18,11 @@
 #include "support/pages.hpp"
 
 using numamove::openmp::static_schedule;
+using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
 
 namespace {
-const int home = numamove::topology::system().nodes().front();
 const int team = 2;
 }  // namespace
 

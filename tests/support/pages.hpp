@@ -20,6 +20,10 @@ inline const int home = numamove::topology::system().nodes().front();
 
 constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 
+/// An address (with a few pages after it) that no mapping holds: below vm.mmap_min_addr, where
+/// mmap never places anything, unlike a munmapped address, which another thread may map again.
+inline char* never_mapped() { return reinterpret_cast<char*>(3 * page()); }
+
 /// An anonymous private mapping of `pages` pages, unmapped when it goes out of scope.
 struct mapping {
   explicit mapping(std::size_t pages, int extra_flags = 0)

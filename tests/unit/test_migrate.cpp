@@ -85,9 +85,8 @@ TEST_CASE("migrate reports call-level errors and leaves the data as it was", "[m
     CHECK(numamove::migrate(m.data, m.bytes, home, options).error == std::errc::invalid_argument);
   }
   SECTION("EFAULT status for pages with no mapping") {
-    void* gone = ::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ::munmap(gone, 2 * page());
-    const numamove::migration_result r = numamove::migrate(static_cast<char*>(gone), 2 * page(), home);
+    char* gone = numamove_test::never_mapped();
+    const numamove::migration_result r = numamove::migrate(gone, 2 * page(), home);
     CHECK_FALSE(r);
     CHECK_FALSE(r.error);
     CHECK(r.failed == 2);
@@ -129,9 +128,8 @@ TEST_CASE("bytes_per_node counts the bytes of the range only", "[locate]") {
 }
 
 TEST_CASE("locate of memory that is not mapped reports -EFAULT", "[locate]") {
-  void* gone = ::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ::munmap(gone, page());
-  CHECK(numamove::locate(static_cast<const char*>(gone), 1) == std::vector<int>{-EFAULT});
+  const char* gone = numamove_test::never_mapped();
+  CHECK(numamove::locate(gone, 1) == std::vector<int>{-EFAULT});
 }
 
 TEST_CASE("a range that does not fit in the address space is EFAULT, not a crash", "[migrate][errors]") {

@@ -63,8 +63,7 @@ TEST_CASE("query reports node, not present and no mapping per page", "[move_page
   mapping m(4);
   m.touch(0, 1);
   m.touch(2, 1);
-  void* gone = ::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ::munmap(gone, page());
+  void* gone = numamove_test::never_mapped();
   // Reading a page never written maps the shared zero page.
   volatile char sink = *m.at_page(3);
   (void)sink;
@@ -190,8 +189,7 @@ TEST_CASE("-EFAULT for a never-touched page becomes -ENOENT, as on kernels outsi
   m.touch(0, 1);
   volatile char sink = *m.at_page(2);  // the zero page
   (void)sink;
-  // Below mmap_min_addr: never mapped, unlike a munmapped address another thread may reuse.
-  void* gone = reinterpret_cast<void*>(3 * page());
+  void* gone = numamove_test::never_mapped();
   void* pages[] = {m.at_page(0), m.at_page(1), m.at_page(2), gone};
   int status[] = {home, -EFAULT, -EFAULT, -EFAULT};
   numamove::detail::restore_enoent(0, 4, pages, status);

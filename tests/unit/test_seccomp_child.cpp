@@ -17,6 +17,7 @@
 
 using numamove_test::child_channel;
 using numamove_test::child_options;
+using numamove_test::home;
 using numamove_test::numa_filter;
 
 namespace {
@@ -43,11 +44,6 @@ int raw_mbind_errno(void* addr, std::size_t length) {
   return ::syscall(SYS_mbind, addr, length, 0 /* MPOL_DEFAULT */, nullptr, 0UL, 0U) == 0 ? 0 : errno;
 }
 
-std::string describe(const numamove_test::child_report& r) {
-  return "started=" + std::to_string(r.started) + " finished=" + std::to_string(r.finished) +
-         " code=" + std::to_string(r.code) + " problem='" + r.problem + "' notes='" + r.notes + "'";
-}
-
 }  // namespace
 
 TEST_CASE("without a filter the child's NUMA calls reach the kernel (the control)", "[seccomp]") {
@@ -61,7 +57,7 @@ TEST_CASE("without a filter the child's NUMA calls reach the kernel (the control
         return 7;
       },
       child_options{numa_filter::none});
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   CHECK(r.code == 7);
   REQUIRE(r.values.size() == 3);
@@ -83,7 +79,7 @@ TEST_CASE("the Docker-like filter refuses move_pages and migrate_pages with EPER
     ch.send(::getpid() > 0);  // an unrelated system call still works
     return 0;
   });
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   REQUIRE(r.values.size() == 6);
   CHECK(r.values[0] == EPERM);
@@ -117,7 +113,7 @@ TEST_CASE("without CAP_SYS_NICE, or with refuse_all, the mempolicy calls are ref
     options.filter = numa_filter::refuse_all;
   }
   const auto r = numamove_test::run_in_seccomp_child(body, options);
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   REQUIRE(r.values.size() == 5);
   if (options.drop_cap_sys_nice) CHECK(r.values[0] == 0);
@@ -130,7 +126,6 @@ TEST_CASE("without CAP_SYS_NICE, or with refuse_all, the mempolicy calls are ref
 TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, errno EPERM", "[seccomp][move_pages]") {
   numamove_test::mapping m(4);
   m.touch(0, 4);
-  const int home = numamove::topology::system().nodes().front();
   const auto r = numamove_test::run_in_seccomp_child([&](child_channel& ch) {
     std::vector<void*> pages{m.at_page(0), m.at_page(1), m.at_page(2), m.at_page(3)};
     std::vector<int> nodes(4, home);
@@ -151,7 +146,7 @@ TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, er
     ch.send(static_cast<std::int64_t>(moved.moved));
     return 0;
   });
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   REQUIRE(r.values.size() == 8);
   CHECK(r.values[0] == -1);
@@ -169,7 +164,6 @@ TEST_CASE("under the filter backend::automatic does not crash and leaves the dat
   numamove_test::mapping m(pages);
   m.touch(0, pages);
   std::vector<char> before(m.data, m.data + m.bytes);
-  const int home = numamove::topology::system().nodes().front();
   // backend::automatic decides from a probe of the process it runs in (numamove re-probes in
   // a forked child): the kernel path, refused with EPERM, or the userspace path. Each answer
   // is checked for what that path promises.
@@ -200,7 +194,7 @@ TEST_CASE("under the filter backend::automatic does not crash and leaves the dat
     return 0;
   });
   const numamove_test::child_report& r = child.wait();
-  INFO(describe(r));
+  INFO(r.describe());
   REQUIRE(r.finished);
   REQUIRE(r.values.size() == 9);
   const auto used = static_cast<numamove::backend>(r.values[5]);

@@ -24,7 +24,7 @@ namespace {
 // Writer `w` increments its own counter in every page of the range in turn, so that each
 // counter has one writer (no data race) and every page is written all the time.
 struct counters {
-  counters(char* first_, std::size_t pages_, unsigned writers_) : first(first_), pages(pages_), writers(writers_) {}
+  counters(char* first_, std::size_t pages_) : first(first_), pages(pages_) {}
   std::uint64_t* at(std::size_t p, unsigned w) const {
     return reinterpret_cast<std::uint64_t*>(first + p * page() + w * 64);
   }
@@ -35,11 +35,10 @@ struct counters {
   }
   char* first;
   std::size_t pages;
-  unsigned writers;
 };
 
 void hammer_while_migrating(char* first, std::size_t pages, unsigned writers, int rounds, const numamove::migrate_options& options) {
-  const counters c(first, pages, writers);
+  const counters c(first, pages);
   std::atomic<bool> stop{false};
   std::atomic<unsigned> running{0};
   std::vector<std::uint64_t> done(writers, 0);
@@ -80,13 +79,12 @@ TEST_CASE("userspace: writers lose no increment while their range moves again an
   options.force = true;
   SECTION("base pages, one worker") {
     numamove_test::mapping m(64);
-    m.touch(0, 64, 0);
     std::memset(m.data, 0, m.bytes);
     options.workers = 1;
     hammer_while_migrating(m.data, 64, 3, 40, options);
   }
   SECTION("huge pages, two workers") {
-    aligned_mapping m(4u << 20, 2u << 20);
+    aligned_mapping m(2 * numamove_test::huge_page_bytes, numamove_test::huge_page_bytes);
     ::madvise(m.data, m.bytes, MADV_HUGEPAGE);
     std::memset(m.data, 0, m.bytes);
     options.workers = 2;

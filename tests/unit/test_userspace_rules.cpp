@@ -56,8 +56,7 @@ struct scratch_file {
 }  // namespace
 
 TEST_CASE("userspace: no mapping and I/O or PFN mappings are -EFAULT", "[userspace][rules]") {
-  void* gone = ::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ::munmap(gone, page());
+  void* gone = numamove_test::never_mapped();
   void* vvar = vvar_page();
   REQUIRE(vvar != nullptr);
   REQUIRE(smaps_of(vvar).find(" pf") != std::string::npos);
@@ -100,7 +99,7 @@ TEST_CASE("userspace: the zero page is -EFAULT and stays the zero page", "[users
   CHECK(pfn(m.at_page(1)) == zero_pfn);
   CHECK((pagemap(m.at_page(1)) >> 56 & 1) == 0);  // not an exclusive page of ours
   SECTION("the huge zero page too") {
-    aligned_mapping huge(2u << 20, 2u << 20);
+    aligned_mapping huge(numamove_test::huge_page_bytes, numamove_test::huge_page_bytes);
     ::madvise(huge.data, huge.bytes, MADV_HUGEPAGE);
     (void)*reinterpret_cast<volatile char*>(huge.data);
     if ((pagemap(huge.data) >> 61 & 1) == 0) {
@@ -383,8 +382,7 @@ TEST_CASE("userspace: the query reports node, -ENOENT and -EFAULT as the kernel 
   m.touch(0, 1);
   m.touch(2, 1);
   (void)*reinterpret_cast<volatile char*>(m.at_page(3));
-  void* gone = ::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ::munmap(gone, page());
+  void* gone = numamove_test::never_mapped();
   std::vector<void*> pages{m.data + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3), gone, m.data};
   std::vector<int> status(pages.size(), 99);
   REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0, numamove::backend::userspace) == 0);

@@ -1,12 +1,10 @@
 // The userspace path where it is needed: in a child whose NUMA system calls are refused the way
 // Docker's default seccomp profile refuses them. The parent checks what the child did with its
 // own move_pages(2) query of the child's pid.
-#include <linux/capability.h>
 #include <sys/mman.h>
 
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include <numamove/capabilities.hpp>
@@ -21,9 +19,6 @@ using numamove_test::child_channel;
 using numamove_test::home;
 using numamove_test::page;
 using namespace numamove_us;
-
-namespace {
-}
 
 TEST_CASE("under the filter: the probe sees it, automatic takes the userspace path and really moves",
           "[userspace][seccomp]") {

@@ -157,10 +157,6 @@ struct aligned_mapping {
   char* data;
 };
 
-}  // namespace numamove_us
-
-namespace numamove_us {
-
 /// The page frame number of the page holding `address` (0 without CAP_SYS_ADMIN): a page that
 /// was really moved has a new one.
 inline std::uint64_t pfn(const void* address) { return pagemap(address) & ((1ULL << 55) - 1); }
@@ -188,11 +184,11 @@ struct scenario {
     return names[k];
   }
 
-  scenario() : huge(2u << 20, 2u << 20) {
+  scenario() : huge(numamove_test::huge_page_bytes, numamove_test::huge_page_bytes) {
     const std::size_t page = numamove_test::page();
     area = static_cast<char*>(::mmap(nullptr, area_pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     shared = static_cast<char*>(::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    gone = reinterpret_cast<char*>(3 * page);  // below mmap_min_addr: never mapped
+    gone = numamove_test::never_mapped();
     // Pages 0-1 touched, 2 untouched, 3 zero page, 4 read-only, 5 PROT_NONE, 6 mlocked,
     // 7 MADV_DONTFORK, 8 copy-on-write shared; the odd protections split the mapping.
     fill_pattern(area, area_pages);
