@@ -12,6 +12,14 @@ if(TARGET numamove_openmp)
   install(TARGETS numamove_openmp EXPORT numamoveOpenMPTargets)
   install(EXPORT numamoveOpenMPTargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
 endif()
+# numamove::mpi, numamove::mpi_hooks (with the source it compiles into a program) and
+# numamove::mpi_preload, where MPI was found, in an export set of their own: the Config loads
+# it only where the consumer finds MPI too.
+if(TARGET numamove_mpi)
+  install(TARGETS numamove_mpi numamove_mpi_hooks numamove_mpi_preload EXPORT numamoveMPITargets)
+  install(FILES src/mpi_hooks/hooks.cpp DESTINATION "${CMAKE_INSTALL_DATADIR}/numamove" RENAME mpi_hooks.cpp)
+  install(EXPORT numamoveMPITargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
+endif()
 
 configure_package_config_file(cmake/numamoveConfig.cmake.in
   "${PROJECT_BINARY_DIR}/numamoveConfig.cmake" INSTALL_DESTINATION "${numamove_cmake_dir}")

@@ -44,6 +44,10 @@ options:
   --verbose         show the guest kernel's boot messages (drops "quiet")
   --plain           the binary is a program (a demo, a benchmark), not a Catch2 test binary:
                     pass when it exits 0, without looking for a Catch2 summary
+  --mpi             add Open MPI's runtime (mpirun, orted, plugins, help files) so that the
+                    binary can start MPI jobs in the guest (mpirun --mca plm isolated there)
+  --file PATH       copy PATH to the guest's / next to the binary, with its shared libraries
+                    (repeatable): the programs and libraries an MPI job runs
   --list-shapes     print the shape names and exit
   -h, --help        this text
 EOF
@@ -58,6 +62,8 @@ busybox=${NUMAMOVE_VM_BUSYBOX:-/bin/busybox}
 test_args=()
 have_test_args=0
 guest_env=()
+mpi=0
+extra_files=()
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -79,6 +85,8 @@ while [ $# -gt 0 ]; do
             shift 2 ;;
         --verbose) verbose=1; shift ;;
         --plain) plain=1; shift ;;
+        --mpi) mpi=1; shift ;;
+        --file) extra_files+=("${2:?}"); shift 2 ;;
         --list-shapes) echo "2node 4node memoryless"; exit 0 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; test_args=("$@"); have_test_args=1; break ;;
@@ -214,9 +222,48 @@ done < <(printf '%s\n' "$libs_out" | sed -n -e 's/^.*=> \(\/[^ ]*\) (0x.*$/\1/p'
 # The loader may be asked for by its canonical path (/lib64/ld-linux-x86-64.so.2);
 # Debian's is a link into /lib/x86_64-linux-gnu, copied above as a plain file.
 
+# --file and --mpi: more programs and libraries, each with what ldd says it needs.
+copy_with_libraries() {  # source [destination inside the guest]
+    local source=$1 dest=${2:-$1} out lib
+    mkdir -p "$root$(dirname "$dest")"
+    [ "$source" -ef "$root$dest" ] || cp -L "$source" "$root$dest"
+    out=$(ldd "$source" 2>/dev/null) || return 0  # not a dynamic ELF file
+    if printf '%s\n' "$out" | grep -q 'not found'; then
+        printf '%s\n' "$out" >&2; die_setup "'$source' needs a library that ldd cannot find"
+    fi
+    while read -r lib; do
+        [ -n "$lib" ] && [ ! -e "$root$lib" ] || continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done < <(printf '%s\n' "$out" | sed -n -e 's/^.*=> \(\/[^ ]*\) (0x.*$/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) (0x.*$/\1/p' | sort -u)
+}
+for f in "${extra_files[@]+"${extra_files[@]}"}"; do
+    [ -f "$f" ] || die_setup "--file '$f' is not a file"
+    copy_with_libraries "$f" "/$(basename "$f")"
+done
+if [ "$mpi" = 1 ]; then
+    # Open MPI 4.1 as Debian 12 packages it (docs/testing.md): mpirun is orterun.
+    mpirun_path=$(command -v mpirun 2>/dev/null) || die_setup "--mpi: no mpirun (Debian: openmpi-bin)"
+    mpirun_path=$(readlink -f "$mpirun_path")
+    copy_with_libraries "$mpirun_path" /usr/bin/mpirun
+    copy_with_libraries "$(command -v orted)" /usr/bin/orted
+    for d in /usr/lib/x86_64-linux-gnu/openmpi/lib /usr/lib/x86_64-linux-gnu/pmix2 /usr/share/openmpi /etc/openmpi; do
+        [ -d "$d" ] || die_setup "--mpi: $d is missing (Debian: libopenmpi-dev, openmpi-bin)"
+        mkdir -p "$root$d"
+        cp -rL "$d/." "$root$d/"
+    done
+    while IFS= read -r -d '' elf; do
+        copy_with_libraries "$elf" "${elf#"$root"}"
+    done < <(find "$root/usr/lib/x86_64-linux-gnu/openmpi/lib" "$root/usr/lib/x86_64-linux-gnu/pmix2" -name '*.so*' -type f -print0)
+    mkdir -p "$root/etc"
+    echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
+    echo 'root:x:0:' > "$root/etc/group"
+fi
+
 {
     printf 'NUMAMOVE_VM_SHAPE=%s\n' "$shape"
     printf 'NUMAMOVE_VM_EXPECT="%s"\n' "$expect"
+    printf 'NUMAMOVE_VM_MPI=%s\n' "$mpi"
     printf 'export NUMAMOVE_VM_SHAPE NUMAMOVE_VM_EXPECT\n'
     for kv in "${guest_env[@]+"${guest_env[@]}"}"; do
         value=${kv#*=}

@@ -1,0 +1,143 @@
+// Where a rank runs: its affinity mask, the CPU it is on, and its node by the OpenMP layer's
+// rule (numamove::openmp::node_of_cpus), gathered over the ranks of one host. The struct is a
+// public name, reached through numamove/mpi.hpp.
+#pragma once
+
+#include <mpi.h>
+#include <dirent.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "../../topology.hpp"
+#include "../openmp/plan.hpp"
+#include "errors.hpp"
+
+namespace numamove::mpi {
+
+/// Where one rank ran when numamove looked.
+struct rank_binding {
+  int rank = -1;          ///< rank in the communicator asked about
+  int local_rank = -1;    ///< rank among the ranks of its host (MPI_COMM_TYPE_SHARED); -1 when not asked
+  int cpu = -1;           ///< the CPU it ran on
+  std::vector<int> cpus;  ///< its affinity mask, ascending: what the launcher's binding (or a rebind) allows
+  int node = -1;          ///< the node for its data, as numamove::openmp::node_of_cpus() decides it
+  bool pinned = false;    ///< true when the mask lies within `node` (the rank cannot drift off it)
+};
+
+}  // namespace numamove::mpi
+
+namespace numamove::detail::mpi {
+
+/// The affinity mask of thread `tid` (0: the calling thread), ascending CPU ids. Throws
+/// std::system_error with the errno of sched_getaffinity(2).
+inline std::vector<int> affinity_of(pid_t tid) {
+  for (int size = 1024; size <= (1 << 20); size *= 2) {
+    cpu_set_t* set = CPU_ALLOC(static_cast<unsigned>(size));
+    if (set == nullptr) throw std::system_error(ENOMEM, std::generic_category(), "numamove: CPU_ALLOC");
+    const std::size_t bytes = CPU_ALLOC_SIZE(static_cast<unsigned>(size));
+    if (::sched_getaffinity(tid, bytes, set) != 0) {
+      const int error = errno;
+      CPU_FREE(set);
+      if (error == EINVAL) continue;  // the kernel's mask is larger than `size` CPUs
+      throw std::system_error(error, std::generic_category(), "numamove: sched_getaffinity");
+    }
+    std::vector<int> cpus;
+    for (int cpu = 0; cpu < size; ++cpu)
+      if (CPU_ISSET_S(static_cast<unsigned>(cpu), bytes, set)) cpus.push_back(cpu);
+    CPU_FREE(set);
+    return cpus;
+  }
+  throw std::system_error(EINVAL, std::generic_category(), "numamove: sched_getaffinity");
+}
+
+/// The binding of the calling thread, by the OpenMP layer's node rule.
+inline numamove::mpi::rank_binding current_binding(const topology& machine) {
+  numamove::mpi::rank_binding b;
+  b.cpus = affinity_of(0);
+  b.cpu = ::sched_getcpu();
+  b.node = numamove::openmp::node_of_cpus(machine, b.cpus, b.cpu);
+  b.pinned = b.node >= 0 && !b.cpus.empty();
+  for (const int c : b.cpus) b.pinned = b.pinned && machine.node_of_cpu(c) == b.node;
+  return b;
+}
+
+/// Thread ids of this process (/proc/self/task), the caller's included.
+inline std::vector<pid_t> thread_ids() {
+  std::vector<pid_t> ids;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return {static_cast<pid_t>(::syscall(SYS_gettid))};
+  while (const dirent* entry = ::readdir(dir))
+    if (entry->d_name[0] != '.') ids.push_back(static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10)));
+  ::closedir(dir);
+  return ids;
+}
+
+/// Sets the affinity of every thread of the process to `cpus`. Returns 0 or the errno of the
+/// first sched_setaffinity(2) that failed (EINVAL: no CPU of the set is allowed).
+inline int set_process_affinity(const std::vector<int>& cpus) {
+  int highest = 0;
+  for (const int c : cpus) highest = c > highest ? c : highest;
+  const auto size = static_cast<unsigned>(highest + 1);
+  cpu_set_t* set = CPU_ALLOC(size);
+  if (set == nullptr) return ENOMEM;
+  const std::size_t bytes = CPU_ALLOC_SIZE(size);
+  CPU_ZERO_S(bytes, set);
+  for (const int c : cpus)
+    if (c >= 0) CPU_SET_S(static_cast<unsigned>(c), bytes, set);
+  int error = 0;
+  for (const pid_t tid : thread_ids())
+    if (::sched_setaffinity(tid, bytes, set) != 0 && errno != ESRCH && error == 0) error = errno;
+  CPU_FREE(set);
+  return error;
+}
+
+/// The ranks of `comm` that share this host (MPI_COMM_TYPE_SHARED), one binding each, by local
+/// rank. Collective over `comm`. Throws std::system_error in the MPI category.
+inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm comm, const topology& machine) {
+  int rank = 0;
+  check(MPI_Comm_rank(comm, &rank), "numamove::mpi: MPI_Comm_rank");
+  MPI_Comm host = MPI_COMM_NULL;
+  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host), "numamove::mpi: MPI_Comm_split_type");
+  struct release {
+    MPI_Comm* c;
+    ~release() { MPI_Comm_free(c); }
+  } guard{&host};
+  int size = 0;
+  check(MPI_Comm_size(host, &size), "numamove::mpi: MPI_Comm_size");
+  const numamove::mpi::rank_binding mine = current_binding(machine);
+  const int fixed[4] = {rank, mine.cpu, mine.node, static_cast<int>(mine.cpus.size())};
+  std::vector<int> all(static_cast<std::size_t>(size) * 4);
+  check(MPI_Allgather(fixed, 4, MPI_INT, all.data(), 4, MPI_INT, host), "numamove::mpi: MPI_Allgather");
+  std::vector<int> counts(static_cast<std::size_t>(size));
+  std::vector<int> offsets(static_cast<std::size_t>(size));
+  int total = 0;
+  for (std::size_t r = 0; r < counts.size(); ++r) {
+    counts[r] = all[r * 4 + 3];
+    offsets[r] = total;
+    total += counts[r];
+  }
+  std::vector<int> cpus(static_cast<std::size_t>(total));
+  check(MPI_Allgatherv(mine.cpus.data(), fixed[3], MPI_INT, cpus.data(), counts.data(), offsets.data(), MPI_INT, host),
+        "numamove::mpi: MPI_Allgatherv");
+  std::vector<numamove::mpi::rank_binding> bindings(static_cast<std::size_t>(size));
+  for (std::size_t r = 0; r < bindings.size(); ++r) {
+    numamove::mpi::rank_binding& b = bindings[r];
+    b.rank = all[r * 4];
+    b.local_rank = static_cast<int>(r);
+    b.cpu = all[r * 4 + 1];
+    b.node = all[r * 4 + 2];
+    b.cpus.assign(cpus.begin() + offsets[r], cpus.begin() + offsets[r] + counts[r]);
+    b.pinned = b.node >= 0 && !b.cpus.empty();
+    for (const int c : b.cpus) b.pinned = b.pinned && machine.node_of_cpu(c) == b.node;
+  }
+  return bindings;
+}
+
+}  // namespace numamove::detail::mpi
