@@ -21,6 +21,14 @@ if(TARGET numamove_mpi)
   install(EXPORT numamoveMPITargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
 endif()
 
+# numamove::kokkos, where Kokkos was found, likewise; the Config finds Kokkos with the same
+# numamoveKokkos.cmake when a consumer asks for the component.
+if(TARGET numamove_kokkos)
+  install(TARGETS numamove_kokkos EXPORT numamoveKokkosTargets)
+  install(EXPORT numamoveKokkosTargets NAMESPACE numamove:: DESTINATION "${numamove_cmake_dir}")
+  install(FILES cmake/numamoveKokkos.cmake DESTINATION "${numamove_cmake_dir}")
+endif()
+
 configure_package_config_file(cmake/numamoveConfig.cmake.in
   "${PROJECT_BINARY_DIR}/numamoveConfig.cmake" INSTALL_DESTINATION "${numamove_cmake_dir}")
 # Header-only and architecture-independent: any 32/64-bit consumer may use it.

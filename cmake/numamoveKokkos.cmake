@@ -10,6 +10,10 @@
 set(numamove_kokkos_usable FALSE)
 set(numamove_kokkos_why "")
 if(NOT TARGET Kokkos::kokkos)
+  # Kokkos 3's config warns, then turns CMAKE_CXX_EXTENSIONS off itself when it is unset.
+  if(NOT DEFINED CMAKE_CXX_EXTENSIONS)
+    set(CMAKE_CXX_EXTENSIONS OFF)
+  endif()
   find_package(Kokkos QUIET)
 endif()
 if(NOT TARGET Kokkos::kokkos)

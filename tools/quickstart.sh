@@ -4,8 +4,9 @@
 #                              follows its threads (examples/run-demo.sh; in a 4-node QEMU
 #                              guest when this machine has one NUMA node)
 #   tools/quickstart.sh test   build and run the whole test suite: every ctest label (unit,
-#                              packaging, docs, openmp, the NUMA guests), then the ASan+UBSan
-#                              and the ThreadSanitizer builds, and a bounded fuzzing run
+#                              packaging, docs, openmp, kokkos, the NUMA guests), then the
+#                              ASan+UBSan and the ThreadSanitizer builds, the Kokkos tests
+#                              against Kokkos 4.6 (../shared/vendor), and a bounded fuzzing run
 # Installs the Debian packages in tools/debian-packages.txt that are missing (needs root).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +44,23 @@ case "${1:-}" in
     # Sanitizers over the tests that run on this machine.
     configure_and_build "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DNUMAMOVE_SANITIZE=address,undefined \
       -DNUMAMOVE_VM_TESTS=OFF -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
-    ctest --test-dir "$build-asan" --output-on-failure -L unit
+    ctest --test-dir "$build-asan" --output-on-failure -L "unit|kokkos" -LE packaging
+    # numamove/kokkos.hpp against Kokkos 4 (Serial and OpenMP) too; the builds above used
+    # Debian's Kokkos 3.4. Kokkos 4.6.01 from ../shared/vendor, built once into $build-kokkos-4.6.01.
+    kokkos_archive=$root/../shared/vendor/kokkos-4.6.01.tar.xz
+    if [ -f "$kokkos_archive" ]; then
+      kokkos_prefix=$("$root/tests/kokkos/build-kokkos.sh" "$kokkos_archive" "$build-kokkos-4.6.01")
+      cmake -S "$root" -B "$build-kokkos4" -DKokkos_ROOT="$kokkos_prefix" -DNUMAMOVE_VM_TESTS=ON
+      cmake --build "$build-kokkos4" -j"$jobs" --target numamove_kokkos_tests kokkos_stencil kokkos_space
+      ctest --test-dir "$build-kokkos4" --output-on-failure -L kokkos
+      cmake -S "$root" -B "$build-kokkos4-asan" -DKokkos_ROOT="$kokkos_prefix" -DCMAKE_BUILD_TYPE=Debug \
+        -DNUMAMOVE_SANITIZE=address,undefined -DNUMAMOVE_VM_TESTS=OFF -DNUMAMOVE_BUILD_EXAMPLES=OFF \
+        -DNUMAMOVE_BUILD_BENCHMARKS=OFF
+      cmake --build "$build-kokkos4-asan" -j"$jobs" --target numamove_kokkos_tests
+      ctest --test-dir "$build-kokkos4-asan" --output-on-failure -L kokkos -LE packaging
+    else
+      echo "quickstart: $kokkos_archive not found: numamove/kokkos.hpp tested with Debian's Kokkos 3.4 only"
+    fi
     # ThreadSanitizer with clang: LLVM's libomp with Archer makes the OpenMP tests checkable.
     CXX=clang++-14 configure_and_build "$build-tsan" -DCMAKE_BUILD_TYPE=Debug -DNUMAMOVE_SANITIZE=thread \
       -DNUMAMOVE_VM_TESTS=OFF -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
