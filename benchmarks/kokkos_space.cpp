@@ -1,6 +1,7 @@
 // numamove's Kokkos memory space against Kokkos' HostSpace, in one run, as ratios:
 //   1. constructing a View (allocation and Kokkos' initialization) in NumaSpace, placed on a
-//      node, against the same View in HostSpace (goal: at most 1.05x);
+//      node, against the same View in HostSpace (goal: at most 1.05x); with Kokkos' OpenMP
+//      backend also placed for the threads of a parallel_for over it (NumaSpace::for_range);
 //   2. numamove::kokkos::migrate(view, node) against numamove::migrate() of the same memory.
 //   kokkos_space [MiB] [rounds]     (defaults 256 and 7)
 // Moves alternate between the first and the last node: on a one-node machine every page is
@@ -65,6 +66,20 @@ int main(int argc, char** argv) {
   const double host = median(host_s), numa = median(numa_s);
   std::printf("View construction (allocate + initialize): HostSpace %.1f ms, NumaSpace on node %d %.1f ms: %.3fx\n",
               host * 1e3, nodes.front(), numa * 1e3, numa / host);
+#ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
+  // The same View placed for the threads of a parallel_for over it: one more parallel region,
+  // in which every thread touches its pages and queries them.
+  const NumaSpace for_loop = NumaSpace::for_range(Kokkos::RangePolicy<Kokkos::OpenMP>(0, static_cast<std::int64_t>(n)));
+  std::vector<double> loop_s;
+  for (int r = -1; r < rounds; ++r) {
+    Kokkos::View<double*, NumaSpace>* v = nullptr;
+    const double t = seconds([&] { v = new Kokkos::View<double*, NumaSpace>(Kokkos::view_alloc(for_loop, "loop"), n); });
+    delete v;
+    if (r >= 0) loop_s.push_back(t);
+  }
+  std::printf("View construction, NumaSpace::for_range (%d threads) %.1f ms: %.3fx HostSpace\n",
+              for_loop.schedule()->threads, median(loop_s) * 1e3, median(loop_s) / host);
+#endif
 
   // 2. migrate(view) against migrate() of the same pages; both move every page each round.
   Kokkos::View<double*, NumaSpace> v(Kokkos::view_alloc(placed, "moved"), n);

@@ -272,42 +272,9 @@ std::map<int, std::size_t> bytes_per_node(const View& view) {
 
 }  // namespace numamove::kokkos
 
-namespace numamove::detail::kokkos {
-
-using numamove::kokkos::NumaSpace;
-
-template <class View>
-NumaSpace space_or_default(const View& view) {
-  static_assert(std::is_same_v<typename View::memory_space, NumaSpace>, "numamove::kokkos: a View in NumaSpace");
-  return numamove::kokkos::space_of(view).value_or(NumaSpace());
-}
-
-// Copies the elements both Views have (the common extents), as Kokkos::resize does.
-template <class Dst, class Src, std::size_t... R>
-void copy_common(const Dst& dst, const Src& src, std::index_sequence<R...>) {
-  Kokkos::deep_copy(Kokkos::subview(dst, Kokkos::pair<std::size_t, std::size_t>(0, std::min(dst.extent(R), src.extent(R)))...),
-                    Kokkos::subview(src, Kokkos::pair<std::size_t, std::size_t>(0, std::min(dst.extent(R), src.extent(R)))...));
-}
-
-template <class View, class... Init>
-void resize(View& view, const std::array<std::size_t, 8>& n, Init... init) {
-  static_assert(View::traits::is_managed, "numamove::kokkos::resize: a managed View");
-  View resized(Kokkos::view_alloc(space_or_default(view), std::string(view.label()), init...), n[0], n[1], n[2], n[3],
-               n[4], n[5], n[6], n[7]);
-  copy_common(resized, view, std::make_index_sequence<static_cast<std::size_t>(View::rank)>());
-  view = resized;
-}
-
-template <class View, class... Init>
-void realloc(View& view, const std::array<std::size_t, 8>& n, Init... init) {
-  static_assert(View::traits::is_managed, "numamove::kokkos::realloc: a managed View");
-  const NumaSpace space = space_or_default(view);
-  const std::string label = view.label();
-  view = View();  // free the old allocation before the new one is made, as Kokkos::realloc does
-  view = View(Kokkos::view_alloc(space, label, init...), n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]);
-}
-
-}  // namespace numamove::detail::kokkos
+#define NUMAMOVE_KOKKOS_INSIDE
+#include "detail/kokkos/views.hpp"
+#undef NUMAMOVE_KOKKOS_INSIDE
 
 namespace numamove::kokkos {
 
