@@ -117,7 +117,9 @@ inline rank_placement place_rank(const policy_options& options = {}) {
       break;
   }
   if (result.nodes.empty() || result.nodes.front() < 0) {
-    result.error = detail::mpi::errno_code(options.policy == policy::interleave ? EINVAL : ENODEV);
+    result.error = detail::mpi::errno_code(options.policy == policy::interleave
+                                               ? EINVAL
+                                               : detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
   } else {
     detail::mpi::apply(result, options, detail::mpi::other_nodes(machine, result.nodes));
@@ -163,7 +165,9 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   result.nodes = placed.policy == policy::interleave ? detail::mpi::nodes_of(machine, result.binding.cpus)
                                                       : std::vector<int>{result.binding.node};
   if (result.nodes.empty() || result.nodes.front() < 0) {
-    result.error = detail::mpi::errno_code(placed.policy == policy::interleave ? EINVAL : ENODEV);
+    result.error = detail::mpi::errno_code(placed.policy == policy::interleave
+                                               ? EINVAL
+                                               : detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
     result.elapsed = std::chrono::steady_clock::now() - started;
     return result;
@@ -174,14 +178,7 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   if (had_policy) {
     detail::mpi::apply(result, placed, from);
   } else {
-    result.bytes_before = detail::mpi::private_bytes_per_node();
-    const detail::mpi::process_move moved = detail::mpi::move_process(from, result.nodes, options);
-    result.bytes_after = detail::mpi::private_bytes_per_node();
-    result.used = moved.used;
-    result.pages_not_moved = moved.not_moved;
-    result.moved_bytes = moved.used == backend::userspace ? moved.moved_bytes
-                                                          : detail::mpi::departed(result.bytes_before, result.bytes_after, from);
-    if (moved.error != 0) result.error = detail::mpi::errno_code(moved.error);
+    detail::mpi::move_and_count(result, from, options);
   }
   {
     const std::lock_guard<std::mutex> lock(detail::mpi::last.lock);
@@ -197,11 +194,12 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
 template <class T>
 migration_result follow_rank(T* data, std::size_t count, const migrate_options& options = {}) {
   detail::mpi::require_running("numamove::mpi::follow_rank");
-  const int node = detail::mpi::current_binding(topology::system()).node;
+  const rank_binding binding = detail::mpi::current_binding(topology::system());
+  const int node = binding.node;
   if (node < 0) {
     migration_result nowhere;
     nowhere.used = detail::path_for(options);
-    nowhere.error = std::error_code(ENODEV, std::generic_category());
+    nowhere.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return nowhere;
   }
   return migrate(data, count, node, options);
@@ -231,9 +229,10 @@ inline window_placement place_window_segments(MPI_Win win, const window_options&
   MPI_Group_free(&group);
   std::vector<detail::mpi::segment> parts;
   if ((result.error = detail::mpi::query_segments(win, ranks, parts))) return result;
-  result.node = detail::mpi::current_binding(topology::system()).node;
+  const rank_binding binding = detail::mpi::current_binding(topology::system());
+  result.node = binding.node;
   if (result.node < 0) {
-    result.error = std::error_code(ENODEV, std::generic_category());
+    result.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return result;
   }
   detail::mpi::place_part(parts[static_cast<std::size_t>(result.rank)], parts, result.node, options, result);
@@ -300,8 +299,10 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
   made.base = reinterpret_cast<void*>(parts[static_cast<std::size_t>(rank)].base);
   made.bytes = parts[static_cast<std::size_t>(rank)].bytes;
   made.placement.rank = rank;
-  made.placement.node = detail::mpi::current_binding(topology::system()).node;
-  if (made.placement.node < 0) made.placement.error = std::error_code(ENODEV, std::generic_category());
+  const rank_binding binding = detail::mpi::current_binding(topology::system());
+  made.placement.node = binding.node;
+  if (made.placement.node < 0)
+    made.placement.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
   else detail::mpi::place_part(parts[static_cast<std::size_t>(rank)], parts, made.placement.node, options, made.placement);
   return made;
 }

@@ -48,6 +48,7 @@ options:
                     binary can start MPI jobs in the guest (mpirun --mca plm isolated there)
   --file PATH       copy PATH to the guest's / next to the binary, with its shared libraries
                     (repeatable): the programs and libraries an MPI job runs
+  --mpirun N        --mpi, and run the binary as an MPI job of N ranks (mpirun -np N)
   --list-shapes     print the shape names and exit
   -h, --help        this text
 EOF
@@ -63,6 +64,7 @@ test_args=()
 have_test_args=0
 guest_env=()
 mpi=0
+mpirun_ranks=0
 extra_files=()
 
 while [ $# -gt 0 ]; do
@@ -86,6 +88,7 @@ while [ $# -gt 0 ]; do
         --verbose) verbose=1; shift ;;
         --plain) plain=1; shift ;;
         --mpi) mpi=1; shift ;;
+        --mpirun) mpi=1; mpirun_ranks=${2:?}; shift 2 ;;
         --file) extra_files+=("${2:?}"); shift 2 ;;
         --list-shapes) echo "2node 4node memoryless"; exit 0 ;;
         -h|--help) usage; exit 0 ;;
@@ -247,10 +250,14 @@ if [ "$mpi" = 1 ]; then
     mpirun_path=$(readlink -f "$mpirun_path")
     copy_with_libraries "$mpirun_path" /usr/bin/mpirun
     copy_with_libraries "$(command -v orted)" /usr/bin/orted
+    # The plugins, help texts and settings; not the headers, static libraries and the
+    # development links (guest memory holds the whole initramfs).
     for d in /usr/lib/x86_64-linux-gnu/openmpi/lib /usr/lib/x86_64-linux-gnu/pmix2 /usr/share/openmpi /etc/openmpi; do
         [ -d "$d" ] || die_setup "--mpi: $d is missing (Debian: libopenmpi-dev, openmpi-bin)"
-        mkdir -p "$root$d"
-        cp -rL "$d/." "$root$d/"
+        while IFS= read -r -d '' f; do
+            mkdir -p "$root$(dirname "$f")"
+            cp "$f" "$root$f"
+        done < <(find "$d" \( -name '*.a' -o -name '*.la' -o -name include -o -name pkgconfig \) -prune -o -type f -print0)
     done
     while IFS= read -r -d '' elf; do
         copy_with_libraries "$elf" "${elf#"$root"}"
@@ -264,6 +271,7 @@ fi
     printf 'NUMAMOVE_VM_SHAPE=%s\n' "$shape"
     printf 'NUMAMOVE_VM_EXPECT="%s"\n' "$expect"
     printf 'NUMAMOVE_VM_MPI=%s\n' "$mpi"
+    printf 'NUMAMOVE_VM_MPIRUN=%s\n' "$mpirun_ranks"
     printf 'export NUMAMOVE_VM_SHAPE NUMAMOVE_VM_EXPECT\n'
     for kv in "${guest_env[@]+"${guest_env[@]}"}"; do
         value=${kv#*=}

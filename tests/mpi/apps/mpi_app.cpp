@@ -4,6 +4,7 @@
 // checks with the kernel's answers where its memory went.
 #include <mpi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -16,11 +17,12 @@ int numamove_test_summary();
 }
 
 int main(int argc, char** argv) {
-  std::vector<char> before(8 << 20);
-  numamove_test_touch_elsewhere(before.data(), static_cast<long>(before.size()));
+  const long bytes = 8 << 20;
+  char* before = static_cast<char*>(std::malloc(bytes));  // untouched until the next line
+  numamove_test_touch_elsewhere(before, bytes);
   MPI_Init(&argc, &argv);
   std::vector<char> after(8 << 20, 1);
-  numamove_test_check("touched before MPI_Init", before.data(), static_cast<long>(before.size()));
+  numamove_test_check("touched before MPI_Init", before, bytes);
   numamove_test_check("allocated after MPI_Init", after.data(), static_cast<long>(after.size()));
 
   MPI_Comm host = MPI_COMM_NULL;
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   MPI_Comm_free(&host);
 
   const int status = numamove_test_summary();
+  std::free(before);
   MPI_Finalize();
   return status;
 }

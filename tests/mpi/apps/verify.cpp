@@ -112,10 +112,16 @@ std::map<int, long> where(const void* data, long bytes, bool& from_numa_maps) {
     return on;
   }
   from_numa_maps = true;
-  std::ifstream maps("/proc/self/numa_maps");
+  // The kernel's per-mapping counts: the numa_maps line of the mapping that holds the data.
+  std::uintptr_t start = 0;
+  std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
-    const std::uintptr_t start = std::strtoull(line.c_str(), nullptr, 16);
-    if (start > first || first - start > 64 * 1024) continue;  // the mapping malloc made for the array
+    unsigned long from = 0, to = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &from, &to) == 2 && from <= first && first < to) start = from;
+  }
+  std::ifstream numa_maps("/proc/self/numa_maps");
+  for (std::string line; std::getline(numa_maps, line);) {
+    if (std::strtoull(line.c_str(), nullptr, 16) != start) continue;
     std::istringstream words(line);
     for (std::string w; words >> w;) {
       int node = 0;

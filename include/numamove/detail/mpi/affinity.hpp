@@ -9,7 +9,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 #include <system_error>
@@ -17,6 +19,7 @@
 
 #include "../../topology.hpp"
 #include "../openmp/plan.hpp"
+#include "../procfs.hpp"
 #include "errors.hpp"
 
 namespace numamove::mpi {
@@ -66,6 +69,21 @@ inline numamove::mpi::rank_binding current_binding(const topology& machine) {
   b.pinned = b.node >= 0 && !b.cpus.empty();
   for (const int c : b.cpus) b.pinned = b.pinned && machine.node_of_cpu(c) == b.node;
   return b;
+}
+
+/// The errno for a rank whose CPU `cpu` is on no node of the topology: EACCES when the kernel
+/// puts the CPU on a node with memory that the process's cpuset leaves out (hwloc shows only
+/// the allowed nodes), ENODEV when its node has no memory.
+inline int unreachable_node_error(int cpu) {
+  int node = -1;
+  if (DIR* dir = ::opendir(("/sys/devices/system/cpu/cpu" + std::to_string(cpu)).c_str())) {
+    while (const dirent* entry = ::readdir(dir))
+      if (std::strncmp(entry->d_name, "node", 4) == 0 && entry->d_name[4] >= '0' && entry->d_name[4] <= '9')
+        node = std::atoi(entry->d_name + 4);
+    ::closedir(dir);
+  }
+  const std::vector<int> with_memory = parse_id_list(read_text("/sys/devices/system/node/has_memory"));
+  return node >= 0 && std::find(with_memory.begin(), with_memory.end(), node) != with_memory.end() ? EACCES : ENODEV;
 }
 
 /// Thread ids of this process (/proc/self/task), the caller's included.

@@ -127,7 +127,13 @@ inline void after_init() noexcept {
     const numamove::mpi::rank_placement r = numamove::mpi::place_rank(s.placement);
     if (r.error) note("init", std::string("MPI_Init: policy ") + to_string(r.policy) + ": " + describe(r.error));
     if (r.threads_missed != 0) note("threads", "MPI_Init: " + std::to_string(r.threads_missed) + " threads kept their memory policy");
-    if (r.pages_not_moved != 0) note("moved", "MPI_Init: " + std::to_string(r.pages_not_moved) + " pages stayed on other nodes");
+    if (r.pages_not_moved != 0) {
+      std::string statuses;
+      for (const auto& [status, pages] : r.not_moved_statuses)
+        statuses += " " + std::to_string(pages) + " with " + std::to_string(status);
+      note("moved", "MPI_Init: " + std::to_string(r.pages_not_moved) + " pages stayed on other nodes" +
+                        (statuses.empty() ? "" : " (" + statuses.substr(1) + ")"));
+    }
     if (s.verbose)
       std::fprintf(stderr, "numamove-mpi: rank %d: policy %s on node(s)%s, %zu threads, %zu KiB moved via %s\n",
                    r.binding.rank, to_string(r.policy),

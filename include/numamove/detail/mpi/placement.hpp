@@ -67,6 +67,9 @@ struct rank_placement {
   std::size_t threads_missed = 0;       ///< threads that did not answer (their policy is unchanged)
   std::size_t moved_bytes = 0;          ///< private memory that left the other nodes for `nodes`
   std::size_t pages_not_moved = 0;      ///< pages the move left elsewhere (busy, or shared without CAP_SYS_NICE)
+  /// The userspace path: how many of those failed with which page status (-EBUSY, -EPERM, ...);
+  /// migrate_pages(2) tells only their number.
+  std::map<int, std::size_t> not_moved_statuses;
   std::map<int, std::size_t> bytes_before;  ///< the process's private memory per node, before
   std::map<int, std::size_t> bytes_after;   ///< and after
   backend used = backend::kernel;       ///< the path of the move: kernel (migrate_pages(2)) or userspace
@@ -104,6 +107,18 @@ inline placed last;
 
 inline std::error_code errno_code(int e) { return std::error_code(e, std::generic_category()); }
 
+/// Moves the process's private memory from `from` to result.nodes and counts what moved.
+inline void move_and_count(rank_placement& result, const std::vector<int>& from, const migrate_options& options) {
+  result.bytes_before = private_bytes_per_node();
+  const process_move moved = move_process(from, result.nodes, options);
+  result.bytes_after = private_bytes_per_node();
+  result.used = moved.used;
+  result.pages_not_moved = moved.not_moved;
+  result.not_moved_statuses = moved.statuses;
+  result.moved_bytes = moved.used == backend::userspace ? moved.moved_bytes : departed(result.bytes_before, result.bytes_after, from);
+  if (moved.error != 0 && !result.error) result.error = errno_code(moved.error);
+}
+
 /// Applies `options.policy` with `nodes` to every thread and moves the process's private memory
 /// from `from` to `nodes`.
 inline void apply(rank_placement& result, const policy_options& options, const std::vector<int>& from) {
@@ -125,15 +140,7 @@ inline void apply(rank_placement& result, const policy_options& options, const s
   result.threads = reached.threads;
   result.threads_missed = reached.missed;
   if (reached.error != 0) result.error = errno_code(reached.error);
-  if (!options.move_existing) return;
-  result.bytes_before = private_bytes_per_node();
-  const process_move moved = move_process(from, result.nodes, options.migrate);
-  result.bytes_after = private_bytes_per_node();
-  result.used = moved.used;
-  result.pages_not_moved = moved.not_moved;
-  result.moved_bytes = moved.used == backend::userspace ? moved.moved_bytes
-                                                        : departed(result.bytes_before, result.bytes_after, from);
-  if (moved.error != 0 && !result.error) result.error = errno_code(moved.error);
+  if (options.move_existing) move_and_count(result, from, options.migrate);
 }
 
 /// The nodes with memory of `cpus`, ascending.

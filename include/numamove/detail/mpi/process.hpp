@@ -163,6 +163,7 @@ inline bool below_is_guard(const std::vector<mapping>& maps, std::size_t i) {
 /// What a move of the whole process did.
 struct process_move {
   std::size_t not_moved = 0;  // pages left elsewhere
+  std::map<int, std::size_t> statuses;  // the userspace path: how many pages failed with which status
   std::size_t moved_bytes = 0;
   backend used = backend::kernel;
   int error = 0;
@@ -189,8 +190,13 @@ inline process_move move_private_data_userspace(const std::vector<int>& targets,
     migrate_options userspace = options;
     userspace.path = backend::userspace;
     const migration_result r = migrate_pages(std::move(pages), where, userspace);
-    done.not_moved += r.failed;
     done.moved_bytes += r.bytes;
+    // Never touched (-ENOENT) and the zero page (-EFAULT) have nothing to move.
+    for (const int status : r.status)
+      if (status < 0 && status != -ENOENT && status != -EFAULT) {
+        ++done.statuses[status];
+        ++done.not_moved;
+      }
     if (r.error && done.error == 0) done.error = r.error.value();
   }
   return done;
