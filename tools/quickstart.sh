@@ -50,7 +50,8 @@ case "${1:-}" in
     kokkos_archive=$root/../shared/vendor/kokkos-4.6.01.tar.xz
     if [ -f "$kokkos_archive" ]; then
       kokkos_prefix=$("$root/tests/kokkos/build-kokkos.sh" "$kokkos_archive" "$build-kokkos-4.6.01")
-      cmake -S "$root" -B "$build-kokkos4" -DKokkos_ROOT="$kokkos_prefix" -DNUMAMOVE_VM_TESTS=ON
+      cmake -S "$root" -B "$build-kokkos4" -DKokkos_ROOT="$kokkos_prefix" -DCMAKE_BUILD_TYPE=Release \
+        -DNUMAMOVE_VM_TESTS=ON
       cmake --build "$build-kokkos4" -j"$jobs" --target numamove_kokkos_tests kokkos_stencil kokkos_space
       ctest --test-dir "$build-kokkos4" --output-on-failure -L kokkos
       cmake -S "$root" -B "$build-kokkos4-asan" -DKokkos_ROOT="$kokkos_prefix" -DCMAKE_BUILD_TYPE=Debug \

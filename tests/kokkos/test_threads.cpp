@@ -6,6 +6,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <set>
 #include <vector>
 
@@ -62,24 +65,73 @@ TEST_CASE("for_range's schedule is the iteration-to-thread map Kokkos' OpenMP ba
   CHECK(NumaSpace::for_range(policy(0, 10)).where() == numamove::placement::first_touch());
 }
 
-TEST_CASE("a for_range View's pages are all touched by the loop's threads before Kokkos sees them", "[kokkos][threads]") {
+namespace {
+
+/// The node of each thread of a team of Kokkos::OpenMP's concurrency (-1: a CPU-only node).
+std::vector<int> thread_nodes() {
+  std::vector<int> nodes;
+  for (const numamove::openmp::thread_binding& b : numamove::openmp::team_bindings(Kokkos::OpenMP().concurrency()))
+    nodes.push_back(b.node);
+  return nodes;
+}
+
+/// What numamove::kokkos::locate() should say for each page of the View `v` of a for_range
+/// space right after allocation: the node of the thread the plan gives the page to, -ENOENT
+/// for a thread on a node without memory (it leaves its pages untouched).
+template <class View>
+std::vector<int> planned_statuses(const View& v, const NumaSpace& space, const std::vector<int>& nodes) {
+  const numamove::openmp::static_schedule& s = *space.schedule();
+  const std::size_t bytes = v.span() * sizeof(typename View::value_type);
+  const std::size_t slice = (bytes + s.iterations - 1) / s.iterations;
+  const numamove::openmp::schedule_plan plan = numamove::openmp::plan_for_schedule(v.data(), slice * s.iterations, s, nodes);
+  const auto first = reinterpret_cast<std::uintptr_t>(first_page_of(v));
+  std::vector<int> expected(pages_of(v), INT32_MIN);
+  for (std::size_t t = 0; t < plan.runs.size(); ++t)
+    for (const numamove::openmp::page_run& run : plan.runs[t])
+      for (std::size_t i = 0; i < run.pages; ++i) {
+        const std::size_t page = (reinterpret_cast<std::uintptr_t>(run.first) - first) / numamove_test::page() + i;
+        if (page < expected.size()) expected[page] = nodes[t] >= 0 ? nodes[t] : -ENOENT;
+      }
+  return expected;
+}
+
+}  // namespace
+
+TEST_CASE("a for_range View's pages are touched by the loop's threads before Kokkos sees them", "[kokkos][threads]") {
+  const std::vector<int> nodes = thread_nodes();
+  INFO("thread nodes " << numamove_test::to_text(nodes));
   const std::size_t rows = 40;
   const NumaSpace space = NumaSpace::for_range(policy(0, static_cast<std::int64_t>(rows)));
   grid a(Kokkos::view_alloc(space, "a", Kokkos::WithoutInitializing), rows, row_length());
-  const std::vector<int> nodes = kernel_nodes_of(a);
-  CHECK(std::none_of(nodes.begin(), nodes.end(), [](int status) { return status < 0; }));
+  CHECK(numamove::kokkos::locate(a) == planned_statuses(a, space, nodes));
   CHECK(numamove::kokkos::space_of(a) == space);
-  // Sizes that do not split evenly over the iterations still get every page placed.
+  // A size that does not split evenly over the iterations: every page placed all the same.
   Kokkos::View<double*, NumaSpace> odd(Kokkos::view_alloc(space, "odd", Kokkos::WithoutInitializing), 3 * row_length() + 5);
-  const std::vector<int> odd_nodes = kernel_nodes_of(odd);
-  CHECK(std::none_of(odd_nodes.begin(), odd_nodes.end(), [](int status) { return status < 0; }));
+  CHECK(numamove::kokkos::locate(odd) == planned_statuses(odd, space, nodes));
+}
+
+TEST_CASE("for_range leaves the pages of a thread on a CPU-only node to first touch", "[kokkos][threads][multinode]") {
+  const std::vector<int> nodes = thread_nodes();
+  INFO("thread nodes " << numamove_test::to_text(nodes));
+  NUMAMOVE_SKIP_UNLESS(std::count(nodes.begin(), nodes.end(), -1) > 0, "cpu-only-node",
+                       "no OpenMP thread runs on a node without memory");
+  const std::size_t rows = 16 * nodes.size();
+  const NumaSpace space = NumaSpace::for_range(policy(0, static_cast<std::int64_t>(rows)));
+  grid a(Kokkos::view_alloc(space, "a"), rows, row_length());  // Kokkos' initialization touches the rest
+  const std::vector<int> planned = planned_statuses(a, space, nodes);
+  const std::vector<int> got = numamove::kokkos::locate(a);
+  const std::vector<int> memory = numamove::topology::system().nodes();
+  for (std::size_t page = 0; page < got.size(); ++page) {
+    INFO("page " << page << " planned " << planned[page]);
+    if (planned[page] >= 0) CHECK(got[page] == planned[page]);
+    else CHECK(std::find(memory.begin(), memory.end(), got[page]) != memory.end());
+  }
 }
 
 TEST_CASE("for_range puts each thread's rows on the thread's node, whatever initializes the View",
           "[kokkos][threads][multinode]") {
   const int threads = Kokkos::OpenMP().concurrency();
-  std::vector<int> nodes;
-  for (const numamove::openmp::thread_binding& b : numamove::openmp::team_bindings(threads)) nodes.push_back(b.node);
+  const std::vector<int> nodes = thread_nodes();
   const std::set<int> distinct(nodes.begin(), nodes.end());
   INFO("thread nodes " << numamove_test::to_text(nodes));
   NUMAMOVE_SKIP_UNLESS(distinct.size() >= 2 && distinct.count(-1) == 0, "cpu-memory-nodes",
