@@ -2,7 +2,8 @@
 // a forced userspace relocation of the range (fresh pages, copy, mremap into place) against
 // memcpy of the same bytes into memory that is already faulted in (the limit here: no page
 // faults at all) and into fresh memory (what any copy into new pages pays), with 1 and 2
-// workers, 4 KiB and huge-page destinations, writes protected and not.
+// workers, 4 KiB and huge-page destinations, with the process's other threads stopped during
+// each batch's copy and commit (protect_writes, the default) and without.
 //   userspace_relocation [MiB] [repeats]     (defaults 1024 and 3; the best of the repeats counts)
 //
 // Forced moves go to the node the pages are on, so a one-node machine measures the whole copy
@@ -99,13 +100,13 @@ int main(int argc, char** argv) {
   std::printf("\n%-34s %7s %9s %8s %10s %10s %8s\n", "forced userspace relocation", "workers", "ms", "GB/s",
               "x faulted", "x fresh", "THP MiB");
   for (const int advice : {MADV_NOHUGEPAGE, MADV_HUGEPAGE}) {
-    for (const bool protect : {true, false}) {
+    for (const bool fenced : {true, false}) {
       for (const unsigned workers : {1u, 2u}) {
         ::madvise(source.data, bytes, advice);
         numamove::migrate_options options;
         options.path = numamove::backend::userspace;
         options.force = true;
-        options.protect_writes = protect;
+        options.protect_writes = fenced;
         options.workers = workers;
         std::size_t moved = 0;
         const double t = best_of(repeats, [&] {
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < bytes; i += 4096 * 97)
           if (source.data[i] != static_cast<char>(i >> 12)) std::abort();
         const std::string label = std::string(advice == MADV_HUGEPAGE ? "huge-page" : "4 KiB") + " destination, " +
-                                  (protect ? "protected" : "unprotected");
+                                  (fenced ? "fenced" : "unfenced");
         const double fresh = advice == MADV_HUGEPAGE ? t_fresh_huge : t_fresh_small;
         std::printf("%-34s %7u %9.1f %8.2f %10.2f %10.2f %8zu\n", label.c_str(), workers, t * 1e3, gb / t, t / t_warm,
                     t / fresh, anon_huge_bytes(source.data) >> 20);

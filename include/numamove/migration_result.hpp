@@ -26,9 +26,11 @@ struct migrate_options {
   /// Only the userspace path can: with `path` automatic, force takes it; with backend::kernel,
   /// force is a call-level EINVAL.
   bool force = false;
-  /// Userspace path: write-protect pages while they are copied, so that a thread writing there
-  /// waits until its page has moved and no write is lost. Only a caller that guarantees no
-  /// other thread touches the range during the call may turn it off (it saves the mprotect calls).
+  /// Userspace path: stop the process's other threads while each batch of pages is copied and
+  /// put in place, so that no write is lost and nothing another thread does to the address
+  /// space (munmap, mprotect, madvise, mmap) is undone. Only a caller that guarantees no other
+  /// thread touches the range or the address space during the call may turn it off (it saves
+  /// the stops). docs/userspace.md, "Concurrent changes to the address space".
   bool protect_writes = true;
   /// Userspace path: copying threads per target node; 0 picks one per 32 MiB moved, at most
   /// one per CPU of the node and 8.

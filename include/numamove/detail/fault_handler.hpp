@@ -85,11 +85,21 @@ inline std::pair<std::uintptr_t, std::uintptr_t> routing_table_extent() noexcept
   return {at, at == 0 ? 0 : at + sizeof(table)};
 }
 
-// Set while this thread's handler passes a fault on. Seeing it set on entry means the chain of
-// handlers loops back to us (another handler installed after ours chains to it, and we chain to
-// that one): every handler in the loop has declined the fault. Initial-exec TLS needs no
-// allocation, so reading it in signal context is safe.
-inline thread_local bool passing_on __attribute__((tls_model("initial-exec"))) = false;
+// The fault this thread's handler is passing on, while it does: the signal context it hands to
+// the previous handler and how deep in the stack that call is. Our handler entered again with
+// that same context, deeper in the stack, means the chain of handlers loops back to us (a
+// handler installed after ours chains to it, and we chain to that one): every handler in the
+// loop has declined the fault. A previous handler that leaves by siglongjmp never returns to
+// clear it; a fault after that has another context, or a shallower frame, and is a new fault.
+// Initial-exec TLS needs no allocation, so reading it in signal context is safe.
+inline thread_local const void* passing_on_context __attribute__((tls_model("initial-exec"))) = nullptr;
+inline thread_local std::uintptr_t passing_on_depth __attribute__((tls_model("initial-exec"))) = 0;
+
+/// Whether the fault with signal context `machine_context`, whose handler frame is at `depth`,
+/// is one this thread is passing on already.
+inline bool passed_on_already(const void* machine_context, std::uintptr_t depth) noexcept {
+  return passing_on_context == machine_context && depth < passing_on_depth;
+}
 
 // The address this thread last retried as a stale fault and the retirement that made it stale
 // (see handle_fault): a fault that happens again there, with no newer retirement of the address,
@@ -128,9 +138,8 @@ inline bool fault_is_write(const void* machine_context) noexcept {
 }
 
 /// Hands the fault to the handler that was installed before ours, as the kernel would have.
-inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine_context) noexcept {
+inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine_context, bool loops) noexcept {
   const struct sigaction& previous = routes.previous[routes.current_previous.load(std::memory_order_acquire)];
-  const bool loops = passing_on;
   const bool no_handler = previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN;
   if (loops || no_handler) {
     // A SIGSEGV that kill() sent to a program that ignores it stays ignored.
@@ -145,20 +154,37 @@ inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine
     if (info->si_code <= 0) ::raise(sig);
     return;
   }
+  // The mask the kernel would have set for that handler: its sa_mask, and the signal itself
+  // unless it asked for SA_NODEFER.
   sigset_t saved;
-  ::pthread_sigmask(SIG_BLOCK, &previous.sa_mask, &saved);
-  passing_on = true;
+  sigset_t during = previous.sa_mask;
+  if ((previous.sa_flags & SA_NODEFER) == 0) ::sigaddset(&during, sig);
+  ::pthread_sigmask(SIG_BLOCK, &during, &saved);
+  if ((previous.sa_flags & SA_NODEFER) != 0) {
+    sigset_t self;
+    ::sigemptyset(&self);
+    ::sigaddset(&self, sig);
+    ::pthread_sigmask(SIG_UNBLOCK, &self, nullptr);
+  }
+  const void* outer_context = passing_on_context;
+  const std::uintptr_t outer_depth = passing_on_depth;
+  char frame = 0;
+  passing_on_context = machine_context;
+  passing_on_depth = reinterpret_cast<std::uintptr_t>(&frame);
   if ((previous.sa_flags & SA_SIGINFO) != 0) previous.sa_sigaction(sig, info, machine_context);
   else previous.sa_handler(sig);
-  passing_on = false;
+  passing_on_context = outer_context;
+  passing_on_depth = outer_depth;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 }
 
 inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexcept {
   const int saved_errno = errno;
   table& routes = *table_pointer.load(std::memory_order_acquire);  // the handler is installed after the table exists
+  char frame = 0;
+  const bool loops = passed_on_already(machine_context, reinterpret_cast<std::uintptr_t>(&frame));
   // Faults raised by the MMU have si_code > 0; a SIGSEGV sent with kill() is never ours.
-  if (info->si_code > 0 && !passing_on) {
+  if (info->si_code > 0 && !loops) {
     const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
     const bool is_write = fault_is_write(machine_context);
     const int used = routes.used.load(std::memory_order_acquire);
@@ -202,7 +228,7 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
     }
     retried_stale = 0;
   }
-  pass_on(routes, sig, info, machine_context);
+  pass_on(routes, sig, info, machine_context, loops);
   errno = saved_errno;
 }
 

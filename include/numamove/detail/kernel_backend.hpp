@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "mappings.hpp"
@@ -37,7 +39,7 @@ inline void restore_enoent(int pid, unsigned long count, void* const* pages, int
   for (const unsigned long i : suspects) {
     const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
     const mapping* m = find_mapping(maps, address);
-    if (m == nullptr || m->has_flag("io") || m->has_flag("pf")) continue;
+    if (m == nullptr || m->has_flag("io") || m->has_flag("pf") || m->path == "[vsyscall]") continue;
     if (!read_pagemap(pid, address, 1, entry)) continue;
     if ((entry[0] & (pagemap_bit::present | pagemap_bit::swapped)) == 0) status[i] = -ENOENT;
   }
@@ -47,10 +49,35 @@ inline void restore_enoent(int pid, unsigned long count, void* const* pages, int
 /// automatic NUMA balancing leaves the pages it samples: move_pages says -ENOENT and leaves it.
 inline bool kernel_hides_numa_hinted_pages() noexcept { return kernel_release() < 6005; }
 
+/// The node of the present page whose pagemap entry is `entry`, in mapping `m`, without
+/// move_pages: from its frame number (readable with CAP_SYS_ADMIN) and the memory blocks of each
+/// node in sysfs, else from numa_maps when all pages of its mapping are on one node. -1 when
+/// neither can tell.
+inline int node_of_present_page(std::uint64_t entry, const mapping& m) {
+  const std::uint64_t frame = entry & pagemap_bit::pfn_mask;
+  const std::string blocks = read_text("/sys/devices/system/memory/block_size_bytes");
+  const unsigned long long block_bytes = std::strtoull(blocks.c_str(), nullptr, 16);
+  if (frame != 0 && block_bytes != 0) {
+    const std::string block = "/sys/devices/system/memory/memory" + std::to_string(frame * page_size() / block_bytes);
+    for (const int node : parse_id_list(read_text("/sys/devices/system/node/online")))
+      if (::access((block + "/node" + std::to_string(node)).c_str(), F_OK) == 0) return node;
+  }
+  const auto counts = read_numa_maps(0);
+  const auto found = counts.find(m.start);
+  int only = -1;
+  if (found != counts.end())
+    for (const auto& [node, pages] : found->second)
+      if (pages > 0) only = only == -1 ? node : -2;
+  return only >= 0 ? only : -1;
+}
+
 /// Entries of the calling process reported -ENOENT although the page table holds a present
 /// page: each such page of a readable mapping is read once (the access ends the NUMA-hinting
 /// state), then those entries are asked for again. The balancer keeps sampling while this runs,
-/// so a few rounds are allowed. Pages of mappings the program made unreadable keep -ENOENT.
+/// so a few rounds are allowed. A present page of a mapping the program made unreadable cannot
+/// be read: a query gives its node as node_of_present_page() finds it (numamove::node_unknown
+/// when it cannot), a move its node when it is on the target already, else -EBUSY (Linux 6.5+
+/// would move it).
 inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status,
                                int flags) {
   std::vector<unsigned long> hidden;
@@ -68,7 +95,13 @@ inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nod
       if (!read_pagemap_entries(pagemap, address, 1, &entry) || (entry & pagemap_bit::present) == 0) continue;
       if (maps.empty()) maps = read_mappings(0);
       const mapping* m = find_mapping(maps, address);
-      if (m == nullptr || (m->protection() & PROT_READ) == 0) continue;
+      if (m == nullptr) continue;
+      if ((m->protection() & PROT_READ) == 0) {
+        const int node = node_of_present_page(entry, *m);
+        if (nodes == nullptr) status[i] = node >= 0 ? node : -ENODATA;
+        else status[i] = node >= 0 && node == nodes[i] ? node : -EBUSY;
+        continue;
+      }
       (void)*reinterpret_cast<const volatile char*>(address);
       touched.push_back(i);
     }

@@ -47,28 +47,30 @@ inline std::vector<int> parse_id_list(const std::string& list) {
   return ids;
 }
 
-/// The value of "Key:" in a /proc/<pid>/status style file, without surrounding blanks.
+/// The value of "Key:" in a /proc/<pid>/status style file, without surrounding blanks; empty
+/// when the key is not there.
 inline std::string status_field(const std::string& text, const std::string& key) {
-  const std::string tag = "\n" + key + ":";
-  std::size_t at = text.find(tag);
-  if (at == std::string::npos) return {};
-  at += tag.size();
-  const std::size_t end = text.find('\n', at);
-  std::string value = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-  const std::size_t first = value.find_first_not_of(" \t");
-  return first == std::string::npos ? std::string{} : value.substr(first);
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (end - at > key.size() && text.compare(at, key.size(), key) == 0 && text[at + key.size()] == ':') {
+      const std::size_t first = text.find_first_not_of(" \t", at + key.size() + 1);
+      return first == std::string::npos || first >= end ? std::string{} : text.substr(first, end - first);
+    }
+    at = end + 1;
+  }
+  return {};
 }
 
 /// Nodes the calling thread's cpuset allows it to allocate on (Mems_allowed_list).
 /// Read on every call: a cpuset can change while the process runs.
 inline std::vector<int> mems_allowed() {
-  return parse_id_list(status_field("\n" + read_text("/proc/thread-self/status"),
-                                    "Mems_allowed_list"));
+  return parse_id_list(status_field(read_text("/proc/thread-self/status"), "Mems_allowed_list"));
 }
 
 /// True when the effective capability set holds CAP_SYS_NICE (capability 23).
 inline bool has_cap_sys_nice() {
-  const std::string caps = status_field("\n" + read_text("/proc/self/status"), "CapEff");
+  const std::string caps = status_field(read_text("/proc/self/status"), "CapEff");
   return !caps.empty() && (std::strtoull(caps.c_str(), nullptr, 16) >> 23 & 1ULL) != 0;
 }
 

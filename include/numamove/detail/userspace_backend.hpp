@@ -3,9 +3,11 @@
 //   migrator.hpp          call-level checks, the caller's arrays, rounds of work
 //   page_rules.hpp        the per-page rules (the table in docs/semantics.md)
 //   relocation.hpp        fresh pages, copy, mremap into place
+//   fence.hpp             the program's other threads stopped while pages are committed
+//   live_maps.hpp         the address space read again during the stop
 //   file_pages.hpp        page-cache pages: writeback, eviction, refault
-//   write_protection.hpp  writers wait while their page moves (on fault_handler.hpp)
 //   workers.hpp           threads pinned to the target node
+//   futex.hpp             what the workers and the fence wait with
 //   caller_memory.hpp     reading and writing the caller's arrays without faulting
 //   fault_injection.hpp   test-only failure points
 #pragma once
@@ -14,7 +16,7 @@
 
 namespace numamove::detail {
 
-/// move_pages(2) on the userspace path with move_pages' defaults (no force, writes protected,
+/// move_pages(2) on the userspace path with move_pages' defaults (no force, other threads fenced,
 /// workers chosen by size). Contract: numamove::move_pages.
 inline long userspace_move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
                                  int flags) {

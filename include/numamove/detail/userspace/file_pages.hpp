@@ -15,10 +15,28 @@
 #include <cstdint>
 
 #include "../huge_pages.hpp"
+#include "../mappings.hpp"
 #include "../procfs.hpp"
 #include "fault_injection.hpp"
 
 namespace numamove::detail::userspace {
+
+/// The most a read fault of a file page maps around it (the kernel's fault_around_bytes
+/// default; the pages beside a refaulted chunk that were not mapped are unmapped again).
+inline constexpr std::size_t fault_around_bytes = 64 * 1024;
+
+/// Drops this process's mapping of the pages of [first, first + pages) that are present now
+/// but were not in `before` (their pagemap entries then): file pages a fault mapped around
+/// another, which were not mapped before. Allocates nothing.
+inline void unmap_mapped_since(int pagemap_fd, std::uintptr_t first, std::size_t pages, const std::uint64_t* before) noexcept {
+  for (std::size_t j = 0; j < pages; ++j) {
+    std::uint64_t now = 0;
+    const std::uintptr_t at = first + j * page_size();
+    if ((before[j] & pagemap_bit::present) == 0 && read_pagemap_entries(pagemap_fd, at, 1, &now) &&
+        (now & pagemap_bit::present) != 0)
+      ::madvise(reinterpret_cast<void*>(at), page_size(), MADV_DONTNEED);
+  }
+}
 
 /// Writes back, drops and faults in again [begin, begin + pages) of a mapping of `fd` whose first
 /// page is at file offset `offset`. `shared` mappings are written back first (msync); private

@@ -3,6 +3,7 @@
 // and moved (relocation.hpp).
 #pragma once
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <unordered_set>
 #include <vector>
 
@@ -55,6 +57,18 @@ inline int query_entries(int pid, const std::vector<void*>& addresses, std::size
   return 0;
 }
 
+/// One userspace move at a time in the process. Two calls over the same pages would each commit
+/// copies taken before the other's commit, and each call stops the threads of the process,
+/// the other call's among them. fork() waits for the move in flight (pthread_atfork), so that a
+/// child never starts with half of one.
+inline std::mutex& relocation_lock() {
+  static std::mutex lock;
+  static const int registered = ::pthread_atfork([] { relocation_lock().lock(); }, [] { relocation_lock().unlock(); },
+                                                 [] { relocation_lock().unlock(); });
+  (void)registered;
+  return lock;
+}
+
 /// Moves entries [0, count) of this process. A page named again by a later entry is moved
 /// again (the kernel moves entries in order); each stretch of entries with distinct pages is
 /// one round of examination and relocation.
@@ -76,6 +90,7 @@ inline int move_entries(const std::vector<void*>& addresses, const std::vector<i
       pages[k] = page_of(order[k]);
       nodes[k] = targets[order[k]];
     }
+    const std::lock_guard<std::mutex> one_at_a_time(relocation_lock());
     examination e = examine(0, pages, nodes, flags, options.force);
     if (e.error != 0) return e.error;
     relocate(e, options);

@@ -23,6 +23,7 @@
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
 #include "../fault_handler.hpp"
+#include "fence.hpp"
 #include "../huge_pages.hpp"
 #include "../mappings.hpp"
 #include "../procfs.hpp"
@@ -180,7 +181,9 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
   std::vector<mapping_facts> facts(e.maps.size());
   for (std::size_t v = 0; v < e.maps.size(); ++v) {
     const mapping& m = e.maps[v];
-    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf");
+    // [vsyscall] is the kernel's gate area, listed in smaps but no mapping of the process:
+    // move_pages finds no VMA there (-EFAULT), like I/O and PFN mappings.
+    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf") || m.path == "[vsyscall]";
     facts[v].anonymous = anonymous_private(m);
     facts[v].hugetlb = m.kernel_page_size > page_size();
     facts[v].busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") || m.has_flag("ss");
@@ -254,6 +257,7 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
 
   const auto stack = pid == 0 || pid == ::getpid() ? own_stack() : std::pair<std::uintptr_t, std::uintptr_t>{0, 0};
   const auto routing = fault_routing::routing_table_extent();
+  const auto fence = fence_state_extent();
   for (std::size_t i = 0; i < n; ++i) {
     page_facts& p = e.pages[i];
     if (vma[i] == nullptr || facts[p.vma].unmovable_io) {
@@ -294,9 +298,11 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
       continue;
     }
     // Pages numamove cannot isolate: huge TLB pages, stacks that are being written, the fault
-    // routing table, ranges another mechanism (userfaultfd, shadow stacks) owns.
+    // routing table and the fence's state, ranges another mechanism (userfaultfd, shadow
+    // stacks) owns.
     const bool on_own_stack = p.address >= stack.first && p.address < stack.second;
-    const bool internal = p.address >= routing.first && p.address < routing.second;
+    const bool internal = (p.address >= routing.first && p.address < routing.second) ||
+                          (p.address >= fence.first && p.address < fence.second);
     if (hugetlb || on_own_stack || internal || f.busy) {
       p.status = -EBUSY;
       continue;

@@ -10,20 +10,25 @@
 //             committed chunks merge back into one mapping.
 //   phase A   workers populate the fresh pages (first touch places them); the caller checks
 //             where they landed (query, or numa_maps) and gives up runs that are not on target.
-//   phase B   per chunk, on the workers: write-protect, read pagemap again (the program may
-//             have written a page meanwhile), copy, mremap into place, wake the waiting writers.
+//   phase B   batch by batch, with the program's other threads stopped (fence.hpp): read the
+//             address space again (live_maps.hpp; a page whose mapping the program unmapped or
+//             changed is not touched), read pagemap again (the program may have written or
+//             dropped a page meanwhile), copy, mremap into place; then let the threads go.
 //
 // Nothing the workers write during phase B lies in memory a request could name (the arena and
-// the workers' control pages are mapped after the request was examined), and nothing allocates
-// there: a thread parked on a protected page may hold the malloc lock.
+// the workers' control pages are mapped after the request was examined, and are never taken
+// for the program's pages), and nothing allocates there: a stopped thread may hold the malloc
+// lock.
 #pragma once
 
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +36,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -46,10 +53,11 @@
 #include "../procfs.hpp"
 #include "../syscalls.hpp"
 #include "fault_injection.hpp"
+#include "fence.hpp"
 #include "file_pages.hpp"
+#include "live_maps.hpp"
 #include "page_rules.hpp"
 #include "workers.hpp"
-#include "write_protection.hpp"
 
 // Under a sanitizer the copy goes through the kernel (process_vm_readv): the pages may hold
 // another allocation's redzones, or bytes other threads wrote before the protection, which the
@@ -67,9 +75,13 @@ namespace numamove::detail::userspace {
 /// How the userspace path moves pages; the defaults are move_pages(2)'s behaviour.
 struct relocation_options {
   bool force = false;          ///< move pages already on their target too
-  bool protect_writes = true;  ///< write-protect pages while they are copied
+  bool protect_writes = true;  ///< stop the other threads while pages are copied and committed
   unsigned workers = 0;        ///< threads per target node; 0 picks by size and the node's CPUs
 };
+
+/// Bytes committed per stop of the program's threads: long enough to pay for the stop, short
+/// enough that the threads are not held long (about 3 ms of copying here).
+inline constexpr std::size_t batch_bytes = std::size_t{32} << 20;
 
 /// Memory for what the workers write during phase B: one anonymous mapping, carved up once.
 class arena {
@@ -93,6 +105,12 @@ class arena {
     for (std::size_t i = 0; i < count; ++i) new (first + i) T();
     used_ += count * sizeof(T);
     return first;
+  }
+
+  /// The arena's own mapping.
+  own_range extent() const noexcept {
+    const auto at = reinterpret_cast<std::uintptr_t>(base_);
+    return {at, at + size_};
   }
 
   /// What make() needs at most for `count` objects of type T.
@@ -144,8 +162,11 @@ struct team_job {
   const std::vector<mapping>* maps = nullptr;
   const run* runs = nullptr;
   chunk* chunks = nullptr;
-  guarded_range* guards = nullptr;
   unsigned char* moved = nullptr;  // per e.pages index: 1 when the page moved
+  int* verdict = nullptr;          // per e.pages index: a live_verdict, for pages not committed
+  const live_maps* now = nullptr;  // the address space as of this batch's stop
+  const own_range* own = nullptr;  // what numamove mapped during the call
+  std::size_t own_count = 0;
   const std::size_t* order = nullptr;  // this team's chunk indexes
   std::size_t count = 0;
   std::atomic<std::size_t>* next = nullptr;  // in the arena
@@ -154,7 +175,6 @@ struct team_job {
   std::size_t per_worker = 0;
   int pagemap_fd = -1;
   int mem_fd = -1;
-  bool protect = false;
   const bool* run_thp = nullptr;  // per run: THP may back its fresh huge chunks
   // Not pinned (a node without CPUs): refaults ask for the node with set_mempolicy, this mask.
   const node_mask* prefer = nullptr;
@@ -216,116 +236,149 @@ inline void populate_chunks(void* context, unsigned) noexcept {
   }
 }
 
-/// Write-protects chunk `c` before it is copied, when the job protects writes. On failure (the
-/// mapping count, or an injected failure) the chunk is left as it was, with -ENOMEM.
-inline bool write_protect_chunk(const team_job& job, chunk& c, guarded_range& g) noexcept {
-  if (!job.protect) return true;
-  int error = injected(failure_point::protect);
-  if (error == 0) error = protect(g);
-  if (error == 0) return true;
-  c.error = -ENOMEM;
-  unprotect(g, restored);
-  return false;
+/// Which pages of chunk `c` are still in the mapping that was examined: job.verdict gets the
+/// verdict of each page, and the result says whether all of them are.
+inline bool chunk_unchanged(const team_job& job, const chunk& c) noexcept {
+  const mapping& m = (*job.maps)[job.runs[c.run].vma];
+  bool all = true;
+  for (std::size_t j = 0; j < c.pages; ++j) {
+    const live_verdict v = job.now->verdict(job.pages[c.first + j].address, m, job.own, job.own_count);
+    job.verdict[c.first + j] = static_cast<int>(v);
+    all = all && v == live_verdict::unchanged;
+  }
+  return all;
 }
 
-/// Phase B for a copy chunk: protect, look again, copy, put in place.
-inline void move_copy_chunk(team_job& job, chunk& c, guarded_range& g, std::uint64_t* entries) noexcept {
+/// Phase B for a copy chunk of `length` pages from page `offset` of chunk `c` (pages the
+/// program still has, unchanged): look again, copy, put in place.
+inline void move_copy_pages(team_job& job, chunk& c, std::size_t offset, std::size_t length, std::uint64_t* entries) noexcept {
   const std::size_t page = page_size();
-  const std::size_t bytes = c.pages * page;
-  const mapping& m = (*job.maps)[job.runs[c.run].vma];
-  const int prot = m.protection();
-  if (!write_protect_chunk(job, c, g)) return;
+  const std::size_t first = c.first + offset;
+  const std::uintptr_t original = job.pages[first].address;
+  const std::uintptr_t fresh = c.fresh + offset * page;
+  const std::size_t bytes = length * page;
+  const int prot = (*job.maps)[job.runs[c.run].vma].protection();
   // The program may have written a hole or dropped a page between the examination and the
-  // protection: copy what is there now.
-  const bool fresh_look = read_pagemap_entries(job.pagemap_fd, g.begin, c.pages, entries);
-  unsigned char* moved = job.moved + c.first;
-  for (std::size_t j = 0; j < c.pages; ++j) {
-    const page_facts& p = job.pages[c.first + j];
+  // stop: copy what is there now.
+  const bool fresh_look = read_pagemap_entries(job.pagemap_fd, original, length, entries);
+  unsigned char* moved = job.moved + first;
+  for (std::size_t j = 0; j < length; ++j) {
+    const page_facts& p = job.pages[first + j];
     bool copy = p.what == treatment::copy;
     if (fresh_look) {
       const std::uint64_t e = entries[j];
       const bool data = (e & pagemap_bit::swapped) != 0 ||
                         ((e & pagemap_bit::present) != 0 && (copy || (e & pagemap_bit::exclusive) != 0));
-      if (copy && !data) ::madvise(reinterpret_cast<void*>(c.fresh + j * page), page, MADV_DONTNEED);
+      if (copy && !data) ::madvise(reinterpret_cast<void*>(fresh + j * page), page, MADV_DONTNEED);
       copy = data;
     }
     moved[j] = copy ? 1 : 0;
   }
   bool copied = true;
-  for (std::size_t j = 0; j < c.pages && copied;) {
+  for (std::size_t j = 0; j < length && copied;) {
     if (!moved[j]) {
       ++j;
       continue;
     }
     std::size_t end = j + 1;
-    while (end < c.pages && moved[end]) ++end;
-    copied = copy_bytes(c.fresh + j * page, g.begin + j * page, (end - j) * page, (prot & PROT_READ) != 0, job.mem_fd);
+    while (end < length && moved[end]) ++end;
+    copied = copy_bytes(fresh + j * page, original + j * page, (end - j) * page, (prot & PROT_READ) != 0, job.mem_fd);
     j = end;
   }
   int error = copied ? 0 : EFAULT;
-  if (error == 0 && prot != (PROT_READ | PROT_WRITE) && ::mprotect(reinterpret_cast<void*>(c.fresh), bytes, prot) != 0)
+  if (error == 0 && prot != (PROT_READ | PROT_WRITE) && ::mprotect(reinterpret_cast<void*>(fresh), bytes, prot) != 0)
     error = errno;
   if (error == 0) error = injected(failure_point::commit);
-  if (error == 0 && ::mremap(reinterpret_cast<void*>(c.fresh), bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
-                             reinterpret_cast<void*>(g.begin)) == MAP_FAILED)
+  if (error == 0 && ::mremap(reinterpret_cast<void*>(fresh), bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+                             reinterpret_cast<void*>(original)) == MAP_FAILED)
     error = errno;
   if (error != 0) {
-    for (std::size_t j = 0; j < c.pages; ++j) moved[j] = 0;
+    for (std::size_t j = 0; j < length; ++j) moved[j] = 0;
     c.error = error == ENOMEM ? -ENOMEM : error == EFAULT ? -EFAULT : -EBUSY;
-    unprotect(g, restored);
     return;
   }
   c.committed = true;
   // The zero pages that rode along are no pages in the fresh mapping: read them again, through
   // the kernel (no sanitizer sees a read of memory it may think poisoned), to map the zero page.
-  for (std::size_t j = 0; j < c.pages; ++j) {
-    const page_facts& p = job.pages[c.first + j];
+  for (std::size_t j = 0; j < length; ++j) {
+    const page_facts& p = job.pages[first + j];
     if (p.what != treatment::hole || p.status != -EFAULT || moved[j]) continue;
     char byte = 0;
     iovec local{&byte, 1};
-    iovec remote{reinterpret_cast<void*>(g.begin + j * page), 1};
+    iovec remote{reinterpret_cast<void*>(original + j * page), 1};
     if ((prot & PROT_READ) != 0) ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
-    else if (job.mem_fd >= 0) ::pread(job.mem_fd, &byte, 1, static_cast<off_t>(g.begin + j * page));
+    else if (job.mem_fd >= 0) ::pread(job.mem_fd, &byte, 1, static_cast<off_t>(original + j * page));
   }
-  unprotect(g, guard_state::moved);
 }
 
-/// Phase B for a chunk of page-cache pages: protect, check they are still clean cache pages
-/// mapped by us alone, then write back, drop and fault in again from this (target) node.
-inline void move_refault_chunk(team_job& job, chunk& c, guarded_range& g, std::uint64_t* entries,
-                               unsigned char* scratch) noexcept {
+/// Phase B for a copy chunk: the stretches of its pages that are still the program's, each
+/// moved on its own (a chunk the program partly unmapped moves the rest).
+inline void move_copy_chunk(team_job& job, chunk& c, std::uint64_t* entries) noexcept {
+  if (chunk_unchanged(job, c)) {
+    move_copy_pages(job, c, 0, c.pages, entries);
+    return;
+  }
+  for (std::size_t j = 0; j < c.pages && c.error == 0;) {
+    if (job.verdict[c.first + j] != static_cast<int>(live_verdict::unchanged)) {
+      ++j;
+      continue;
+    }
+    std::size_t end = j + 1;
+    while (end < c.pages && job.verdict[c.first + end] == static_cast<int>(live_verdict::unchanged)) ++end;
+    move_copy_pages(job, c, j, end - j, entries);
+    j = end;
+  }
+}
+
+/// Phase B for a chunk of page-cache pages: check they are still the examined mapping's clean
+/// cache pages mapped by us alone, then write back, drop and fault in again from this (target)
+/// node.
+inline void move_refault_chunk(team_job& job, chunk& c, std::uint64_t* entries, unsigned char* scratch) noexcept {
   const run& r = job.runs[c.run];
   const mapping& m = (*job.maps)[r.vma];
-  if (!write_protect_chunk(job, c, g)) return;
-  bool unchanged = read_pagemap_entries(job.pagemap_fd, g.begin, c.pages, entries);
+  const std::uintptr_t begin = job.pages[c.first].address;
+  bool unchanged = chunk_unchanged(job, c) && read_pagemap_entries(job.pagemap_fd, begin, c.pages, entries);
   constexpr std::uint64_t wanted = pagemap_bit::present | pagemap_bit::file_or_shared | pagemap_bit::exclusive;
   for (std::size_t j = 0; j < c.pages && unchanged; ++j) unchanged = (entries[j] & wanted) == wanted;
   if (!unchanged) {
     c.error = -EBUSY;
-    unprotect(g, restored);
     return;
   }
-  const auto offset = static_cast<off_t>(m.offset + (g.begin - m.start));
+  const auto offset = static_cast<off_t>(m.offset + (begin - m.start));
+  // A read fault maps the cached neighbours of the page too (fault-around, 64 KiB): the pages
+  // of the mapping beside the chunk that are not mapped now must not be afterwards.
+  const std::uintptr_t end = begin + c.pages * page_size();
+  const std::uintptr_t below = std::max<std::uintptr_t>(m.start, begin / fault_around_bytes * fault_around_bytes);
+  const std::uintptr_t above = std::min<std::uintptr_t>(m.end, (end + fault_around_bytes - 1) / fault_around_bytes * fault_around_bytes);
+  std::uint64_t before_below[fault_around_bytes / 4096] = {};
+  std::uint64_t before_above[fault_around_bytes / 4096] = {};
+  const std::size_t pages_below = (begin - below) / page_size();
+  const std::size_t pages_above = (above - end) / page_size();
+  const bool sides_known = pages_below <= sizeof before_below / 8 && pages_above <= sizeof before_above / 8 &&
+                           read_pagemap_entries(job.pagemap_fd, below, pages_below, before_below) &&
+                           read_pagemap_entries(job.pagemap_fd, end, pages_above, before_above);
   if (job.prefer != nullptr) sys_set_mempolicy(mpol_preferred, job.prefer->words.data(), job.prefer->maxnode);
-  const int error = refault(g.begin, c.pages, r.fd, offset, m.shared(), scratch);
+  const int error = refault(begin, c.pages, r.fd, offset, m.shared(), scratch);
   if (job.prefer != nullptr) sys_set_mempolicy(mpol_default, nullptr, 0);
+  if (sides_known) {
+    unmap_mapped_since(job.pagemap_fd, below, pages_below, before_below);
+    unmap_mapped_since(job.pagemap_fd, end, pages_above, before_above);
+  }
   unsigned char* moved = job.moved + c.first;
   for (std::size_t j = 0; j < c.pages; ++j) moved[j] = error == 0 ? scratch[j] : 0;
   c.error = error;
-  unprotect(g, restored);  // the mapping stays; the pages in it are new
 }
 
-/// Phase B, on each worker.
+/// Phase B, on each worker: the chunks job.order[*job.next .. job.count) of one batch.
 inline void move_chunks(void* context, unsigned worker) noexcept {
   team_job& job = *static_cast<team_job*>(context);
   std::uint64_t* entries = job.entries + worker * job.per_worker;
   unsigned char* scratch = job.scratch + worker * job.per_worker;
   for (std::size_t k = job.next->fetch_add(1); k < job.count; k = job.next->fetch_add(1)) {
-    const std::size_t index = job.order[k];
-    chunk& c = job.chunks[index];
+    chunk& c = job.chunks[job.order[k]];
     if (job.runs[c.run].error != 0 || c.error != 0) continue;
-    if (job.runs[c.run].kind == treatment::copy) move_copy_chunk(job, c, job.guards[index], entries);
-    else move_refault_chunk(job, c, job.guards[index], entries, scratch);
+    if (job.runs[c.run].kind == treatment::copy) move_copy_chunk(job, c, entries);
+    else move_refault_chunk(job, c, entries, scratch);
   }
 }
 
@@ -353,6 +406,21 @@ inline void resolve_phase_b_calls() {
     iovec remote{page, 1};
     ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
     std::memcpy(&byte, page, 1);
+    // The fence's and live_maps' calls.
+    const int maps = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (maps >= 0) {
+      char text[64];
+      ::lseek(maps, 0, SEEK_SET);
+      (void)!::read(maps, text, sizeof text);
+      (void)std::memchr(text, '\n', sizeof text);
+      ::close(maps);
+    }
+    (void)std::atol("1");
+    const timespec no_time{0, 0};
+    ::nanosleep(&no_time, nullptr);
+    timespec t{};
+    ::clock_gettime(CLOCK_MONOTONIC, &t);
+    ::syscall(SYS_tgkill, ::getpid(), fencing::this_thread_id(), 0);
     ::munmap(page, page_size());
     return true;
   }();
@@ -389,6 +457,25 @@ inline std::vector<run> plan_runs(const examination& e) {
     i = last + 1;
   }
   return runs;
+}
+
+/// The file mapping `m` maps, opened for reading: through /proc/self/map_files (the mapped file
+/// itself, unlinked or renamed too; needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), else by its
+/// path when that still names the mapped file. Returns the descriptor, or -1.
+inline int open_mapped_file(const mapping& m) {
+  char name[64];
+  std::snprintf(name, sizeof name, "/proc/self/map_files/%lx-%lx", static_cast<unsigned long>(m.start),
+                static_cast<unsigned long>(m.end));
+  for (const char* path : {static_cast<const char*>(name), m.path.c_str()}) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == m.inode &&
+        (static_cast<std::uint64_t>(major(st.st_dev)) << 32 | minor(st.st_dev)) == m.device)
+      return fd;
+    ::close(fd);
+  }
+  return -1;
 }
 
 /// Maps the fresh pages of a copy run inside a reservation, at the run's offset modulo the
@@ -479,19 +566,29 @@ inline void relocate(examination& e, const relocation_options& options) {
   unsigned all_workers = 0;
   for (const unsigned w : team_size) all_workers += w;
 
-  arena memory(arena::room<chunk>(cuts.size()) + arena::room<guarded_range>(cuts.size()) +
-               arena::room<unsigned char>(e.pages.size()) + arena::room<std::atomic<std::size_t>>(2 * nodes.size()) +
+  // What phase B writes and reads while the program's threads are stopped; sized now, since
+  // nothing may allocate then. The thread ids: the threads now, with room for many more.
+  const std::size_t thread_room = 2 * count_threads() + 256;
+  const std::size_t maps_room = 2 * e.maps.size() + 256;
+  const std::size_t own_room = runs.size() + all_workers + nodes.size() + 3;
+  arena memory(arena::room<chunk>(cuts.size()) + arena::room<unsigned char>(e.pages.size()) +
+               arena::room<int>(e.pages.size()) + arena::room<std::atomic<std::size_t>>(2 * nodes.size()) +
                arena::room<std::uint64_t>(all_workers * huge_pages) + arena::room<unsigned char>(all_workers * huge_pages) +
-               arena::room<guard_table>(1));
+               arena::room<pid_t>(thread_room) + arena::room<live_mapping>(maps_room) +
+               arena::room<char>(maps_room * 256) + arena::room<own_range>(own_room));
   chunk* chunks = memory.make<chunk>(cuts.size());
-  guarded_range* guards = memory.make<guarded_range>(cuts.size());
   unsigned char* moved = memory.make<unsigned char>(e.pages.size());
+  int* verdict = memory.make<int>(e.pages.size());
   std::atomic<std::size_t>* next = memory.make<std::atomic<std::size_t>>(2 * nodes.size());
   std::uint64_t* entries = memory.make<std::uint64_t>(all_workers * huge_pages);
   unsigned char* scratch = memory.make<unsigned char>(all_workers * huge_pages);
-  guard_table* table = memory.make<guard_table>(1);
-  table->ranges = guards;
-  table->count = cuts.size();
+  pid_t* tids = memory.make<pid_t>(thread_room);
+  live_mapping* live_entries = memory.make<live_mapping>(maps_room);
+  char* live_text = memory.make<char>(maps_room * 256);
+  own_range* own = memory.make<own_range>(own_room);
+  std::size_t own_count = 0;
+  own[own_count++] = memory.extent();
+  live_maps now(live_text, maps_room * 256, live_entries, maps_room);
 
   // Whatever happens from here on (an exception too), the reservations and files go back: not
   // the addresses committed chunks came from, which another thread may have mapped since.
@@ -531,12 +628,8 @@ inline void relocate(examination& e, const relocation_options& options) {
       run_thp[r] = thp_backs(m, here.thp);  // the fresh mapping copies the opt-in or opt-out
       if ((m.protection() & PROT_READ) == 0) unreadable_source = true;
     } else {
-      // The file again, by its path; it must still be the mapped one.
-      struct stat st{};
-      each.fd = ::open(m.path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (each.fd < 0 || ::fstat(each.fd, &st) != 0 || static_cast<std::uint64_t>(st.st_ino) != m.inode ||
-          (static_cast<std::uint64_t>(major(st.st_dev)) << 32 | minor(st.st_dev)) != m.device)
-        each.error = -EBUSY;
+      each.fd = open_mapped_file(m);
+      if (each.fd < 0) each.error = -EBUSY;
     }
   }
   for (std::size_t k = 0; k < cuts.size(); ++k) {
@@ -547,10 +640,9 @@ inline void relocate(examination& e, const relocation_options& options) {
     c.run = cuts[k].run;
     c.fresh = r.fresh + (e.pages[c.first].address - e.pages[r.first].address);
     c.huge = c.pages == huge_pages;
-    guards[k].begin = e.pages[c.first].address;
-    guards[k].end = guards[k].begin + c.pages * page;
-    guards[k].protection = e.maps[r.vma].protection();
   }
+  for (const run& r : runs)
+    if (r.reservation != 0) own[own_count++] = {r.reservation, r.reservation + r.reserved};
 
   resolve_phase_b_calls();
   const int pagemap_fd = give_back.pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -575,13 +667,17 @@ inline void relocate(examination& e, const relocation_options& options) {
     } catch (const std::system_error&) {
       teams.push_back(nullptr);
     }
+    if (teams[t] != nullptr)
+      teams[t]->for_each_mapping([&](std::uintptr_t begin, std::uintptr_t end) { own[own_count++] = {begin, end}; });
     team_job& job = jobs[t];
     job.pages = e.pages.data();
     job.maps = &e.maps;
     job.runs = runs.data();
     job.chunks = chunks;
-    job.guards = guards;
     job.moved = moved;
+    job.verdict = verdict;
+    job.now = &now;
+    job.own = own;
     job.order = orders[t].data();
     job.count = orders[t].size();
     job.next = &next[2 * t];
@@ -590,7 +686,6 @@ inline void relocate(examination& e, const relocation_options& options) {
     job.per_worker = huge_pages;
     job.pagemap_fd = pagemap_fd;
     job.mem_fd = mem_fd;
-    job.protect = options.protect_writes;
     job.run_thp = run_thp.get();
     worker_base += team_size[t];
     const bool pinned = teams[t] != nullptr && teams[t]->pinned();
@@ -649,17 +744,39 @@ inline void relocate(examination& e, const relocation_options& options) {
               r.policy_mode == mpol_default ? 0 : 16 * 64 + 1, 0);
   }
 
-  // Phase B: protect, copy, commit.
-  for (std::size_t t = 0; t < nodes.size(); ++t) jobs[t].next = &next[2 * t + 1];
-  {
-    write_guard guard(*table, options.protect_writes);
-    if (options.protect_writes && !guard.active())
-      for (std::size_t k = 0; k < cuts.size(); ++k)
+  // Phase B: batch by batch, the program's threads stopped, look again, copy, commit.
+  const auto fence_extent = fence_state_extent();
+  if (fence_extent.first != 0) own[own_count++] = {fence_extent.first, fence_extent.second};
+  for (team_job& job : jobs) job.own_count = own_count;
+  std::vector<unsigned char> started(nodes.size());
+  int stop_error = 0;
+  for (std::size_t batch_begin = 0; batch_begin < cuts.size();) {
+    std::size_t batch_end = batch_begin;
+    for (std::size_t bytes = 0; batch_end < cuts.size() && bytes < batch_bytes; ++batch_end) bytes += cuts[batch_end].pages * page;
+    thread_fence fence(tids, thread_room);
+    if (options.protect_writes && stop_error == 0) stop_error = injected(failure_point::stop);
+    if (options.protect_writes && stop_error == 0) stop_error = fence.stop();
+    if (stop_error != 0) {
+      // Another thread could change the address space meanwhile: nothing more is committed.
+      for (std::size_t k = batch_begin; k < cuts.size(); ++k)
         if (chunks[k].error == 0) chunks[k].error = -EBUSY;
+      break;
+    }
+    now.read();
+    for (std::size_t t = 0; t < nodes.size(); ++t) {
+      const std::vector<std::size_t>& order = orders[t];
+      const auto from = std::lower_bound(order.begin(), order.end(), batch_begin) - order.begin();
+      const auto to = std::lower_bound(order.begin(), order.end(), batch_end) - order.begin();
+      jobs[t].next = &next[2 * t + 1];
+      jobs[t].next->store(static_cast<std::size_t>(from));
+      jobs[t].count = static_cast<std::size_t>(to);
+      started[t] = teams[t] != nullptr && to > from;
+      if (started[t]) teams[t]->start(&move_chunks, &jobs[t]);
+    }
     for (std::size_t t = 0; t < nodes.size(); ++t)
-      if (teams[t] != nullptr) teams[t]->start(&move_chunks, &jobs[t]);
-    for (std::size_t t = 0; t < nodes.size(); ++t)
-      if (teams[t] != nullptr) teams[t]->wait();
+      if (started[t]) teams[t]->wait();
+    fence.resume();
+    batch_begin = batch_end;
   }
   teams.clear();
 
@@ -686,10 +803,12 @@ inline void relocate(examination& e, const relocation_options& options) {
     const int failure = r.error != 0 ? r.error : c.error;
     for (std::size_t j = 0; j < c.pages; ++j) {
       page_facts& p = e.pages[c.first + j];
-      if (moved[c.first + j] && failure == 0) {
+      if (moved[c.first + j]) {  // committed (a failure resets its pages)
         p.moved = true;
         p.status = refaulted_node[c.first + j] >= 0 ? refaulted_node[c.first + j] : r.node;
         p.node = p.status;
+      } else if (failure == 0 && verdict[c.first + j] != 0) {
+        p.status = verdict[c.first + j];  // the program unmapped (-EFAULT) or changed (-EBUSY) it meanwhile
       } else if (p.what == treatment::copy) {
         // Not moved: a failure, or a page the program dropped meanwhile.
         p.status = failure != 0 ? failure : -ENOENT;

@@ -4,7 +4,6 @@
 // nothing of the caller's runs while pages are write-protected.
 #pragma once
 
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -24,19 +23,10 @@
 #include "../../capabilities.hpp"
 #include "../../placement.hpp"
 #include "../procfs.hpp"
+#include "fence.hpp"
+#include "futex.hpp"
 
 namespace numamove::detail::userspace {
-
-/// Sleeps while `word` holds `expected` (or returns at once). Callers re-check `word` in a loop:
-/// wake-ups may be spurious. Async-signal-safe.
-inline void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
-}
-
-/// Wakes every thread sleeping in futex_wait on `word`. Async-signal-safe.
-inline void futex_wake(std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-}
 
 /// Pins the calling thread to `cpus`. Returns 0 or sched_setaffinity's errno (EINVAL when none
 /// of them is allowed to this process).
@@ -90,6 +80,17 @@ class worker_team {
   ~worker_team() { stop(); }
 
   unsigned size() const noexcept { return static_cast<unsigned>(threads_.size()); }
+
+  /// Calls each(begin, end) for every mapping the team made: its control page and the stacks.
+  template <class Each>
+  void for_each_mapping(Each&& each) const {
+    const auto control_at = reinterpret_cast<std::uintptr_t>(control_);
+    each(control_at, control_at + sizeof(control));
+    for (const thread& t : threads_) {
+      const auto stack_at = reinterpret_cast<std::uintptr_t>(t.stack);
+      each(stack_at, stack_at + stack_size);
+    }
+  }
 
   /// True when every worker is pinned to the CPUs it was given (and some were given).
   bool pinned() const noexcept { return !cpus_.empty() && control_->pin_failures.load() == 0; }
@@ -165,6 +166,8 @@ class worker_team {
   static void work(control* c, unsigned index) noexcept {
     const std::vector<int>* cpus = c->cpus;
     if (!cpus->empty() && pin_to(*cpus) != 0) c->pin_failures.fetch_add(1);
+    // Workers copy while the fence holds the program's threads; they are never stopped.
+    const int fence_slot = register_fence_worker();
     std::uint32_t seen = c->generation.load(std::memory_order_acquire);
     c->started.fetch_add(1);
     futex_wake(c->started);
@@ -175,10 +178,11 @@ class worker_team {
         now = c->generation.load(std::memory_order_acquire);
       }
       seen = now;
-      if (c->stopping.load(std::memory_order_acquire)) return;
+      if (c->stopping.load(std::memory_order_acquire)) break;
       c->fn.load(std::memory_order_relaxed)(c->context.load(std::memory_order_relaxed), index);
       if (c->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) futex_wake(c->pending);
     }
+    unregister_fence_worker(fence_slot);
   }
 
   void stop() noexcept {
