@@ -136,7 +136,7 @@ TEST_CASE("rank_affinity: every rank of this host, from its own affinity mask", 
   CHECK(ranks.size() == host.size());
   const mpi::rank_binding& mine = host[static_cast<std::size_t>(local_rank)];
   CHECK(mine.rank == world_rank());
-  CHECK(mine.cpus == numamove::detail::mpi::affinity_of(0));
+  CHECK(mine.cpus == numamove::detail::affinity_of(0));
   const numamove::topology& machine = numamove::topology::system();
   std::set<int> nodes;
   for (const int c : mine.cpus) nodes.insert(machine.node_of_cpu(c));
@@ -242,7 +242,7 @@ TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt ove
   options.policy = mpi::policy::spread;
   options.pin_unbound = true;
   const mpi::rank_placement r = mpi::place_rank(options);
-  const std::vector<int> cpus_after = numamove::detail::mpi::affinity_of(0);
+  const std::vector<int> cpus_after = numamove::detail::affinity_of(0);
   const int dealt = r.nodes.empty() ? -1 : r.nodes.front();
   const int unbound = binding.pinned ? 0 : 1;
   std::vector<int> all(static_cast<std::size_t>(world_size()));

@@ -40,7 +40,7 @@ class team_pin {
 #pragma omp parallel num_threads(threads) reduction(&& : all)
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      saved_[t] = numamove::detail::openmp::affinity_cpus();
+      saved_[t] = numamove::detail::affinity_of(0);
       all = omp_get_num_threads() == threads && set_affinity(cpus[t]);
     }
     pinned_ = all;

@@ -2,10 +2,13 @@
 // Each returns what the kernel returns: a value >= 0, or -1 with errno set.
 #pragma once
 
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <system_error>
+#include <vector>
 
 namespace numamove::detail {
 
@@ -60,6 +63,28 @@ inline long sys_set_mempolicy(int mode, const unsigned long* nodemask,
   errno = ENOSYS;
   return -1;
 #endif
+}
+
+/// The affinity mask of thread `tid` (0: the calling thread), ascending CPU ids. Throws
+/// std::system_error with the errno of sched_getaffinity(2).
+inline std::vector<int> affinity_of(pid_t tid) {
+  for (int size = 1024; size <= (1 << 20); size *= 2) {
+    cpu_set_t* set = CPU_ALLOC(static_cast<unsigned>(size));
+    if (set == nullptr) throw std::system_error(ENOMEM, std::generic_category(), "numamove: CPU_ALLOC");
+    const std::size_t bytes = CPU_ALLOC_SIZE(static_cast<unsigned>(size));
+    if (::sched_getaffinity(tid, bytes, set) != 0) {
+      const int error = errno;
+      CPU_FREE(set);
+      if (error == EINVAL) continue;  // the kernel's mask is larger than `size` CPUs
+      throw std::system_error(error, std::generic_category(), "numamove: sched_getaffinity");
+    }
+    std::vector<int> cpus;
+    for (int cpu = 0; cpu < size; ++cpu)
+      if (CPU_ISSET_S(static_cast<unsigned>(cpu), bytes, set)) cpus.push_back(cpu);
+    CPU_FREE(set);
+    return cpus;
+  }
+  throw std::system_error(EINVAL, std::generic_category(), "numamove: sched_getaffinity");
 }
 
 }  // namespace numamove::detail

@@ -18,6 +18,7 @@
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
+#include "../syscalls.hpp"
 #include "plan.hpp"
 
 namespace numamove::openmp {
@@ -105,34 +106,12 @@ struct locality_report {
 
 namespace numamove::detail::openmp {
 
-/// The calling thread's affinity mask, ascending CPU ids. Throws std::system_error with the
-/// errno of sched_getaffinity(2).
-inline std::vector<int> affinity_cpus() {
-  for (int size = 1024; size <= (1 << 20); size *= 2) {
-    cpu_set_t* set = CPU_ALLOC(static_cast<unsigned>(size));
-    if (set == nullptr) throw std::system_error(ENOMEM, std::generic_category(), "numamove: CPU_ALLOC");
-    const std::size_t bytes = CPU_ALLOC_SIZE(static_cast<unsigned>(size));
-    if (::sched_getaffinity(0, bytes, set) != 0) {
-      const int error = errno;
-      CPU_FREE(set);
-      if (error == EINVAL) continue;  // the kernel's mask is larger than `size` CPUs
-      throw std::system_error(error, std::generic_category(), "numamove: sched_getaffinity");
-    }
-    std::vector<int> cpus;
-    for (int cpu = 0; cpu < size; ++cpu)
-      if (CPU_ISSET_S(static_cast<unsigned>(cpu), bytes, set)) cpus.push_back(cpu);
-    CPU_FREE(set);
-    return cpus;
-  }
-  throw std::system_error(EINVAL, std::generic_category(), "numamove: sched_getaffinity");
-}
-
 /// The binding of the calling thread, which runs inside a parallel region.
 inline numamove::openmp::thread_binding current_binding(const topology& machine) {
   numamove::openmp::thread_binding b;
   b.thread = omp_get_thread_num();
   b.place = omp_get_place_num();
-  b.cpus = affinity_cpus();
+  b.cpus = affinity_of(0);
   b.cpu = ::sched_getcpu();
   b.node = numamove::openmp::node_of_cpus(machine, b.cpus, b.cpu);
   b.pinned = b.node >= 0 && !b.cpus.empty();
