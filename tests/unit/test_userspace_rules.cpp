@@ -301,6 +301,42 @@ TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated 
   ::munmap(m, 4 * page());
 }
 
+TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmapped wherever the mapping starts",
+          "[userspace][rules][file]") {
+  // A read fault maps up to 15 cached neighbours, in a window that starts at the mapping's start
+  // when the 64 KiB-aligned one would begin before it. Every start of the mapping within 64 KiB,
+  // with the moved pages ending on a 64 KiB boundary: the untouched pages after them stay unmapped.
+  constexpr std::size_t window = 16;
+  const std::size_t region = 4u << 20;
+  char* reserved = static_cast<char*>(::mmap(nullptr, region, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(reserved != MAP_FAILED);
+  const auto aligned = (reinterpret_cast<std::uintptr_t>(reserved) + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+  char* base = reinterpret_cast<char*>(aligned) + 4 * window * page();  // 64 KiB-aligned, inside one huge page
+  for (std::size_t start = 0; start < window; ++start) {
+    scratch_file file(2 * window);
+    REQUIRE(file.fd >= 0);
+    if (file.on_memory_filesystem()) {
+      WARN("SKIPPED (no disk filesystem under TMPDIR): file pages need one");
+      break;
+    }
+    char* m = static_cast<char*>(::mmap(base + start * page(), 2 * window * page(), PROT_READ | PROT_WRITE,
+                                        MAP_SHARED | MAP_FIXED, file.fd, 0));
+    REQUIRE(m == base + start * page());
+    const std::size_t moved = window - start;  // pages [0, moved) end on the 64 KiB boundary
+    fill_pattern(m, moved);
+    std::vector<int> status;
+    REQUIRE(force_move(m, moved, home, status, MPOL_MF_MOVE_ALL) == 0);
+    INFO("mapping starts " << start << " pages after a 64 KiB boundary");
+    CHECK(status == std::vector<int>(moved, home));
+    CHECK(first_bad_page(m, moved) == moved);
+    std::size_t mapped_after = 0;
+    for (std::size_t j = moved; j < 2 * window; ++j) mapped_after += present(m + j * page()) ? 1 : 0;
+    CHECK(mapped_after == 0);
+    ::mmap(m, 2 * window * page(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  }
+  ::munmap(reserved, region);
+}
+
 TEST_CASE("userspace: private file pages: read ones relocated through the cache, written ones copied",
           "[userspace][rules][file]") {
   scratch_file file(3);

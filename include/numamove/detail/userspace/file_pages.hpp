@@ -21,9 +21,12 @@
 
 namespace numamove::detail::userspace {
 
-/// The most a read fault of a file page maps around it (the kernel's fault_around_bytes
-/// default; the pages beside a refaulted chunk that were not mapped are unmapped again).
-inline constexpr std::size_t fault_around_bytes = 64 * 1024;
+/// The most pages a read fault of a file page maps (the kernel's fault_around_bytes default,
+/// 64 KiB). The window is aligned to that size but moved to start at the mapping's start when
+/// it would begin before it (do_fault_around), so a fault maps pages up to
+/// fault_around_pages - 1 away on either side: the pages there beside a refaulted chunk that
+/// were not mapped are unmapped again.
+inline constexpr std::size_t fault_around_pages = 16;
 
 /// Drops this process's mapping of the pages of [first, first + pages) that are present now
 /// but were not in `before` (their pagemap entries then): file pages a fault mapped around

@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
@@ -178,6 +179,9 @@ struct team_job {
   const bool* run_thp = nullptr;  // per run: THP may back its fresh huge chunks
   // Not pinned (a node without CPUs): refaults ask for the node with set_mempolicy, this mask.
   const node_mask* prefer = nullptr;
+  // Held from a refault chunk's look at its neighbours until it unmapped what its faults mapped
+  // around: another chunk's refault in between would change what "not mapped before" means.
+  std::mutex* refault_lock = nullptr;
 };
 
 /// Copies `bytes` of the original pages into fresh ones. Unreadable originals (PROT_NONE) are
@@ -345,17 +349,16 @@ inline void move_refault_chunk(team_job& job, chunk& c, std::uint64_t* entries, 
     return;
   }
   const auto offset = static_cast<off_t>(m.offset + (begin - m.start));
-  // A read fault maps the cached neighbours of the page too (fault-around, 64 KiB): the pages
-  // of the mapping beside the chunk that are not mapped now must not be afterwards.
+  // A read fault maps the cached neighbours of the page too (fault-around): the pages of the
+  // mapping beside the chunk that are not mapped now must not be afterwards.
   const std::uintptr_t end = begin + c.pages * page_size();
-  const std::uintptr_t below = std::max<std::uintptr_t>(m.start, begin / fault_around_bytes * fault_around_bytes);
-  const std::uintptr_t above = std::min<std::uintptr_t>(m.end, (end + fault_around_bytes - 1) / fault_around_bytes * fault_around_bytes);
-  std::uint64_t before_below[fault_around_bytes / 4096] = {};
-  std::uint64_t before_above[fault_around_bytes / 4096] = {};
-  const std::size_t pages_below = (begin - below) / page_size();
-  const std::size_t pages_above = (above - end) / page_size();
-  const bool sides_known = pages_below <= sizeof before_below / 8 && pages_above <= sizeof before_above / 8 &&
-                           read_pagemap_entries(job.pagemap_fd, below, pages_below, before_below) &&
+  const std::lock_guard<std::mutex> one_refault_at_a_time(*job.refault_lock);
+  const std::size_t pages_below = std::min((begin - m.start) / page_size(), fault_around_pages - 1);
+  const std::size_t pages_above = std::min((m.end - end) / page_size(), fault_around_pages - 1);
+  const std::uintptr_t below = begin - pages_below * page_size();
+  std::uint64_t before_below[fault_around_pages] = {};
+  std::uint64_t before_above[fault_around_pages] = {};
+  const bool sides_known = read_pagemap_entries(job.pagemap_fd, below, pages_below, before_below) &&
                            read_pagemap_entries(job.pagemap_fd, end, pages_above, before_above);
   if (job.prefer != nullptr) sys_set_mempolicy(mpol_preferred, job.prefer->words.data(), job.prefer->maxnode);
   const int error = refault(begin, c.pages, r.fd, offset, m.shared(), scratch);
@@ -619,6 +622,7 @@ inline void relocate(examination& e, const relocation_options& options) {
   // Prepare the runs: fresh mappings for copies, the files for refaults.
   bool unreadable_source = false;
   std::unique_ptr<bool[]> run_thp(new bool[runs.size()]());
+  std::mutex refault_lock;
   for (std::size_t r = 0; r < runs.size(); ++r) {
     run& each = runs[r];
     const mapping& m = e.maps[each.vma];
@@ -687,6 +691,7 @@ inline void relocate(examination& e, const relocation_options& options) {
     job.pagemap_fd = pagemap_fd;
     job.mem_fd = mem_fd;
     job.run_thp = run_thp.get();
+    job.refault_lock = &refault_lock;
     worker_base += team_size[t];
     const bool pinned = teams[t] != nullptr && teams[t]->pinned();
     if (!pinned && here.set_mempolicy) job.prefer = &masks[t];
