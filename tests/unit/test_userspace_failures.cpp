@@ -114,7 +114,7 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
-TEST_CASE("userspace: when the other threads cannot be stopped, every page stays as it was", "[userspace][failure]") {
+TEST_CASE("userspace: when the other threads cannot be stopped every page stays as it was", "[userspace][failure]") {
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();

@@ -32,6 +32,7 @@
 
 #include "../procfs.hpp"
 #include "futex.hpp"
+#include "own_mappings.hpp"
 
 namespace numamove::detail::userspace {
 
@@ -55,7 +56,7 @@ inline std::atomic<state*> state_pointer{nullptr};
 inline state* shared_state() noexcept {
   state* s = state_pointer.load(std::memory_order_acquire);
   if (s != nullptr) return s;
-  void* memory = ::mmap(nullptr, sizeof(state), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* memory = map_own(sizeof(state), PROT_READ | PROT_WRITE);
   if (memory == MAP_FAILED) return nullptr;
   state* made = new (memory) state;
   if (state_pointer.compare_exchange_strong(s, made, std::memory_order_acq_rel)) return made;

@@ -59,6 +59,7 @@
 #include "live_maps.hpp"
 #include "page_rules.hpp"
 #include "workers.hpp"
+#include "own_mappings.hpp"
 
 // Under a sanitizer the copy goes through the kernel (process_vm_readv): the pages may hold
 // another allocation's redzones, or bytes other threads wrote before the protection, which the
@@ -88,7 +89,7 @@ inline constexpr std::size_t batch_bytes = std::size_t{32} << 20;
 class arena {
  public:
   explicit arena(std::size_t bytes) : size_((bytes + page_size() - 1) / page_size() * page_size()) {
-    void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* memory = map_own(size_, PROT_READ | PROT_WRITE);
     if (memory == MAP_FAILED) throw std::bad_alloc();
     base_ = static_cast<char*>(memory);
   }
@@ -492,7 +493,7 @@ inline int map_fresh(run& r, const mapping& m, std::uintptr_t begin, const capab
   // Guard pages on both sides keep the fresh mapping from merging with its neighbours, so that
   // numa_maps shows it alone.
   r.reserved = bytes + huge + 2 * page;
-  void* reservation = ::mmap(nullptr, r.reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* reservation = map_own(r.reserved, PROT_NONE, MAP_NORESERVE);
   if (reservation == MAP_FAILED) return -ENOMEM;
   r.reservation = reinterpret_cast<std::uintptr_t>(reservation);
   const std::uintptr_t lowest = r.reservation + page;

@@ -25,6 +25,7 @@
 #include "../procfs.hpp"
 #include "fence.hpp"
 #include "futex.hpp"
+#include "own_mappings.hpp"
 
 namespace numamove::detail::userspace {
 
@@ -49,10 +50,10 @@ class worker_team {
   /// have started. Throws std::system_error when the control page, a stack or a thread cannot
   /// be had (std::bad_alloc when memory for the bookkeeping cannot).
   worker_team(unsigned count, const std::vector<int>& cpus) : cpus_(cpus) {
-    // What the workers write while pages are write-protected (the control block, their stacks)
+    // What the workers write while the fence holds the program (the control block, their stacks)
     // lives in mappings made now, after the request was examined, so that no request can name
     // them: a stack from the C library's cache of exited threads could be one of the pages.
-    void* page = ::mmap(nullptr, sizeof(control), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* page = map_own(sizeof(control), PROT_READ | PROT_WRITE);
     if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "numamove: worker control page");
     control_ = new (page) control;
     control_->cpus = &cpus_;
@@ -141,7 +142,7 @@ class worker_team {
 
   // Returns 0 or an errno.
   int start_thread(unsigned) noexcept {
-    void* stack = ::mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    void* stack = map_own(stack_size, PROT_READ | PROT_WRITE, MAP_STACK);
     if (stack == MAP_FAILED) return errno;
     pthread_attr_t attr;
     int error = ::pthread_attr_init(&attr);
