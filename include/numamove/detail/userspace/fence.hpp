@@ -25,7 +25,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 #include <utility>
@@ -107,6 +109,45 @@ inline int installed_signal(state& s) noexcept {
     return sig;
   }
   return 0;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define NUMAMOVE_DETAIL_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NUMAMOVE_DETAIL_THREAD_SANITIZER 1
+#endif
+#endif
+
+/// True when thread `tid` blocks `sig` (SigBlk of /proc/self/task/<tid>/status). Allocates
+/// nothing.
+inline bool blocks_signal(pid_t tid, int sig) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[4096];
+  const ssize_t got = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (got <= 0) return false;
+  text[got] = '\0';
+  const char* field = std::strstr(text, "\nSigBlk:");
+  if (field == nullptr) return false;
+  const unsigned long long mask = std::strtoull(field + 9, nullptr, 16);
+  return ((mask >> (sig - 1)) & 1u) != 0;
+}
+
+/// Threads the fence does not wait for besides numamove's workers: under ThreadSanitizer, the
+/// sanitizer's own background thread, which blocks every signal and never touches the
+/// program's memory (a program thread that blocks the signal is not stopped there either).
+inline bool runtime_thread(pid_t tid, int sig) noexcept {
+#ifdef NUMAMOVE_DETAIL_THREAD_SANITIZER
+  return blocks_signal(tid, sig);
+#else
+  (void)tid;
+  (void)sig;
+  return false;
+#endif
 }
 
 }  // namespace fencing
@@ -206,7 +247,7 @@ class thread_fence {
           const auto* entry = reinterpret_cast<const dirent64*>(buffer + at);
           at += entry->d_reclen;
           const pid_t tid = static_cast<pid_t>(std::atol(entry->d_name));
-          if (tid <= 0 || tid == self || is_worker(tid) || signalled(tid)) continue;
+          if (tid <= 0 || tid == self || is_worker(tid) || signalled(tid) || fencing::runtime_thread(tid, sig)) continue;
           if (count_ == capacity_) {
             error = EAGAIN;
             break;

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +70,20 @@ inline std::mutex& relocation_lock() {
   return lock;
 }
 
+/// Takes relocation_lock(). A thread waiting for it must still park when the call holding it
+/// stops the threads: ThreadSanitizer runs a signal handler of a thread blocked in
+/// pthread_mutex_lock only after the lock is taken (a deadlock with the stop), so there the
+/// wait sleeps between tries, in nanosleep, where TSan runs handlers at once.
+inline std::unique_lock<std::mutex> take_relocation_lock() {
+#ifdef NUMAMOVE_DETAIL_THREAD_SANITIZER
+  std::unique_lock<std::mutex> held(relocation_lock(), std::try_to_lock);
+  for (const timespec pause{0, 100 * 1000}; !held.owns_lock(); held.try_lock()) ::nanosleep(&pause, nullptr);
+  return held;
+#else
+  return std::unique_lock<std::mutex>(relocation_lock());
+#endif
+}
+
 /// Moves entries [0, count) of this process. A page named again by a later entry is moved
 /// again (the kernel moves entries in order); each stretch of entries with distinct pages is
 /// one round of examination and relocation.
@@ -90,7 +105,7 @@ inline int move_entries(const std::vector<void*>& addresses, const std::vector<i
       pages[k] = page_of(order[k]);
       nodes[k] = targets[order[k]];
     }
-    const std::lock_guard<std::mutex> one_at_a_time(relocation_lock());
+    const std::unique_lock<std::mutex> one_at_a_time = take_relocation_lock();
     examination e = examine(0, pages, nodes, flags, options.force);
     if (e.error != 0) return e.error;
     relocate(e, options);
