@@ -4,8 +4,9 @@
 #                              follows its threads (examples/run-demo.sh; in a 4-node QEMU
 #                              guest when this machine has one NUMA node)
 #   tools/quickstart.sh test   build and run the whole test suite: every ctest label (unit,
-#                              packaging, docs, openmp, kokkos, the NUMA guests), then the
-#                              ASan+UBSan and the ThreadSanitizer builds, the Kokkos tests
+#                              packaging, docs, openmp, kokkos, mpi, the NUMA guests), then the
+#                              unit tests in a Release build, the ASan+UBSan and the
+#                              ThreadSanitizer builds, the Kokkos tests
 #                              against Kokkos 4.6 (../shared/vendor), and a bounded fuzzing run
 # Installs the Debian packages in tools/debian-packages.txt that are missing (needs root).
 set -euo pipefail
@@ -41,6 +42,11 @@ case "${1:-}" in
     # The guests are part of the suite: a missing QEMU or guest kernel is an error, not a skip.
     configure_and_build "$build" -DNUMAMOVE_VM_TESTS=ON
     ctest --test-dir "$build" --output-on-failure
+    # A Release build of the tests (-O3): GCC's optimizer warns where Debug does not.
+    cmake -S "$root" -B "$build-release" -DCMAKE_BUILD_TYPE=Release -DNUMAMOVE_VM_TESTS=OFF \
+      -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF
+    cmake --build "$build-release" -j"$jobs" --target numamove_tests_cxx17 numamove_tests_cxx20
+    ctest --test-dir "$build-release" --output-on-failure -R '^unit\.'
     # Sanitizers over the tests that run on this machine.
     configure_and_build "$build-asan" -DCMAKE_BUILD_TYPE=Debug -DNUMAMOVE_SANITIZE=address,undefined \
       -DNUMAMOVE_VM_TESTS=OFF -DNUMAMOVE_BUILD_EXAMPLES=OFF -DNUMAMOVE_BUILD_BENCHMARKS=OFF

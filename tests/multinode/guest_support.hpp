@@ -338,7 +338,10 @@ class cpuset_cgroup {
 
 inline std::string to_text(const std::vector<int>& v) {
   std::string s = "{";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) s += ',';
+    s += std::to_string(v[i]);
+  }
   return s + "}";
 }
 

@@ -180,7 +180,10 @@ struct child_report {
   std::string describe() const {
     std::string text = "child: started=" + std::to_string(started) + " finished=" + std::to_string(finished) +
                        " code=" + std::to_string(code) + " problem='" + problem + "' values";
-    for (const std::int64_t v : values) text += " " + std::to_string(v);
+    for (const std::int64_t v : values) {
+      text += ' ';
+      text += std::to_string(v);
+    }
     return text + "\n" + notes;
   }
 };
