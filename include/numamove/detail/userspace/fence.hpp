@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "../procfs.hpp"
+#include "../sanitizers.hpp"
 #include "futex.hpp"
 #include "own_mappings.hpp"
 
@@ -111,14 +112,7 @@ inline int installed_signal(state& s) noexcept {
   return 0;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define NUMAMOVE_DETAIL_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NUMAMOVE_DETAIL_THREAD_SANITIZER 1
-#endif
-#endif
-
+#ifdef NUMAMOVE_DETAIL_THREAD_SANITIZER
 /// True when thread `tid` blocks `sig` (SigBlk of /proc/self/task/<tid>/status). Allocates
 /// nothing.
 inline bool blocks_signal(pid_t tid, int sig) noexcept {
@@ -136,6 +130,7 @@ inline bool blocks_signal(pid_t tid, int sig) noexcept {
   const unsigned long long mask = std::strtoull(field + 9, nullptr, 16);
   return ((mask >> (sig - 1)) & 1u) != 0;
 }
+#endif
 
 /// Threads the fence does not wait for besides numamove's workers: under ThreadSanitizer, the
 /// sanitizer's own background thread, which blocks every signal and never touches the

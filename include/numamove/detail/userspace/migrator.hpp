@@ -20,6 +20,7 @@
 #include "../../capabilities.hpp"
 #include "../call_checks.hpp"
 #include "../procfs.hpp"
+#include "../sanitizers.hpp"
 #include "caller_memory.hpp"
 #include "page_rules.hpp"
 #include "relocation.hpp"

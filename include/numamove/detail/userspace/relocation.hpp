@@ -52,6 +52,7 @@
 #include "../mappings.hpp"
 #include "../memory_policy.hpp"
 #include "../procfs.hpp"
+#include "../sanitizers.hpp"
 #include "../syscalls.hpp"
 #include "fault_injection.hpp"
 #include "fence.hpp"
@@ -64,12 +65,9 @@
 // Under a sanitizer the copy goes through the kernel (process_vm_readv): the pages may hold
 // another allocation's redzones, or bytes other threads wrote before the protection, which the
 // sanitizer cannot see ordered by mprotect.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(NUMAMOVE_DETAIL_ADDRESS_SANITIZER) || defined(NUMAMOVE_DETAIL_THREAD_SANITIZER) || \
+    defined(NUMAMOVE_DETAIL_MEMORY_SANITIZER)
 #define NUMAMOVE_DETAIL_KERNEL_COPY 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define NUMAMOVE_DETAIL_KERNEL_COPY 1
-#endif
 #endif
 
 namespace numamove::detail::userspace {
