@@ -2,12 +2,13 @@
 //   1. placing a rank at MPI_Init (place_rank: every thread's policy, and a move of the memory
 //      touched before) against MPI_Init itself;
 //   2. follow_rank() after a rebind (migrate_pages(2) of the whole process) against one
-//      migrate() of the same bytes;
+//      migrate() of the array, per MiB moved (the process holds more than the array);
 //   3. the local fraction of each rank's segment of a shared window that rank 0 wrote whole,
 //      without and with place_window_segments().
 // Times are the slowest rank's. Needs two nodes with CPUs for 1 and 2 to move anything (on one
-// node it says so); in the 4-node QEMU guest:
-//   tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --binary build/benchmarks/mpi_placement -- 32
+// node it says so); in the QEMU guests (a 4-node guest's node holds about 80 MiB free):
+//   tests/vm/run-guest.sh --plain --mpirun 2 --shape 2node --binary build/benchmarks/mpi_placement -- 32
+//   tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --binary build/benchmarks/mpi_placement -- 8
 //
 //   mpirun -np N mpi_placement [MiB per rank, default 64]
 #include <mpi.h>
@@ -46,12 +47,14 @@ char* fresh(std::size_t bytes) {
   return static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 }
 
-// Writes `bytes` at `data` with the calling thread bound to `node` (-1: as it is).
+// Writes `bytes` at `data` with the calling thread preferring `node` (-1: as it is). Preferred,
+// not bound: every rank writes there, and a node of a small machine may not hold them all.
 void write_on(char* data, std::size_t bytes, int node) {
+  constexpr int preferred = 1;  // MPOL_PREFERRED
   unsigned long mask[16] = {};
   if (node >= 0) {
     mask[node / 64] |= 1UL << (node % 64);
-    ::syscall(SYS_set_mempolicy, 2, mask, 16 * 64 + 1);
+    ::syscall(SYS_set_mempolicy, preferred, mask, 16 * 64 + 1);
   }
   std::memset(data, 1, bytes);
   ::syscall(SYS_set_mempolicy, 0, nullptr, 0);
@@ -105,15 +108,17 @@ int main(int argc, char** argv) {
                 "1. MPI_Init %.3f s; place_rank %.3f s (%.1f MiB moved per rank, %zu threads): %.2fx MPI_Init\n",
                 ranks, mib, machine.nodes().back(), machine.nodes().size(), init_all, place_all, moved_at_init,
                 placed.threads, place_all / init_all);
+  std::fflush(stdout);
 
   // 2. follow_rank after a rebind against one migrate() of the same bytes.
   std::vector<int> with_cpus;
   for (const int n : machine.nodes())
     if (!machine.cpus_of(n).empty()) with_cpus.push_back(n);
+  // Each rank moves to the next node with CPUs: a rotation, so that no node takes them all.
   const int home = placed.binding.node;
   int away = -1;
-  for (const int n : with_cpus)
-    if (n != home && away < 0) away = n;
+  for (std::size_t i = 0; i < with_cpus.size(); ++i)
+    if (with_cpus[i] == home && with_cpus.size() > 1) away = with_cpus[(i + 1) % with_cpus.size()];
   int can_follow = home >= 0 && away >= 0 && placed.binding.pinned ? 1 : 0;
   MPI_Allreduce(MPI_IN_PLACE, &can_follow, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (can_follow) {
@@ -131,9 +136,11 @@ int main(int argc, char** argv) {
     const double migrate_mib = mean(static_cast<double>(back.bytes) / (1 << 20));
     numamove::mpi::follow_rank();  // the rest of the process home too
     if (rank == 0)
-      std::printf("2. follow_rank %.3f s (%.1f MiB of private memory moved per rank, via %s); migrate() of the "
-                  "array back %.3f s (%.1f MiB): follow_rank %.2fx migrate\n",
-                  follow, follow_mib, numamove::to_string(followed.used), migrate, migrate_mib, follow / migrate);
+      std::printf("2. follow_rank %.3f s (%.1f MiB of private memory moved per rank, via %s, %.0f MiB/s); "
+                  "migrate() of the array back %.3f s (%.1f MiB, %.0f MiB/s): follow_rank %.2fx migrate per MiB\n",
+                  follow, follow_mib, numamove::to_string(followed.used), follow_mib / follow, migrate, migrate_mib,
+                  migrate_mib / migrate, (follow / follow_mib) / (migrate / migrate_mib));
+    std::fflush(stdout);
     ::munmap(data, bytes);
   } else if (rank == 0) {
     std::printf("2. follow_rank: skipped, needs every rank pinned and a second node with CPUs\n");

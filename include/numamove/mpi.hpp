@@ -117,9 +117,7 @@ inline rank_placement place_rank(const policy_options& options = {}) {
       break;
   }
   if (result.nodes.empty() || result.nodes.front() < 0) {
-    result.error = detail::mpi::errno_code(options.policy == policy::interleave
-                                               ? EINVAL
-                                               : detail::mpi::unreachable_node_error(result.binding.cpu));
+    result.error = detail::mpi::errno_code(detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
   } else {
     detail::mpi::apply(result, options, detail::mpi::other_nodes(machine, result.nodes));
@@ -165,9 +163,7 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   result.nodes = placed.policy == policy::interleave ? detail::mpi::nodes_of(machine, result.binding.cpus)
                                                       : std::vector<int>{result.binding.node};
   if (result.nodes.empty() || result.nodes.front() < 0) {
-    result.error = detail::mpi::errno_code(placed.policy == policy::interleave
-                                               ? EINVAL
-                                               : detail::mpi::unreachable_node_error(result.binding.cpu));
+    result.error = detail::mpi::errno_code(detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
     result.elapsed = std::chrono::steady_clock::now() - started;
     return result;

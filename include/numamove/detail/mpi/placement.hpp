@@ -74,9 +74,9 @@ struct rank_placement {
   std::map<int, std::size_t> bytes_after;   ///< and after
   backend used = backend::kernel;       ///< the path of the move: kernel (migrate_pages(2)) or userspace
   /// EPERM or ENOSYS where the kernel refuses set_mempolicy(2) (the move still ran, through the
-  /// userspace path); ENODEV when the rank's node has no memory; EACCES when a node is outside
-  /// the process's cpuset; EINVAL when the policy needs nodes and the CPUs have none; an error of
-  /// the move; MPI errors in mpi_category().
+  /// userspace path); ENODEV when the rank's node (interleave: every node of its CPUs) has no
+  /// memory; EACCES when a node is outside the process's cpuset; an error of the move; MPI
+  /// errors in mpi_category().
   std::error_code error;
   std::chrono::nanoseconds elapsed{0};
 
