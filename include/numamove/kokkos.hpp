@@ -1,6 +1,6 @@
 // numamove/kokkos.hpp: a Kokkos memory space whose Views are placed before first touch, moved
-// and located. Opt-in: link numamove::kokkos (the core stays free of Kokkos). Kokkos 3.4 to 3.6
-// and 4.3 or newer; docs/kokkos.md tells the whole story.
+// and located. Opt-in: link numamove::kokkos (the core stays free of Kokkos). Kokkos 3.4 or
+// newer; docs/kokkos.md tells the whole story.
 //
 //   NumaSpace                  the memory space: a numamove::placement, or (Kokkos 4 with
 //                              OpenMP) NumaSpace::for_range(policy), the pages of each
@@ -33,8 +33,6 @@
 
 #if !defined(KOKKOS_VERSION) || KOKKOS_VERSION < 30400
 #error "numamove/kokkos.hpp needs Kokkos 3.4 or newer"
-#elif KOKKOS_VERSION >= 30700 && KOKKOS_VERSION < 40300
-#error "numamove/kokkos.hpp supports Kokkos 3.4 to 3.6 and 4.3 or newer (the allocation record of 3.7 to 4.2 differs)"
 #endif
 
 // The placement for a RangePolicy's threads needs the OpenMP backend as Kokkos 4 runs it (a

@@ -34,8 +34,9 @@ class Kokkos::Impl::SharedAllocationRecord<numamove::kokkos::NumaSpace, void>
   const numamove::kokkos::NumaSpace& space() const noexcept { return m_space; }
 };
 #else
-// Kokkos 3.4 to 3.6: each space writes its record over the common one: allocate the header and
-// the data together, fill the header, free through the space.
+// Kokkos 3.4 to 4.2: each space writes its record over the common one: allocate the header and
+// the data together, fill the header, free through the space. From 3.6 the base record also
+// takes the label.
 template <>
 class Kokkos::Impl::SharedAllocationRecord<numamove::kokkos::NumaSpace, void>
     : public Kokkos::Impl::SharedAllocationRecordCommon<numamove::kokkos::NumaSpace> {
@@ -63,10 +64,22 @@ class Kokkos::Impl::SharedAllocationRecord<numamove::kokkos::NumaSpace, void>
 #endif
             static_cast<SharedAllocationHeader*>(
                 space.allocate(label.c_str(), sizeof(SharedAllocationHeader) + size, size)),
-            sizeof(SharedAllocationHeader) + size, dealloc),
+            sizeof(SharedAllocationHeader) + size, dealloc
+#if KOKKOS_VERSION >= 30600
+            ,
+            label
+#endif
+            ),
         m_space(space) {
     this->base_t::_fill_host_accessible_header_info(*RecordBase::m_alloc_ptr, label);
   }
+
+  // Kokkos 3.7+ also constructs a record with the execution space of view_alloc(); host memory
+  // needs no fence for it.
+  template <class ExecutionSpace>
+  SharedAllocationRecord(const ExecutionSpace&, const numamove::kokkos::NumaSpace& space, const std::string& label,
+                         std::size_t size, RecordBase::function_type dealloc = &base_t::deallocate)
+      : SharedAllocationRecord(space, label, size, dealloc) {}
 
  public:
   static SharedAllocationRecord* allocate(const numamove::kokkos::NumaSpace& space, const std::string& label,
