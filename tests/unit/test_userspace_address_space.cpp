@@ -282,6 +282,36 @@ TEST_CASE("userspace: a mapping another thread puts into a hole of the range dur
   }
 }
 
+// Pages another thread keeps writing and dropping, queried on the userspace path: no page is
+// ever read while absent, so none maps the zero page, and a query must never say -EFAULT. The
+// examination reads the pagemap, then asks the kernel where the present pages are; up to Linux
+// 6.11 the kernel says -EFAULT for a page dropped in between. The kernel is asked only where
+// there are several nodes (or no other way to tell the zero page apart): this fails in the
+// guests before the fix, and cannot here.
+TEST_CASE("userspace: a page another thread drops during a query is not the zero page", "[userspace][address-space]") {
+  constexpr std::size_t churned = 1024;
+  numamove_test::mapping m(churned);
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      for (std::size_t i = 0; i < churned; ++i) m.data[i * page()] = 1;
+      for (std::size_t i = 0; i < churned; ++i) ::madvise(m.at_page(i), page(), MADV_DONTNEED);
+    }
+  });
+  std::vector<void*> addresses(churned);
+  for (std::size_t i = 0; i < churned; ++i) addresses[i] = m.at_page(i);
+  std::vector<int> status(churned);
+  std::size_t zero_pages = 0;
+  for (int round = 0; round < 10 * rounds; ++round) {
+    REQUIRE(numamove::move_pages(0, churned, addresses.data(), nullptr, status.data(), 0, numamove::backend::userspace) ==
+            0);
+    zero_pages += static_cast<std::size_t>(std::count(status.begin(), status.end(), -EFAULT));
+  }
+  stop.store(true);
+  churn.join();
+  CHECK(zero_pages == 0);
+}
+
 TEST_CASE("userspace: another thread's mprotect during a call stands", "[userspace][address-space]") {
   const auto length = call_length();
   std::mt19937 random(14);

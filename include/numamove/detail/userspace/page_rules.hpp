@@ -227,9 +227,20 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     if (sys_move_pages(pid, asked.size(), asked.data(), nullptr, answer.data(), 0) == 0) {
       unanswered.clear();
       for (std::size_t k = 0; k < present.size(); ++k) {
-        if (answer[k] >= 0) node[present[k]] = answer[k];
-        else if (answer[k] == -EFAULT) zero[present[k]] = true;
-        else unanswered.push_back(present[k]);  // kernels before 6.x cannot see PROT_NONE pages
+        const std::size_t i = present[k];
+        if (answer[k] >= 0) {
+          node[i] = answer[k];
+          continue;
+        }
+        // Another thread may have dropped the page since the pagemap was read, and the kernel
+        // says -EFAULT for a page that is not there (up to 6.11) as for the zero page: look again.
+        std::uint64_t now = 0;
+        if (read_pagemap_entries(pagemap_fd, addresses[i], 1, &now) && (now & pagemap_bit::present) == 0)
+          e.pages[i].entry = now;
+        else if (answer[k] == -EFAULT)
+          zero[i] = true;
+        else
+          unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
       }
     } else {
       find_zero_pages(pid, pagemap_fd, here, e, zero_candidates, zero);
