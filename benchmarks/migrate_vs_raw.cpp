@@ -106,6 +106,19 @@ int main(int argc, char** argv) {
     t_migrate_placed.push_back(seconds([&] { numamove::migrate(ours.data, ours.size, to); }));
     t_raw_placed.push_back(seconds([&] { raw_move(their_pages, to); }));
   }
+  // migrate() with kernel-path workers (one slice per CPU the process may use, at most 4)
+  // against migrate() from the calling thread alone, alternating.
+  numamove::migrate_options sliced;
+  sliced.workers = std::min(4u, std::max(1u, numamove::detail::kernel_slices(4, ours.size / numamove::detail::page_size())));
+  std::vector<double> t_sliced, t_single;
+  int here = numamove::locate(ours.data, 1).front();
+  for (int round = 0; round < rounds; ++round) {
+    here = here == a ? b : a;
+    t_single.push_back(seconds([&] { numamove::migrate(ours.data, ours.size, here); }));
+    here = here == a ? b : a;
+    t_sliced.push_back(seconds([&] { numamove::migrate(ours.data, ours.size, here, sliced); }));
+  }
+
   // mbind(MPOL_MF_MOVE) against move_pages over the whole range (both move back and forth).
   // Raw first: right after an mbind migration, a move_pages call on other pages was seen to
   // fail every page with -EBUSY in the guest (rc 0), which would time a move that did not happen.
@@ -143,6 +156,9 @@ int main(int argc, char** argv) {
   std::printf("ratios below 1 mean numamove is faster\n");
   report("migrate() to the other node", median(t_migrate), median(t_raw), "raw move_pages");
   report("migrate() to the node it is already on", median(t_migrate_placed), median(t_raw_placed), "raw move_pages");
+  char sliced_line[64];
+  std::snprintf(sliced_line, sizeof sliced_line, "migrate(), %u kernel-path workers", sliced.workers);
+  report(sliced_line, median(t_sliced), median(t_single), "migrate(), the caller alone");
   report("mbind(MPOL_MF_MOVE), whole range", median(t_mbind), median(t_raw_again), "raw move_pages");
   report("locate()", median(t_locate), median(t_query), "raw move_pages query");
   report("locate()", median(t_locate), median(t_hwloc), "hwloc_get_area_memlocation");

@@ -32,8 +32,13 @@ struct migrate_options {
   /// thread touches the range or the address space during the call may turn it off (it saves
   /// the stops). docs/userspace.md, "Concurrent changes to the address space".
   bool protect_writes = true;
-  /// Userspace path: copying threads per target node; 0 picks one per 32 MiB moved, at most
-  /// one per CPU of the node and 8.
+  /// Threads that move the pages. Userspace path: copying threads per target node; 0 picks one
+  /// per 32 MiB moved, at most one per CPU of the node and 8. Kernel path: the pages to move are
+  /// cut into slices of at least 2 MiB, each moved by its own move_pages(2) call on a thread kept
+  /// for the process's life, at most one per CPU the process may use; the statuses, counts and
+  /// call-level error are those of one call (of two failing slices, the error of the first in
+  /// page order). 0 and 1: the calling thread alone, the default, since no figure measured so
+  /// far (docs/performance.md) showed more threads winning against one call.
   unsigned workers = 0;
 };
 

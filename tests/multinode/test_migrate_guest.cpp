@@ -1,5 +1,7 @@
 // migrate() and move_pages() between real nodes: every ordered pair, checked by the kernel's
 // own query, with contents and virtual addresses preserved.
+#include <sys/mman.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <vector>
@@ -168,4 +170,55 @@ TEST_CASE("move_pages() moves another process's pages, as the kernel sees them",
   CHECK(child.receive(3).values.size() == 3);
   CHECK(child.report().values.back() == 1);  // the child's data is intact
   CHECK(child.release() == 0);
+}
+
+TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as one call", "[multinode][migrate]") {
+  const std::vector<int> nodes = memory_nodes();
+  const int from = nodes.front();
+  const int to = nodes.back();
+  constexpr std::size_t pages = 4096;  // 16 MiB: up to 8 slices of 2 MiB
+  // The same layout twice: pages on the source, a few already on the target, never-touched
+  // pages, and an unmapped hole.
+  const auto prepare = [&](mapping& m) {
+    fill(m.data, m.bytes, 21);
+    std::vector<int> status;
+    REQUIRE(kernel_move(m.data, pages, from, status) == 0);
+    for (std::size_t i = 100; i < 200; ++i) REQUIRE(kernel_move(m.at_page(i), 1, to, status) == 0);
+    REQUIRE(::madvise(m.at_page(1000), 64 * page(), MADV_DONTNEED) == 0);
+    REQUIRE(::munmap(m.at_page(3000), 16 * page()) == 0);
+  };
+  mapping one(pages);
+  mapping many(pages);
+  prepare(one);
+  prepare(many);
+  numamove::migrate_options single;
+  numamove::migrate_options sliced;
+  sliced.workers = 8;
+  const numamove::migration_result a = numamove::migrate(one.data, one.bytes, to, single);
+  const numamove::migration_result b = numamove::migrate(many.data, many.bytes, to, sliced);
+  CHECK(a.used == numamove::backend::kernel);
+  CHECK(b.used == numamove::backend::kernel);
+  CHECK(b.status == a.status);
+  CHECK(b.moved == a.moved);
+  CHECK(b.already_there == a.already_there);
+  CHECK(b.not_present == a.not_present);
+  CHECK(b.failed == a.failed);
+  CHECK(b.error == a.error);
+  CHECK(b.moved == pages - 100 - 64 - 16);
+  CHECK(b.already_there == 100);
+  CHECK(b.not_present == 64);
+  CHECK(b.failed == 16);  // the hole: -EFAULT
+  // The kernel agrees; the contents stayed.
+  const std::vector<int> placed = where(many.data, 1000);
+  CHECK(placed == std::vector<int>(1000, to));
+  // Pages [first, end) still hold what fill() wrote there.
+  const auto intact = [&](std::size_t first, std::size_t end) {
+    const auto* words = reinterpret_cast<const std::uint64_t*>(many.data);
+    for (std::size_t w = first * page() / 8; w < end * page() / 8; ++w)
+      if (words[w] != pattern(w, 21)) return false;
+    return true;
+  };
+  CHECK(intact(0, 1000));
+  CHECK(intact(1064, 3000));
+  CHECK(intact(3016, pages));
 }

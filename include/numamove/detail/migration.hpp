@@ -2,6 +2,8 @@
 // placed, one address per huge page, sorted by target node, bounded retries of busy pages.
 #pragma once
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include "../move_pages.hpp"
 #include "call_checks.hpp"
 #include "huge_pages.hpp"
+#include "kernel_workers.hpp"
 #include "procfs.hpp"
 #include "userspace/migrator.hpp"
 
@@ -48,15 +51,11 @@ inline std::vector<void*> page_addresses(const page_span& span) {
   return pages;
 }
 
-/// One move_pages call over the entries `which`, sorted by target node so the kernel batches
-/// them. Returns the kernel's return value; statuses land in status[which[k]].
-inline long move_entries(backend path, const std::vector<std::size_t>& which,
-                         const std::vector<void*>& pages, const std::vector<int>& target,
-                         std::vector<int>& status, int flags) {
-  std::vector<std::size_t> order = which;
-  const auto by_target = [&](std::size_t a, std::size_t b) { return target[a] < target[b]; };
-  if (!std::is_sorted(order.begin(), order.end(), by_target))
-    std::stable_sort(order.begin(), order.end(), by_target);
+/// One move_pages call over the entries `order` (sorted by target node, so that the kernel
+/// batches them). Returns the kernel's return value, errno as the call left it; statuses land in
+/// status[order[k]] when it returns 0.
+inline long move_entries(backend path, const std::vector<std::size_t>& order, const std::vector<void*>& pages,
+                         const std::vector<int>& target, std::vector<int>& status, int flags) {
   std::vector<void*> call_pages(order.size());
   std::vector<int> call_nodes(order.size());
   std::vector<int> call_status(order.size(), -EBUSY);
@@ -69,6 +68,58 @@ inline long move_entries(backend path, const std::vector<std::size_t>& which,
   if (rc == 0)
     for (std::size_t k = 0; k < order.size(); ++k) status[order[k]] = call_status[k];
   return rc;
+}
+
+/// Fewest base pages a kernel-path worker moves: below that a slice costs more than it copies.
+inline constexpr std::size_t kernel_slice_min_pages = 512;
+
+/// How many threads move `pages` base pages on the kernel path when migrate_options::workers is
+/// `asked`: 0 and 1 mean the caller alone; more are at most one per kernel_slice_min_pages pages
+/// and one per CPU the process may use.
+inline unsigned kernel_slices(unsigned asked, std::size_t pages) {
+  if (asked <= 1) return 1;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const unsigned cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? static_cast<unsigned>(CPU_COUNT(&allowed)) : 1u;
+  const std::size_t by_size = std::max<std::size_t>(1, pages / kernel_slice_min_pages);
+  return static_cast<unsigned>(std::min<std::size_t>({asked, cpus, by_size}));
+}
+
+/// Moves the entries `which` as move_entries does, cut into `slices` parts of about the same
+/// number of base pages (`weight[i]` for entry i: a huge page's leader moves the whole huge
+/// page), in target order, each part its own move_pages call on a kernel worker. Returns 0 when
+/// every call returned 0; else the return value of the first part, in entry order, that did
+/// not, with that call's errno: the error one call over all the entries would have stopped at.
+inline long move_entries_sliced(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
+                                const std::vector<int>& target, const std::vector<std::size_t>& weight,
+                                std::vector<int>& status, int flags, unsigned slices) {
+  std::vector<std::size_t> order = which;
+  const auto by_target = [&](std::size_t a, std::size_t b) { return target[a] < target[b]; };
+  if (!std::is_sorted(order.begin(), order.end(), by_target))
+    std::stable_sort(order.begin(), order.end(), by_target);
+  if (slices <= 1 || order.size() < 2) return move_entries(path, order, pages, target, status, flags);
+
+  std::size_t total = 0;
+  for (const std::size_t i : order) total += weight[i];
+  std::vector<std::vector<std::size_t>> parts(1);
+  std::size_t so_far = 0;
+  for (const std::size_t i : order) {
+    if (parts.size() < slices && so_far >= total * parts.size() / slices && !parts.back().empty()) parts.emplace_back();
+    parts.back().push_back(i);
+    so_far += weight[i];
+  }
+  std::vector<long> rc(parts.size(), 0);
+  std::vector<int> call_errno(parts.size(), 0);
+  kernel_workers::shared().run(static_cast<unsigned>(parts.size()), [&](unsigned k) {
+    rc[k] = move_entries(path, parts[k], pages, target, status, flags);
+    call_errno[k] = rc[k] < 0 ? errno : 0;
+  });
+  for (std::size_t k = 0; k < parts.size(); ++k)
+    if (rc[k] != 0) {
+      errno = call_errno[k];
+      return rc[k];
+    }
+  return 0;
 }
 
 /// Where the entries `which` are now (a query), into status[which[k]]; false on a call error.
@@ -186,6 +237,8 @@ inline migration_result migrate_pages(std::vector<void*> pages, const std::vecto
   // One address per huge page: the first pending page inside each huge page moves it whole;
   // the others ("riders") are verified afterwards and moved on their own if they stayed.
   std::vector<std::size_t> riders;
+  std::vector<std::size_t> weight(count, 1);  // base pages an entry moves
+  std::size_t pages_to_move = pending.size();
   if (pending.size() >= thp_size() / page_size()) {
     std::vector<void*> pending_pages(pending.size());
     for (std::size_t k = 0; k < pending.size(); ++k) pending_pages[k] = pages[pending[k]];
@@ -202,16 +255,21 @@ inline migration_result migrate_pages(std::vector<void*> pages, const std::vecto
       const std::uintptr_t block = reinterpret_cast<std::uintptr_t>(pages[i]) / extent[k];
       const bool same_block = have_block && block == last_block && target[i] == target[leaders.back()];
       (same_block ? riders : leaders).push_back(i);
+      if (!same_block) weight[i] = extent[k] / page_size();
       last_block = block;
       have_block = true;
     }
     pending.swap(leaders);
+    pages_to_move = 0;
+    for (const std::size_t i : pending) pages_to_move += weight[i];
   }
 
+  const unsigned slices = kernel_slices(options.workers, pages_to_move);
   int error = 0;
   for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
-    const long rc = move_entries(result.used, pending, pages, target, status, options.flags);
+    const long rc = move_entries_sliced(result.used, pending, pages, target, weight, status, options.flags,
+                                        attempt == 0 ? slices : 1);
     if (rc < 0) error = errno;
     std::vector<std::size_t> unsure = pending;
     if (rc == 0) {

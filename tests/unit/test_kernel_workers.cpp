@@ -1,0 +1,106 @@
+// The threads that move slices of a kernel-path migration: started once, reused by every later
+// call, shared by callers that run at once, and made anew in a fork()ed child.
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <numamove/detail/sanitizers.hpp>
+#include <numamove/numamove.hpp>
+
+#include "support/catch.hpp"
+
+namespace {
+
+using numamove::detail::kernel_workers;
+
+std::size_t threads_of_process() {
+  std::size_t n = 0;
+  if (DIR* dir = ::opendir("/proc/self/task")) {
+    while (const dirent* entry = ::readdir(dir))
+      if (entry->d_name[0] != '.') ++n;
+    ::closedir(dir);
+  }
+  return n;
+}
+
+/// As many tasks as there are threads to run them at once: one per CPU, at most 4.
+unsigned together() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return cpus < 2 ? 1 : cpus < 4 ? cpus : 4;
+}
+
+/// Runs `n` tasks that each wait until all `n` have started (so that each is on its own thread),
+/// and returns the thread ids that ran them.
+std::set<long> run_together(unsigned n) {
+  std::atomic<unsigned> started{0};
+  std::mutex lock;
+  std::set<long> ids;
+  kernel_workers::shared().run(n, [&](unsigned) {
+    started.fetch_add(1);
+    while (started.load() < n) std::this_thread::yield();
+    const std::lock_guard<std::mutex> hold(lock);
+    ids.insert(::syscall(SYS_gettid));
+  });
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("kernel workers: every task runs once, on threads started once and reused", "[workers]") {
+  const std::set<long> first = run_together(together());
+  CHECK(first.size() == together());
+  CHECK(first.count(::syscall(SYS_gettid)) == 1);  // the caller takes a task
+  const std::size_t threads = threads_of_process();
+  for (int round = 0; round < 20; ++round) {
+    const std::set<long> again = run_together(together());
+    CHECK(again == first);
+  }
+  CHECK(threads_of_process() == threads);
+
+  // More tasks than threads: each runs once, and no thread more is started.
+  std::vector<std::atomic<int>> runs(1000);
+  kernel_workers::shared().run(1000, [&](unsigned i) { runs[i].fetch_add(1); });
+  for (std::size_t i = 0; i < runs.size(); ++i) REQUIRE(runs[i].load() == 1);
+  CHECK(threads_of_process() == threads);
+}
+
+TEST_CASE("kernel workers: callers that run at once each get all of their tasks done", "[workers]") {
+  std::vector<std::thread> callers;
+  std::atomic<int> wrong{0};
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&] {
+      for (int round = 0; round < 50; ++round) {
+        std::vector<std::atomic<int>> runs(8);
+        kernel_workers::shared().run(8, [&](unsigned i) { runs[i].fetch_add(1); });
+        for (const auto& r : runs)
+          if (r.load() != 1) wrong.fetch_add(1);
+      }
+    });
+  for (std::thread& t : callers) t.join();
+  CHECK(wrong.load() == 0);
+}
+
+TEST_CASE("kernel workers: a fork()ed child makes its own", "[workers]") {
+#ifdef NUMAMOVE_DETAIL_THREAD_SANITIZER
+  WARN("SKIPPED (ThreadSanitizer does not support starting threads after a multi-threaded fork)");
+  return;
+#endif
+  run_together(together());  // the parent has workers
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::set<long> ids = run_together(together());  // would wait forever on the parent's threads
+    ::_exit(ids.size() == together() ? 0 : 1);
+  }
+  REQUIRE(pid > 0);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
