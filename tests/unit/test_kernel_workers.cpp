@@ -1,5 +1,7 @@
 // The threads that move slices of a kernel-path migration: started once, reused by every later
-// call, shared by callers that run at once, and made anew in a fork()ed child.
+// call, shared by callers that run at once, and made anew in a fork()ed child. Each case runs in
+// a child of its own: the workers stay for the life of their process, and a test process with
+// threads could not start threads in the children of the later cases under ThreadSanitizer.
 #include <dirent.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,10 +17,12 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "test_userspace_support.hpp"
 
 namespace {
 
 using numamove::detail::kernel_workers;
+using numamove_us::in_child;
 
 std::size_t threads_of_process() {
   std::size_t n = 0;
@@ -54,37 +58,39 @@ std::set<long> run_together(unsigned n) {
 }  // namespace
 
 TEST_CASE("kernel workers: every task runs once, on threads started once and reused", "[workers]") {
-  const std::set<long> first = run_together(together());
-  CHECK(first.size() == together());
-  CHECK(first.count(::syscall(SYS_gettid)) == 1);  // the caller takes a task
-  const std::size_t threads = threads_of_process();
-  for (int round = 0; round < 20; ++round) {
-    const std::set<long> again = run_together(together());
-    CHECK(again == first);
-  }
-  CHECK(threads_of_process() == threads);
-
-  // More tasks than threads: each runs once, and no thread more is started.
-  std::vector<std::atomic<int>> runs(1000);
-  kernel_workers::shared().run(1000, [&](unsigned i) { runs[i].fetch_add(1); });
-  for (std::size_t i = 0; i < runs.size(); ++i) REQUIRE(runs[i].load() == 1);
-  CHECK(threads_of_process() == threads);
+  CHECK(in_child([] {
+    const std::set<long> first = run_together(together());
+    if (first.size() != together()) return 1;
+    if (first.count(::syscall(SYS_gettid)) != 1) return 2;  // the caller takes a task
+    const std::size_t threads = threads_of_process();
+    for (int round = 0; round < 20; ++round)
+      if (run_together(together()) != first) return 3;
+    if (threads_of_process() != threads) return 4;
+    // More tasks than threads: each runs once, and no thread more is started.
+    std::vector<std::atomic<int>> runs(1000);
+    kernel_workers::shared().run(1000, [&](unsigned i) { runs[i].fetch_add(1); });
+    for (const auto& r : runs)
+      if (r.load() != 1) return 5;
+    return threads_of_process() == threads ? 0 : 6;
+  }) == 0);
 }
 
 TEST_CASE("kernel workers: callers that run at once each get all of their tasks done", "[workers]") {
-  std::vector<std::thread> callers;
-  std::atomic<int> wrong{0};
-  for (int c = 0; c < 4; ++c)
-    callers.emplace_back([&] {
-      for (int round = 0; round < 50; ++round) {
-        std::vector<std::atomic<int>> runs(8);
-        kernel_workers::shared().run(8, [&](unsigned i) { runs[i].fetch_add(1); });
-        for (const auto& r : runs)
-          if (r.load() != 1) wrong.fetch_add(1);
-      }
-    });
-  for (std::thread& t : callers) t.join();
-  CHECK(wrong.load() == 0);
+  CHECK(in_child([] {
+    std::vector<std::thread> callers;
+    std::atomic<int> wrong{0};
+    for (int c = 0; c < 4; ++c)
+      callers.emplace_back([&] {
+        for (int round = 0; round < 50; ++round) {
+          std::vector<std::atomic<int>> runs(8);
+          kernel_workers::shared().run(8, [&](unsigned i) { runs[i].fetch_add(1); });
+          for (const auto& r : runs)
+            if (r.load() != 1) wrong.fetch_add(1);
+        }
+      });
+    for (std::thread& t : callers) t.join();
+    return wrong.load() == 0 ? 0 : 1;
+  }) == 0);
 }
 
 TEST_CASE("kernel workers: a fork()ed child makes its own", "[workers]") {
@@ -92,15 +98,9 @@ TEST_CASE("kernel workers: a fork()ed child makes its own", "[workers]") {
   WARN("SKIPPED (ThreadSanitizer does not support starting threads after a multi-threaded fork)");
   return;
 #endif
-  run_together(together());  // the parent has workers
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::set<long> ids = run_together(together());  // would wait forever on the parent's threads
-    ::_exit(ids.size() == together() ? 0 : 1);
-  }
-  REQUIRE(pid > 0);
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(in_child([] {
+    run_together(together());  // this process has workers
+    // The grandchild would wait forever on threads it does not have.
+    return in_child([] { return run_together(together()).size() == together() ? 0 : 1; });
+  }) == 0);
 }
