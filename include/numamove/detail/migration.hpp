@@ -2,8 +2,6 @@
 // placed, one address per huge page, sorted by target node, bounded retries of busy pages.
 #pragma once
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +16,7 @@
 #include "huge_pages.hpp"
 #include "kernel_workers.hpp"
 #include "procfs.hpp"
+#include "syscalls.hpp"
 #include "userspace/migrator.hpp"
 
 namespace numamove::detail {
@@ -75,14 +74,12 @@ inline constexpr std::size_t kernel_slice_min_pages = 512;
 
 /// How many threads move `pages` base pages on the kernel path when migrate_options::workers is
 /// `asked`: 0 and 1 mean the caller alone; more are at most one per kernel_slice_min_pages pages
-/// and one per CPU the process may use.
+/// and one per CPU the process may use. Throws as affinity_of() does.
 inline unsigned kernel_slices(unsigned asked, std::size_t pages) {
   if (asked <= 1) return 1;
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  const unsigned cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? static_cast<unsigned>(CPU_COUNT(&allowed)) : 1u;
+  const std::size_t cpus = affinity_of(0).size();
   const std::size_t by_size = std::max<std::size_t>(1, pages / kernel_slice_min_pages);
-  return static_cast<unsigned>(std::min<std::size_t>({asked, cpus, by_size}));
+  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({asked, cpus, by_size})));
 }
 
 /// Moves the entries `which` as move_entries does, cut into `slices` parts of about the same
@@ -237,8 +234,9 @@ inline migration_result migrate_pages(std::vector<void*> pages, const std::vecto
   // One address per huge page: the first pending page inside each huge page moves it whole;
   // the others ("riders") are verified afterwards and moved on their own if they stayed.
   std::vector<std::size_t> riders;
-  std::vector<std::size_t> weight(count, 1);  // base pages an entry moves
-  std::size_t pages_to_move = pending.size();
+  // Base pages each entry moves, for cutting slices of the same size: only with workers.
+  const bool sliced = options.workers > 1;
+  std::vector<std::size_t> weight(sliced ? count : 0, 1);
   if (pending.size() >= thp_size() / page_size()) {
     std::vector<void*> pending_pages(pending.size());
     for (std::size_t k = 0; k < pending.size(); ++k) pending_pages[k] = pages[pending[k]];
@@ -255,16 +253,16 @@ inline migration_result migrate_pages(std::vector<void*> pages, const std::vecto
       const std::uintptr_t block = reinterpret_cast<std::uintptr_t>(pages[i]) / extent[k];
       const bool same_block = have_block && block == last_block && target[i] == target[leaders.back()];
       (same_block ? riders : leaders).push_back(i);
-      if (!same_block) weight[i] = extent[k] / page_size();
+      if (sliced && !same_block) weight[i] = extent[k] / page_size();
       last_block = block;
       have_block = true;
     }
     pending.swap(leaders);
-    pages_to_move = 0;
-    for (const std::size_t i : pending) pages_to_move += weight[i];
   }
-
-  const unsigned slices = kernel_slices(options.workers, pages_to_move);
+  std::size_t pages_to_move = 0;
+  if (sliced)
+    for (const std::size_t i : pending) pages_to_move += weight[i];
+  const unsigned slices = sliced ? kernel_slices(options.workers, pages_to_move) : 1;
   int error = 0;
   for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));

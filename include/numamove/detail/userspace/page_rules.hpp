@@ -139,6 +139,21 @@ inline void find_zero_pages(int pid, int pagemap_fd, const capabilities& here, c
   ::close(mem);
 }
 
+/// Reads the pagemap entries of the pages addresses[which[k]] (`which` ascending) into
+/// entries[k], one read per run of consecutive pages; a run whose read fails keeps its entries.
+inline void read_pagemap_of(int pagemap_fd, const std::vector<std::uintptr_t>& addresses,
+                            const std::vector<std::size_t>& which, std::vector<std::uint64_t>& entries) {
+  std::vector<std::uint64_t> run;
+  for (std::size_t k = 0; k < which.size();) {
+    std::size_t end = k + 1;
+    while (end < which.size() && addresses[which[end]] == addresses[which[end - 1]] + page_size()) ++end;
+    run.assign(end - k, 0);
+    if (read_pagemap_entries(pagemap_fd, addresses[which[k]], end - k, run.data()))
+      std::copy(run.begin(), run.end(), entries.begin() + static_cast<std::ptrdiff_t>(k));
+    k = end;
+  }
+}
+
 /// Examines the distinct, ascending, page-aligned `addresses` of process `pid` (0: this one).
 /// `targets` gives each page's target node, or is empty for a query. `flags` as move_pages'.
 /// `force` treats pages already on their target as pages to move.
@@ -163,14 +178,12 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     e.pages[i].target = query ? -1 : targets[i];
   }
 
-  // Pagemap entries, one read per run of consecutive pages.
-  for (std::size_t k = 0; k < n;) {
-    std::size_t end = k + 1;
-    while (end < n && addresses[end] == addresses[end - 1] + page_size()) ++end;
-    std::vector<std::uint64_t> entries(end - k, 0);
-    if (read_pagemap_entries(pagemap_fd, addresses[k], end - k, entries.data()))
-      for (std::size_t j = k; j < end; ++j) e.pages[j].entry = entries[j - k];
-    k = end;
+  {
+    std::vector<std::size_t> every(n);
+    for (std::size_t i = 0; i < n; ++i) every[i] = i;
+    std::vector<std::uint64_t> entries(n, 0);
+    read_pagemap_of(pagemap_fd, addresses, every, entries);
+    for (std::size_t i = 0; i < n; ++i) e.pages[i].entry = entries[i];
   }
 
   // Facts of each mapping, worked out once for all its pages.
@@ -226,21 +239,25 @@ inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses
     for (std::size_t k = 0; k < present.size(); ++k) asked[k] = reinterpret_cast<void*>(addresses[present[k]]);
     if (sys_move_pages(pid, asked.size(), asked.data(), nullptr, answer.data(), 0) == 0) {
       unanswered.clear();
+      // Another thread may have dropped a page since the pagemap was read, and the kernel says
+      // -EFAULT for a page that is not there (up to 6.11) as for the zero page: look again.
+      std::vector<std::size_t> doubtful;
       for (std::size_t k = 0; k < present.size(); ++k) {
-        const std::size_t i = present[k];
-        if (answer[k] >= 0) {
-          node[i] = answer[k];
-          continue;
-        }
-        // Another thread may have dropped the page since the pagemap was read, and the kernel
-        // says -EFAULT for a page that is not there (up to 6.11) as for the zero page: look again.
-        std::uint64_t now = 0;
-        if (read_pagemap_entries(pagemap_fd, addresses[i], 1, &now) && (now & pagemap_bit::present) == 0)
-          e.pages[i].entry = now;
-        else if (answer[k] == -EFAULT)
-          zero[i] = true;
-        else
-          unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
+        if (answer[k] >= 0) node[present[k]] = answer[k];
+        else doubtful.push_back(k);
+      }
+      std::vector<std::size_t> doubtful_pages(doubtful.size());
+      std::vector<std::uint64_t> now(doubtful.size());
+      for (std::size_t d = 0; d < doubtful.size(); ++d) {
+        doubtful_pages[d] = present[doubtful[d]];
+        now[d] = e.pages[doubtful_pages[d]].entry;
+      }
+      read_pagemap_of(pagemap_fd, addresses, doubtful_pages, now);
+      for (std::size_t d = 0; d < doubtful.size(); ++d) {
+        const std::size_t i = doubtful_pages[d];
+        if ((now[d] & pagemap_bit::present) == 0) e.pages[i].entry = now[d];
+        else if (answer[doubtful[d]] == -EFAULT) zero[i] = true;
+        else unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
       }
     } else {
       find_zero_pages(pid, pagemap_fd, here, e, zero_candidates, zero);
