@@ -12,10 +12,11 @@
 #include <utility>
 #include <vector>
 
-#include "detail/call_checks.hpp"
-#include "detail/memory_policy.hpp"
-#include "detail/procfs.hpp"
+#include "detail/engine/call_checks.hpp"
+#include "detail/engine/memory_policy.hpp"
+#include "detail/linux/proc.hpp"
 #include "placement.hpp"
+#include "detail/linux/syscalls.hpp"
 
 namespace numamove {
 

@@ -20,11 +20,13 @@
 #include <thread>
 #include <vector>
 
-#include "detail/mappings.hpp"
-#include "detail/procfs.hpp"
-#include "detail/syscalls.hpp"
+#include "detail/linux/maps.hpp"
+#include "detail/linux/pagemap.hpp"
+#include "detail/linux/proc.hpp"
+#include "detail/linux/syscalls.hpp"
 #include "flags.hpp"
 #include "topology.hpp"
+#include "detail/linux/sys.hpp"
 
 namespace numamove {
 
@@ -115,13 +117,6 @@ struct capabilities {
 inline std::ostream& operator<<(std::ostream& out, const capabilities& c) { return out << c.report(); }
 
 namespace detail {
-
-inline std::string thp_mode() {
-  const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
-  const std::size_t open = text.find('[');
-  const std::size_t close = text.find(']', open);
-  return open == std::string::npos || close == std::string::npos ? std::string{} : text.substr(open + 1, close - open - 1);
-}
 
 struct published_capabilities {
   std::atomic<const capabilities*> value{nullptr};

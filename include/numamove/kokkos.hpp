@@ -272,6 +272,7 @@ std::map<int, std::size_t> bytes_per_node(const View& view) {
 
 #define NUMAMOVE_KOKKOS_INSIDE
 #include "detail/kokkos/views.hpp"
+#include "detail/linux/syscalls.hpp"
 #undef NUMAMOVE_KOKKOS_INSIDE
 
 namespace numamove::kokkos {

@@ -9,9 +9,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "detail/migration.hpp"
+#include "detail/engine/migration.hpp"
 #include "migration_result.hpp"
 #include "move_pages.hpp"
+#include "detail/linux/syscalls.hpp"
 
 namespace numamove {
 

@@ -1,9 +1,9 @@
 // numamove/move_pages.hpp: the seed's batched call, move_pages(2), on either path.
 #pragma once
 
-#include "detail/backend_choice.hpp"
-#include "detail/kernel_backend.hpp"
-#include "detail/userspace_backend.hpp"
+#include "detail/engine/backend_choice.hpp"
+#include "detail/kernel/backend.hpp"
+#include "detail/userspace/backend.hpp"
 #include "flags.hpp"
 
 namespace numamove {

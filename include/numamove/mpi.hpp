@@ -34,6 +34,7 @@
 #include "migrate.hpp"
 #include "migration_result.hpp"
 #include "topology.hpp"
+#include "detail/linux/syscalls.hpp"
 
 namespace numamove::mpi {
 

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include <numamove/detail/fault_handler.hpp>
+#include <numamove/detail/linux/fault_handler.hpp>
 
 #include "support/catch.hpp"
 #include "support/pages.hpp"

@@ -17,12 +17,13 @@
 #include <system_error>
 
 #include "../../placement.hpp"
-#include "../call_checks.hpp"
-#include "../memory_policy.hpp"
-#include "../procfs.hpp"
+#include "../engine/call_checks.hpp"
+#include "../engine/memory_policy.hpp"
+#include "../linux/proc.hpp"
 
 #ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
 #include "../../openmp.hpp"
+#include "../linux/syscalls.hpp"
 #endif
 
 namespace numamove::kokkos {

@@ -13,7 +13,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::kokkos {
 

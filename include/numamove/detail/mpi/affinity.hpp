@@ -19,8 +19,8 @@
 
 #include "../../topology.hpp"
 #include "../openmp/plan.hpp"
-#include "../procfs.hpp"
-#include "../syscalls.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 #include "errors.hpp"
 
 namespace numamove::mpi {

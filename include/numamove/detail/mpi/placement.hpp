@@ -15,10 +15,11 @@
 
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
 #include "affinity.hpp"
 #include "errors.hpp"
 #include "process.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::mpi {
 

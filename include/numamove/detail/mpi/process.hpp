@@ -22,11 +22,11 @@
 
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
-#include "../mappings.hpp"
-#include "../memory_policy.hpp"
-#include "../migration.hpp"
-#include "../procfs.hpp"
-#include "../syscalls.hpp"
+#include "../linux/maps.hpp"
+#include "../engine/memory_policy.hpp"
+#include "../engine/migration.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 #include "affinity.hpp"
 
 namespace numamove::detail::mpi {

@@ -16,10 +16,10 @@
 
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
-#include "../memory_policy.hpp"
-#include "../migration.hpp"
-#include "../procfs.hpp"
-#include "../syscalls.hpp"
+#include "../engine/memory_policy.hpp"
+#include "../engine/migration.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 #include "errors.hpp"
 
 namespace numamove::mpi {

@@ -15,13 +15,15 @@
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
 #include "../../capabilities.hpp"
-#include "../backend_choice.hpp"
-#include "../huge_pages.hpp"
-#include "../mappings.hpp"
-#include "../migration.hpp"
-#include "../procfs.hpp"
+#include "../engine/backend_choice.hpp"
+#include "../linux/huge_pages.hpp"
+#include "../linux/maps.hpp"
+#include "../engine/migration.hpp"
+#include "../linux/proc.hpp"
 #include "plan.hpp"
 #include "team.hpp"
+#include "../linux/syscalls.hpp"
+#include "../linux/sys.hpp"
 
 namespace numamove::detail::openmp {
 

@@ -21,12 +21,13 @@
 
 #include "../../flags.hpp"
 #include "../../topology.hpp"
-#include "../backend_choice.hpp"
-#include "../fault_handler.hpp"
-#include "../mappings.hpp"
-#include "../migration.hpp"
-#include "../procfs.hpp"
-#include "../syscalls.hpp"
+#include "../engine/backend_choice.hpp"
+#include "../linux/fault_handler.hpp"
+#include "../linux/maps.hpp"
+#include "../linux/pagemap.hpp"
+#include "../engine/migration.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::openmp {
 

@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "../../topology.hpp"
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::openmp {
 

@@ -18,7 +18,7 @@
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
-#include "../syscalls.hpp"
+#include "../linux/syscalls.hpp"
 #include "plan.hpp"
 
 namespace numamove::openmp {

@@ -32,7 +32,7 @@
 #include <string>
 #include <utility>
 
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
 #include "../sanitizers.hpp"
 #include "futex.hpp"
 #include "own_mappings.hpp"

@@ -14,10 +14,13 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../huge_pages.hpp"
-#include "../mappings.hpp"
-#include "../procfs.hpp"
+#include "../linux/huge_pages.hpp"
+#include "../linux/maps.hpp"
+#include "../linux/pagemap.hpp"
+#include "../linux/proc.hpp"
 #include "fault_injection.hpp"
+#include "../linux/syscalls.hpp"
+#include "../linux/sys.hpp"
 
 namespace numamove::detail::userspace {
 

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../mappings.hpp"
+#include "../linux/maps.hpp"
 
 namespace numamove::detail::userspace {
 

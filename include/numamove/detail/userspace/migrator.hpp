@@ -18,12 +18,13 @@
 #include <vector>
 
 #include "../../capabilities.hpp"
-#include "../call_checks.hpp"
-#include "../procfs.hpp"
+#include "../engine/call_checks.hpp"
+#include "../linux/proc.hpp"
 #include "../sanitizers.hpp"
 #include "caller_memory.hpp"
 #include "page_rules.hpp"
 #include "relocation.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
 

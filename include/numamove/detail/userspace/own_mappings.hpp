@@ -13,7 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
 

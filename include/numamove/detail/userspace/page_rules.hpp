@@ -22,12 +22,13 @@
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
-#include "../fault_handler.hpp"
+#include "../linux/fault_handler.hpp"
 #include "fence.hpp"
-#include "../huge_pages.hpp"
-#include "../mappings.hpp"
-#include "../procfs.hpp"
-#include "../syscalls.hpp"
+#include "../linux/huge_pages.hpp"
+#include "../linux/maps.hpp"
+#include "../linux/pagemap.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
 

@@ -48,12 +48,13 @@
 #include <vector>
 
 #include "../../capabilities.hpp"
-#include "../huge_pages.hpp"
-#include "../mappings.hpp"
-#include "../memory_policy.hpp"
-#include "../procfs.hpp"
+#include "../linux/huge_pages.hpp"
+#include "../linux/maps.hpp"
+#include "../linux/pagemap.hpp"
+#include "../engine/memory_policy.hpp"
+#include "../linux/proc.hpp"
 #include "../sanitizers.hpp"
-#include "../syscalls.hpp"
+#include "../linux/syscalls.hpp"
 #include "fault_injection.hpp"
 #include "fence.hpp"
 #include "file_pages.hpp"
@@ -61,6 +62,7 @@
 #include "page_rules.hpp"
 #include "workers.hpp"
 #include "own_mappings.hpp"
+#include "../linux/sys.hpp"
 
 // Under a sanitizer the copy goes through the kernel (process_vm_readv): the pages may hold
 // another allocation's redzones, or bytes other threads wrote before the protection, which the

@@ -22,10 +22,11 @@
 
 #include "../../capabilities.hpp"
 #include "../../placement.hpp"
-#include "../procfs.hpp"
+#include "../linux/proc.hpp"
 #include "fence.hpp"
 #include "futex.hpp"
 #include "own_mappings.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
 

@@ -10,14 +10,15 @@
 #include <thread>
 #include <vector>
 
-#include "../migration_result.hpp"
-#include "../move_pages.hpp"
+#include "../../migration_result.hpp"
+#include "../../move_pages.hpp"
 #include "call_checks.hpp"
-#include "huge_pages.hpp"
+#include "../linux/huge_pages.hpp"
 #include "kernel_workers.hpp"
-#include "procfs.hpp"
-#include "syscalls.hpp"
-#include "userspace/migrator.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
+#include "../userspace/migrator.hpp"
+#include "../linux/sys.hpp"
 
 namespace numamove::detail {
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "../flags.hpp"
-#include "../topology.hpp"
-#include "procfs.hpp"
+#include "../../flags.hpp"
+#include "../../topology.hpp"
+#include "../linux/proc.hpp"
 
 namespace numamove::detail {
 

@@ -1,9 +1,8 @@
-// A process's mappings (from /proc/<pid>/smaps) and page table bits (from /proc/<pid>/pagemap):
-// what numamove needs to know about memory without any NUMA system call.
+// A process's mappings, from /proc/<pid>/smaps and /proc/<pid>/numa_maps: what numamove
+// needs to know about memory without any NUMA system call.
 #pragma once
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -17,14 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "procfs.hpp"
+#include "proc.hpp"
+#include "syscalls.hpp"
 
 namespace numamove::detail {
-
-/// "self" for 0 (move_pages' convention for the calling process), else the pid.
-inline std::string proc_dir(int pid) {
-  return pid == 0 ? std::string("/proc/self") : "/proc/" + std::to_string(pid);
-}
 
 /// One mapping as smaps describes it.
 struct mapping {
@@ -132,95 +127,5 @@ inline std::map<std::uintptr_t, std::map<int, std::size_t>> read_numa_maps(int p
   }
   return counts;
 }
-
-/// Bits of a /proc/<pid>/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
-namespace pagemap_bit {
-inline constexpr std::uint64_t soft_dirty = 1ULL << 55;
-inline constexpr std::uint64_t exclusive = 1ULL << 56;
-inline constexpr std::uint64_t file_or_shared = 1ULL << 61;
-inline constexpr std::uint64_t swapped = 1ULL << 62;
-inline constexpr std::uint64_t present = 1ULL << 63;
-inline constexpr std::uint64_t pfn_mask = (1ULL << 55) - 1;  // zero without CAP_SYS_ADMIN
-}  // namespace pagemap_bit
-
-/// Reads the pagemap entries of `count` base pages starting at `first` from an open pagemap
-/// file into out[0 .. count). Allocates nothing, so the migrator may call it while pages are
-/// write-protected. Returns false (errno set) when the entries cannot all be read.
-inline bool read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count, std::uint64_t* out) noexcept {
-  const std::size_t bytes = count * sizeof(std::uint64_t);
-  const off_t offset = static_cast<off_t>(first / page_size() * sizeof(std::uint64_t));
-  std::size_t done = 0;
-  while (done < bytes) {
-    const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done, offset + static_cast<off_t>(done));
-    if (got <= 0) {
-      if (got == 0) errno = EIO;
-      return false;
-    }
-    done += static_cast<std::size_t>(got);
-  }
-  return true;
-}
-
-/// Reads the pagemap entries of `count` base pages starting at page-aligned `first`.
-/// Returns false (errno set) when the file cannot be read; entries of unmapped pages are 0.
-inline bool read_pagemap(int pid, std::uintptr_t first, std::size_t count, std::vector<std::uint64_t>& out) {
-  out.assign(count, 0);
-  const int fd = ::open((proc_dir(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool complete = read_pagemap_entries(fd, first, count, out.data());
-  const int saved = errno;
-  ::close(fd);
-  errno = saved;
-  return complete;
-}
-
-/// PAGEMAP_SCAN (Linux 6.7, uapi linux/fs.h), spelled out for older headers: the one
-/// unprivileged way to tell the shared zero page from a page shared copy-on-write.
-namespace pagemap_scan {
-struct page_region {
-  std::uint64_t start, end, categories;
-};
-struct arguments {
-  std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  std::uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-inline constexpr std::uint64_t is_pfn_zero = 1u << 5;
-inline constexpr std::uint64_t is_huge = 1u << 6;
-inline constexpr unsigned long request = _IOWR('f', 16, arguments);
-
-/// Walks [first, end) of an open pagemap file, calling visit(region) for each region, in
-/// address order, whose pages are all in `category` (is_pfn_zero, is_huge). Returns false
-/// (errno set, ENOTTY before Linux 6.7) when the kernel cannot answer.
-template <class Visit>
-bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category, Visit visit) {
-  page_region regions[64];
-  for (std::uintptr_t at = first; at < end;) {
-    arguments a{};
-    a.size = sizeof a;
-    a.start = at;
-    a.end = end;
-    a.vec = reinterpret_cast<std::uintptr_t>(regions);
-    a.vec_len = 64;
-    a.category_mask = category;
-    a.return_mask = category;
-    const int found = ::ioctl(pagemap_fd, request, &a);
-    if (found < 0) return false;
-    for (int r = 0; r < found; ++r) visit(regions[r]);
-    if (a.walk_end <= at) break;
-    at = static_cast<std::uintptr_t>(a.walk_end);
-  }
-  return true;
-}
-
-/// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
-/// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
-/// kernel cannot answer; `zero` is then unspecified.
-inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count, std::vector<bool>& zero) {
-  zero.assign(count, false);
-  return walk(pagemap_fd, first, first + count * page_size(), is_pfn_zero, [&](const page_region& region) {
-    for (std::uintptr_t page = region.start; page < region.end; page += page_size()) zero[(page - first) / page_size()] = true;
-  });
-}
-}  // namespace pagemap_scan
 
 }  // namespace numamove::detail

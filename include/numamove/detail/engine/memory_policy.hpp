@@ -4,31 +4,11 @@
 #include <cerrno>
 #include <vector>
 
-#include "../placement.hpp"
-#include "syscalls.hpp"
-#include "userspace/workers.hpp"
+#include "../../placement.hpp"
+#include "../linux/syscalls.hpp"
+#include "../userspace/workers.hpp"
 
 namespace numamove::detail {
-
-// MPOL_PREFERRED (uapi linux/mempolicy.h): allocate on the node while it has room, else elsewhere.
-inline constexpr int mpol_preferred = 1;
-
-/// A node mask as mbind/set_mempolicy read it, with the `maxnode` to pass along.
-struct node_mask {
-  std::vector<unsigned long> words;
-  unsigned long maxnode = 0;
-
-  explicit node_mask(const std::vector<int>& nodes) {
-    constexpr int bits = static_cast<int>(8 * sizeof(unsigned long));
-    int highest = 0;
-    for (const int node : nodes) highest = node > highest ? node : highest;
-    // One spare word: the kernel reads maxnode - 1 bits.
-    words.assign(static_cast<std::size_t>(highest / bits + 2), 0UL);
-    for (const int node : nodes)
-      words[static_cast<std::size_t>(node / bits)] |= 1UL << (node % bits);
-    maxnode = static_cast<unsigned long>((highest / bits + 1) * bits + 1);
-  }
-};
 
 /// Sets the policy of [addr, addr + length) so its pages are placed as `where` says when first
 /// touched. Returns 0, or an errno from mbind(2) (EPERM or ENOSYS where the kernel refuses it).

@@ -1,12 +1,15 @@
-// Raw NUMA system calls, called directly so the core needs no libnuma.
-// Each returns what the kernel returns: a value >= 0, or -1 with errno set.
+// Raw NUMA system calls, called directly so the core needs no libnuma, and the few facts of
+// the running system that come from a system call (page size, kernel release, affinity).
+// Each sys_* returns what the kernel returns: a value >= 0, or -1 with errno set.
 #pragma once
 
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <system_error>
 #include <vector>
 
@@ -15,11 +18,46 @@ namespace numamove::detail {
 // Policy modes of mbind/set_mempolicy (uapi linux/mempolicy.h). Spelled out here because
 // <numaif.h> and <linux/mempolicy.h> define the same names in incompatible ways.
 inline constexpr int mpol_default = 0;
+inline constexpr int mpol_preferred = 1;  // on the node while it has room, else elsewhere
 inline constexpr int mpol_bind = 2;
 inline constexpr int mpol_interleave = 3;
 inline constexpr int mpol_f_node = 1 << 0;
 inline constexpr int mpol_f_addr = 1 << 1;
 inline constexpr int mpol_mf_strict = 1 << 0;
+
+inline std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+/// Kernel release as major * 1000 + minor (6.1 -> 6001), 0 when unknown.
+inline int kernel_release() noexcept {
+  static const int release = [] {
+    utsname name{};
+    int major = 0;
+    int minor = 0;
+    if (::uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return 0;
+    return major * 1000 + minor;
+  }();
+  return release;
+}
+
+/// A node mask as mbind/set_mempolicy read it, with the `maxnode` to pass along.
+struct node_mask {
+  std::vector<unsigned long> words;
+  unsigned long maxnode = 0;
+
+  explicit node_mask(const std::vector<int>& nodes) {
+    constexpr int bits = static_cast<int>(8 * sizeof(unsigned long));
+    int highest = 0;
+    for (const int node : nodes) highest = node > highest ? node : highest;
+    // One spare word: the kernel reads maxnode - 1 bits.
+    words.assign(static_cast<std::size_t>(highest / bits + 2), 0UL);
+    for (const int node : nodes)
+      words[static_cast<std::size_t>(node / bits)] |= 1UL << (node % bits);
+    maxnode = static_cast<unsigned long>((highest / bits + 1) * bits + 1);
+  }
+};
 
 inline long sys_move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
                            int flags) noexcept {

@@ -12,7 +12,7 @@
 //   fault_injection.hpp   test-only failure points
 #pragma once
 
-#include "userspace/migrator.hpp"
+#include "migrator.hpp"
 
 namespace numamove::detail {
 

@@ -1,8 +1,8 @@
 // Which path `backend::automatic` takes in this process.
 #pragma once
 
-#include "../capabilities.hpp"
-#include "../flags.hpp"
+#include "../../capabilities.hpp"
+#include "../../flags.hpp"
 
 namespace numamove::detail {
 

@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "mappings.hpp"
-#include "procfs.hpp"
-#include "syscalls.hpp"
+#include "../linux/maps.hpp"
+#include "../linux/pagemap.hpp"
+#include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 
 namespace numamove::detail {
 

@@ -2,28 +2,17 @@
 // address per huge page.
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "mappings.hpp"
-#include "procfs.hpp"
+#include "maps.hpp"
+#include "pagemap.hpp"
+#include "sys.hpp"
+#include "syscalls.hpp"
 
 namespace numamove::detail {
-
-/// Size of a PMD-mapped transparent huge page (2 MiB on x86-64).
-inline std::size_t thp_size() {
-  static const std::size_t size = [] {
-    const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
-    const unsigned long long value = std::strtoull(text.c_str(), nullptr, 10);
-    return value ? static_cast<std::size_t>(value) : std::size_t{2} << 20;
-  }();
-  return size;
-}
 
 /// True when transparent huge pages may back mapping `m` under THP mode `thp` ("always",
 /// "madvise", "never", as capabilities::thp reports it): "always" unless the mapping opted out
@@ -36,13 +25,11 @@ inline bool thp_backs(const mapping& m, const std::string& thp) {
 /// The huge-page-backed parts of [first, end), from one PAGEMAP_SCAN walk of just that range.
 /// Returns false where the kernel does not have the ioctl (before 6.7).
 inline bool scan_huge_regions(std::uintptr_t first, std::uintptr_t end, std::vector<pagemap_scan::page_region>& regions) {
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const pagemap_file pagemap = pagemap_file::of(0);
   regions.clear();
-  const bool supported = pagemap_scan::walk(fd, first, end, pagemap_scan::is_huge,
-                                            [&](const pagemap_scan::page_region& region) { regions.push_back(region); });
-  ::close(fd);
-  return supported;
+  return pagemap.is_open() && pagemap.walk(first, end, pagemap_scan::is_huge, [&](const pagemap_scan::page_region& region) {
+    regions.push_back(region);
+  });
 }
 
 /// For each page of `pages` (page-aligned, ascending), the size of the huge page that backs or

@@ -1,0 +1,67 @@
+// What the kernel tells about the machine through /sys: the one place numamove names /sys
+// files. Readable where the NUMA system calls are refused (containers).
+#pragma once
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "proc.hpp"
+#include "syscalls.hpp"
+
+namespace numamove::detail {
+
+/// The transparent huge page mode: "always", "madvise", "never", or "" where the kernel has
+/// no THP.
+inline std::string thp_mode() {
+  const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
+  const std::size_t open = text.find('[');
+  const std::size_t close = text.find(']', open);
+  return open == std::string::npos || close == std::string::npos ? std::string{}
+                                                                   : text.substr(open + 1, close - open - 1);
+}
+
+/// Size of a PMD-mapped transparent huge page (2 MiB on x86-64).
+inline std::size_t thp_size() {
+  static const std::size_t size = [] {
+    const std::string text = read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    const unsigned long long value = std::strtoull(text.c_str(), nullptr, 10);
+    return value ? static_cast<std::size_t>(value) : std::size_t{2} << 20;
+  }();
+  return size;
+}
+
+/// Nodes with memory, as the kernel counts them (not limited by the cpuset), ascending.
+inline std::vector<int> nodes_with_memory() {
+  return parse_id_list(read_text("/sys/devices/system/node/has_memory"));
+}
+
+/// The node the kernel puts CPU `cpu` on, or -1 when /sys does not say.
+inline int node_of_cpu(int cpu) {
+  int node = -1;
+  if (DIR* dir = ::opendir(("/sys/devices/system/cpu/cpu" + std::to_string(cpu)).c_str())) {
+    while (const dirent* entry = ::readdir(dir))
+      if (std::strncmp(entry->d_name, "node", 4) == 0 && entry->d_name[4] >= '0' && entry->d_name[4] <= '9')
+        node = std::atoi(entry->d_name + 4);
+    ::closedir(dir);
+  }
+  return node;
+}
+
+/// The node whose memory holds page frame `frame`, from the memory blocks of each online
+/// node; -1 when /sys does not say (no frame number, no memory block directory).
+inline int node_of_frame(std::uint64_t frame) {
+  const std::string blocks = read_text("/sys/devices/system/memory/block_size_bytes");
+  const unsigned long long block_bytes = std::strtoull(blocks.c_str(), nullptr, 16);
+  if (frame == 0 || block_bytes == 0) return -1;
+  const std::string block = "/sys/devices/system/memory/memory" + std::to_string(frame * page_size() / block_bytes);
+  for (const int node : parse_id_list(read_text("/sys/devices/system/node/online")))
+    if (::access((block + "/node" + std::to_string(node)).c_str(), F_OK) == 0) return node;
+  return -1;
+}
+
+}  // namespace numamove::detail
