@@ -1,0 +1,67 @@
+// The two shapes of every batched pass over pages: runs of consecutive entries (one pagemap
+// read, one scan, one mapping per run instead of one per page), and a subset of pages gathered
+// for one move_pages(2)-style call whose answers go back to where each page came from.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace numamove::detail {
+
+/// Cuts [0, count) into maximal runs [first, end) in which joins(k - 1, k) holds for every
+/// k in (first, end), and calls visit(first, end) for each run, in order.
+template <class Joins, class Visit>
+void for_each_run(std::size_t count, Joins joins, Visit visit) {
+  for (std::size_t first = 0; first < count;) {
+    std::size_t end = first + 1;
+    while (end < count && joins(end - 1, end)) ++end;
+    visit(first, end);
+    first = end;
+  }
+}
+
+inline std::uintptr_t address_value(std::uintptr_t address) noexcept { return address; }
+inline std::uintptr_t address_value(const void* address) noexcept { return reinterpret_cast<std::uintptr_t>(address); }
+
+/// for_each_run() over addresses, ascending: a run is pages `page` bytes apart.
+template <class Address, class Visit>
+void for_each_page_run(const Address* addresses, std::size_t count, std::size_t page, Visit visit) {
+  for_each_run(
+      count,
+      [&](std::size_t before, std::size_t at) {
+        return address_value(addresses[at]) == address_value(addresses[before]) + page;
+      },
+      visit);
+}
+
+/// Pages gathered for one move_pages(2)-style call (a query when no node is given), each with
+/// the index it came from in the caller's arrays, so the answers can be put back.
+struct page_batch {
+  std::vector<void*> pages;
+  std::vector<int> nodes;          ///< empty for a query
+  std::vector<int> status;         ///< the call's answers, after call()
+  std::vector<std::size_t> from;   ///< from[k]: the caller's index of pages[k]
+
+  void add(std::size_t index, void* page) {
+    from.push_back(index);
+    pages.push_back(page);
+  }
+  void add(std::size_t index, void* page, int node) {
+    add(index, page);
+    nodes.push_back(node);
+  }
+  bool empty() const noexcept { return pages.empty(); }
+  std::size_t size() const noexcept { return pages.size(); }
+
+  /// Calls call(count, pages, nodes or nullptr for a query, status) with every status preset
+  /// to -1, and returns what it returns (move_pages' convention).
+  template <class Call>
+  long call(Call move_pages_like) {
+    status.assign(pages.size(), -1);
+    return move_pages_like(static_cast<unsigned long>(pages.size()), pages.data(), nodes.empty() ? nullptr : nodes.data(),
+                           status.data());
+  }
+};
+
+}  // namespace numamove::detail
