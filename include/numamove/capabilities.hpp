@@ -5,28 +5,16 @@
 // from this report.
 #pragma once
 
-#include <fcntl.h>
-#include <sched.h>
-#include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <ostream>
 #include <sstream>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <vector>
 
-#include "detail/linux/maps.hpp"
-#include "detail/linux/pagemap.hpp"
-#include "detail/linux/proc.hpp"
-#include "detail/linux/syscalls.hpp"
 #include "flags.hpp"
-#include "topology.hpp"
-#include "detail/linux/sys.hpp"
 
 namespace numamove {
 
@@ -116,102 +104,7 @@ struct capabilities {
 
 inline std::ostream& operator<<(std::ostream& out, const capabilities& c) { return out << c.report(); }
 
-namespace detail {
-
-struct published_capabilities {
-  std::atomic<const capabilities*> value{nullptr};
-  std::atomic<pid_t> pid{0};
-};
-inline published_capabilities current_capabilities;
-
-}  // namespace detail
-
-inline capabilities capabilities::probe() {
-  capabilities c;
-  const topology& machine = topology::system();
-  const std::size_t page = detail::page_size();
-  void* scratch = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (scratch != MAP_FAILED) {
-    char* written = static_cast<char*>(scratch);
-    char* read_only = written + page;
-    *reinterpret_cast<volatile char*>(written) = 1;
-    (void)*reinterpret_cast<volatile char*>(read_only);  // maps the zero page
-    void* address = written;
-    int status = -1;
-    c.move_pages_query = detail::sys_move_pages(0, 1, &address, nullptr, &status, 0) == 0 && status >= 0;
-    const int here = status >= 0 ? status : machine.nodes().front();
-    c.move_pages_move = detail::sys_move_pages(0, 1, &address, &here, &status, MPOL_MF_MOVE) == 0;
-    c.mbind = detail::sys_mbind(written, page, detail::mpol_default, nullptr, 0, 0) == 0;
-    int mode = 0;
-    c.get_mempolicy = detail::sys_get_mempolicy(&mode, nullptr, 0, nullptr, 0) == 0;
-
-    std::vector<std::uint64_t> entries;
-    if (detail::read_pagemap(0, reinterpret_cast<std::uintptr_t>(written), 2, entries)) {
-      c.pagemap = (entries[0] & detail::pagemap_bit::present) != 0;
-      c.pagemap_pfns = (entries[0] & detail::pagemap_bit::pfn_mask) != 0;
-      if (c.pagemap_pfns) c.zero_page_pfn = entries[1] & detail::pagemap_bit::pfn_mask;
-    }
-    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      std::vector<bool> zero;
-      c.pagemap_scan = detail::pagemap_scan::find_zero_pages(fd, reinterpret_cast<std::uintptr_t>(written), 2, zero) &&
-                       !zero[0] && zero[1];
-      ::close(fd);
-    }
-    char copy = 0;
-    iovec local{&copy, 1};
-    iovec remote{written, 1};
-    c.process_vm = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0) == 1 && copy == 1;
-    ::munmap(scratch, 2 * page);
-  }
-  c.cap_sys_nice = detail::has_cap_sys_nice();
-  c.numa_maps = !detail::read_text("/proc/self/numa_maps").empty();
-  c.thp = detail::thp_mode();
-
-  for (const int node : machine.nodes()) {
-    node_access n;
-    n.node = node;
-    c.nodes.push_back(n);
-  }
-  // set_mempolicy and sched_setaffinity change the calling thread: try them on a thread of our own.
-  const auto per_thread = [&c, &machine] {
-    c.set_mempolicy = detail::sys_set_mempolicy(detail::mpol_default, nullptr, 0) == 0;
-    for (node_access& n : c.nodes) {
-      const std::vector<int>& cpus = machine.cpus_of(n.node);
-      if (cpus.empty()) continue;
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      for (const int cpu : cpus)
-        if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(static_cast<std::size_t>(cpu), &set);
-      if (::sched_setaffinity(0, sizeof set, &set) != 0) continue;
-      cpu_set_t granted;
-      CPU_ZERO(&granted);
-      if (::sched_getaffinity(0, sizeof granted, &granted) != 0) continue;
-      for (const int cpu : cpus)
-        if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(static_cast<std::size_t>(cpu), &granted)) n.cpus.push_back(cpu);
-      n.pinnable = !n.cpus.empty();
-    }
-  };
-  try {
-    std::thread(per_thread).join();
-  } catch (const std::system_error&) {
-    // No thread to spare: report set_mempolicy and pinning as unavailable.
-  }
-  return c;
-}
-
-inline const capabilities& capabilities::refresh() {
-  const capabilities* fresh = new capabilities(probe());
-  detail::current_capabilities.value.store(fresh, std::memory_order_release);
-  detail::current_capabilities.pid.store(::getpid(), std::memory_order_release);
-  return *fresh;
-}
-
-inline const capabilities& capabilities::of_this_process() {
-  const pid_t self = ::getpid();
-  const capabilities* known = detail::current_capabilities.value.load(std::memory_order_acquire);
-  if (known != nullptr && detail::current_capabilities.pid.load(std::memory_order_acquire) == self) return *known;
-  return refresh();
-}
-
 }  // namespace numamove
+
+// The probe itself lives on the engine's side; included here as header-only libraries do.
+#include "detail/engine/capabilities_probe.hpp"

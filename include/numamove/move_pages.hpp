@@ -1,9 +1,8 @@
-// numamove/move_pages.hpp: the seed's batched call, move_pages(2), on either path.
+// numamove/move_pages.hpp: the seed's batched call, move_pages(2), on either path. A thin
+// wrapper: the engine's dispatch (detail/engine/dispatch.hpp) picks the backend.
 #pragma once
 
-#include "detail/engine/backend_choice.hpp"
-#include "detail/kernel/backend.hpp"
-#include "detail/userspace/backend.hpp"
+#include "detail/engine/dispatch.hpp"
 #include "flags.hpp"
 
 namespace numamove {
@@ -44,9 +43,7 @@ namespace numamove {
 ///         status. It throws std::bad_alloc when its own bookkeeping cannot be allocated.
 inline long move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
                        int flags, backend path = backend::automatic) {
-  if (detail::resolve(path) == backend::kernel)
-    return detail::kernel_move_pages(pid, count, pages, nodes, status, flags);
-  return detail::userspace_move_pages(pid, count, pages, nodes, status, flags);
+  return detail::move_pages_on(path, pid, count, pages, nodes, status, flags);
 }
 
 }  // namespace numamove

@@ -7,13 +7,22 @@ set -euo pipefail
 mode=$1 source=$2 work=$3/packaging-$1
 rm -rf "$work" && mkdir -p "$work"
 consumer="$source/tests/packaging/consumer"
-# Built where numamove found MPI: two real ranks under mpirun.
-run_mpi_consumer() {
-  if [ -x "$work/consumer/consumer_mpi" ]; then
-    mpirun --allow-run-as-root --oversubscribe -np 2 "$work/consumer/consumer_mpi"
-  elif command -v mpicxx >/dev/null; then
-    echo "check.sh: MPI is installed but numamove::mpi was not built" >&2; return 1
-  fi
+# Builds the consumer in Release and in Debug (the strict warnings hold in every build type),
+# each with the CMake arguments given, and runs its programs; the MPI one, built where numamove
+# found MPI, as two real ranks under mpirun.
+build_and_run_consumer() {
+  for type in Release Debug; do
+    local dir="$work/consumer-$type"
+    cmake -S "$consumer" -B "$dir" -DCMAKE_BUILD_TYPE=$type "$@" >/dev/null
+    cmake --build "$dir"
+    "$dir/consumer"
+    "$dir/consumer_openmp"
+    if [ -x "$dir/consumer_mpi" ]; then
+      mpirun --allow-run-as-root --oversubscribe -np 2 "$dir/consumer_mpi"
+    elif command -v mpicxx >/dev/null; then
+      echo "check.sh: MPI is installed but numamove::mpi was not built" >&2; return 1
+    fi
+  done
 }
 case "$mode" in
   install|pkg-config)
@@ -22,23 +31,16 @@ case "$mode" in
     cmake --build "$work/numamove" >/dev/null  # the compiled parts: the MPI hooks' libraries
     cmake --install "$work/numamove" >/dev/null
     if [ "$mode" = install ]; then
-      cmake -S "$consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
-      cmake --build "$work/consumer"
-      "$work/consumer/consumer"
-      "$work/consumer/consumer_openmp"
-      run_mpi_consumer
+      build_and_run_consumer -DCMAKE_PREFIX_PATH="$work/prefix"
     else
       export PKG_CONFIG_PATH="$work/prefix/share/pkgconfig"
-      c++ -Wall -Wextra -Wpedantic -Werror $(pkg-config --cflags numamove) "$consumer/main.cpp" \
-        $(pkg-config --libs numamove) -o "$work/consumer-pc"
-      "$work/consumer-pc"
+      for optimization in -O0 "-O2 -DNDEBUG"; do
+        c++ $optimization -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror $(pkg-config --cflags numamove) \
+          "$consumer/main.cpp" $(pkg-config --libs numamove) -o "$work/consumer-pc"
+        "$work/consumer-pc"
+      done
     fi ;;
   add_subdirectory)
-    cmake -S "$consumer" -B "$work/consumer" -DNUMAMOVE_CONSUME=add_subdirectory \
-      -DNUMAMOVE_SOURCE_DIR="$source" >/dev/null
-    cmake --build "$work/consumer"
-    "$work/consumer/consumer"
-    "$work/consumer/consumer_openmp"
-    run_mpi_consumer ;;
+    build_and_run_consumer -DNUMAMOVE_CONSUME=add_subdirectory -DNUMAMOVE_SOURCE_DIR="$source" ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac

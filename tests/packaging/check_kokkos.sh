@@ -12,11 +12,14 @@ case "$mode" in
       -DNUMAMOVE_BUILD_BENCHMARKS=OFF -DKokkos_DIR="$kokkos_dir" -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
     cmake --build "$work/numamove" >/dev/null  # numamove's compiled parts, if any
     cmake --install "$work/numamove" >/dev/null
-    cmake -S "$consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" -DKokkos_DIR="$kokkos_dir" >/dev/null ;;
+    consume=(-DCMAKE_PREFIX_PATH="$work/prefix") ;;
   add_subdirectory)
-    cmake -S "$consumer" -B "$work/consumer" -DNUMAMOVE_CONSUME=add_subdirectory -DNUMAMOVE_SOURCE_DIR="$source" \
-      -DKokkos_DIR="$kokkos_dir" >/dev/null ;;
+    consume=(-DNUMAMOVE_CONSUME=add_subdirectory -DNUMAMOVE_SOURCE_DIR="$source") ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
-cmake --build "$work/consumer"
-OMP_PROC_BIND=false "$work/consumer/consumer_kokkos"
+# Release and Debug: the strict warnings hold in every build type.
+for type in Release Debug; do
+  cmake -S "$consumer" -B "$work/consumer-$type" -DCMAKE_BUILD_TYPE=$type "${consume[@]}" -DKokkos_DIR="$kokkos_dir" >/dev/null
+  cmake --build "$work/consumer-$type"
+  OMP_PROC_BIND=false "$work/consumer-$type/consumer_kokkos"
+done

@@ -1,8 +1,8 @@
 // Which path `backend::automatic` takes in this process.
 #pragma once
 
-#include "../../capabilities.hpp"
 #include "../../flags.hpp"
+#include "capabilities_probe.hpp"
 
 namespace numamove::detail {
 

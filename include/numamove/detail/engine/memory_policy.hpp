@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../../placement.hpp"
+#include "../errors.hpp"
 #include "../linux/syscalls.hpp"
 #include "../userspace/workers.hpp"
 
@@ -16,7 +17,7 @@ inline int bind_memory(void* addr, std::size_t length, const placement& where) {
   if (where.kind == placement::policy::first_touch) return 0;
   const node_mask mask(where.nodes);
   const int mode = where.kind == placement::policy::on_node ? mpol_bind : mpol_interleave;
-  return sys_mbind(addr, length, mode, mask.words.data(), mask.maxnode, 0) == 0 ? 0 : errno;
+  return errno_of(sys_mbind(addr, length, mode, mask.words.data(), mask.maxnode, 0));
 }
 
 /// Places the fresh, untouched pages of [addr, addr + length) as `where` says: mbind where the
