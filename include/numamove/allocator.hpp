@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "detail/engine/call_checks.hpp"
+#include "detail/call_checks.hpp"
 #include "detail/engine/memory_policy.hpp"
 #include "detail/linux/proc.hpp"
 #include "placement.hpp"

@@ -106,5 +106,6 @@ inline std::ostream& operator<<(std::ostream& out, const capabilities& c) { retu
 
 }  // namespace numamove
 
-// The probe itself lives on the engine's side; included here as header-only libraries do.
-#include "detail/engine/capabilities_probe.hpp"
+// The probe itself is Linux probing and lives in the Linux layer; included here as header-only
+// libraries do.
+#include "detail/linux/capabilities_probe.hpp"

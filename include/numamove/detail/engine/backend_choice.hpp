@@ -2,7 +2,7 @@
 #pragma once
 
 #include "../../flags.hpp"
-#include "capabilities_probe.hpp"
+#include "../linux/capabilities_probe.hpp"
 
 namespace numamove::detail {
 

@@ -12,7 +12,7 @@
 
 #include "../../migration_result.hpp"
 #include "../../move_pages.hpp"
-#include "call_checks.hpp"
+#include "../call_checks.hpp"
 #include "../linux/huge_pages.hpp"
 #include "kernel_workers.hpp"
 #include "../linux/proc.hpp"

@@ -17,7 +17,7 @@
 #include <system_error>
 
 #include "../../placement.hpp"
-#include "../engine/call_checks.hpp"
+#include "../call_checks.hpp"
 #include "../engine/memory_policy.hpp"
 #include "../linux/proc.hpp"
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "../../capabilities.hpp"
-#include "../engine/call_checks.hpp"
+#include "../call_checks.hpp"
 #include "../linux/proc.hpp"
 #include "../sanitizers.hpp"
 #include "caller_memory.hpp"

@@ -1,13 +1,14 @@
 // Call-level checks of move_pages(2), in the kernel's order, for the paths that do not reach the
-// kernel's own checks (the userspace migrator, and moves that find nothing left to move).
+// kernel's own checks (the userspace migrator, and moves that find nothing left to move). Part
+// of the move_pages contract, shared by the engine and the userspace backend.
 #pragma once
 
 #include <algorithm>
 #include <cerrno>
 
-#include "../../flags.hpp"
-#include "../../topology.hpp"
-#include "../linux/proc.hpp"
+#include "../flags.hpp"
+#include "../topology.hpp"
+#include "linux/proc.hpp"
 
 namespace numamove::detail {
 

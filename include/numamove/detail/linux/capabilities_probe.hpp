@@ -1,6 +1,6 @@
 // The capabilities probe: what this process may do here, found with a few system calls on a
-// scratch page and a short-lived thread, through the Linux layer. The struct it fills is the
-// public vocabulary of capabilities.hpp; this is its implementation.
+// scratch page and a short-lived thread. Linux probing only, below every backend: the struct it
+// fills is the public vocabulary of capabilities.hpp, which includes this implementation.
 #pragma once
 
 #include <sched.h>
@@ -16,10 +16,10 @@
 
 #include "../../capabilities.hpp"
 #include "../../topology.hpp"
-#include "../linux/pagemap.hpp"
-#include "../linux/proc.hpp"
-#include "../linux/sys.hpp"
-#include "../linux/syscalls.hpp"
+#include "pagemap.hpp"
+#include "proc.hpp"
+#include "sys.hpp"
+#include "syscalls.hpp"
 
 namespace numamove::detail {
 
