@@ -62,6 +62,11 @@ struct page_batch {
     return move_pages_like(static_cast<unsigned long>(pages.size()), pages.data(), nodes.empty() ? nullptr : nodes.data(),
                            status.data());
   }
+
+  /// Puts each answer back where its page came from: answers[from[k]] = status[k].
+  void scatter(int* answers) const {
+    for (std::size_t k = 0; k < from.size(); ++k) answers[from[k]] = status[k];
+  }
 };
 
 }  // namespace numamove::detail

@@ -2,19 +2,17 @@
 // kernel version.
 #pragma once
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
+#include "../page_batches.hpp"
 #include "../linux/maps.hpp"
 #include "../linux/pagemap.hpp"
-#include "../linux/proc.hpp"
+#include "../linux/sys.hpp"
 #include "../linux/syscalls.hpp"
 
 namespace numamove::detail {
@@ -26,24 +24,42 @@ inline bool kernel_reports_untouched_as_efault() noexcept {
   return release >= 4003 && release < 6012;
 }
 
+/// The page-aligned address of each entry of `which`, in that order.
+inline std::vector<std::uintptr_t> page_starts(const std::vector<std::size_t>& which, void* const* pages) {
+  std::vector<std::uintptr_t> starts(which.size());
+  for (std::size_t k = 0; k < which.size(); ++k)
+    starts[k] = reinterpret_cast<std::uintptr_t>(pages[which[k]]) / page_size() * page_size();
+  return starts;
+}
+
+/// The entries of status[0 .. count) that equal `value`.
+inline std::vector<std::size_t> entries_with_status(unsigned long count, const int* status, int value) {
+  std::vector<std::size_t> found;
+  for (std::size_t i = 0; i < count; ++i)
+    if (status[i] == value) found.push_back(i);
+  return found;
+}
+
 /// Rewrites -EFAULT to -ENOENT for entries whose address lies in a mapping but has no page
 /// (neither present nor swapped). Present pages that gave -EFAULT (the zero page, I/O mappings)
-/// and addresses outside any mapping keep -EFAULT. Costs one smaps and one pagemap read, and
-/// only on kernels that need it and only when some entry is -EFAULT.
+/// and addresses outside any mapping keep -EFAULT. Costs one smaps read and one pagemap read
+/// per run of consecutive pages, and only on kernels that need it and only when some entry is
+/// -EFAULT.
 inline void restore_enoent(int pid, unsigned long count, void* const* pages, int* status) {
-  std::vector<unsigned long> suspects;
-  for (unsigned long i = 0; i < count; ++i)
-    if (status[i] == -EFAULT) suspects.push_back(i);
+  const std::vector<std::size_t> suspects = entries_with_status(count, status, -EFAULT);
   if (suspects.empty()) return;
   const std::vector<mapping> maps = read_mappings(pid);
-  std::vector<std::uint64_t> entry;
-  for (const unsigned long i : suspects) {
-    const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
-    const mapping* m = find_mapping(maps, address);
-    if (m == nullptr || m->has_flag("io") || m->has_flag("pf") || m->path == "[vsyscall]") continue;
-    if (!read_pagemap(pid, address, 1, entry)) continue;
-    if ((entry[0] & (pagemap_bit::present | pagemap_bit::swapped)) == 0) status[i] = -ENOENT;
+  std::vector<std::size_t> mapped;  // in a mapping that may hold an ordinary page
+  for (const std::size_t i : suspects) {
+    const mapping* m = find_mapping(maps, reinterpret_cast<std::uintptr_t>(pages[i]));
+    if (m != nullptr && !m->has_flag("io") && !m->has_flag("pf") && m->path != "[vsyscall]") mapped.push_back(i);
   }
+  const std::vector<std::uintptr_t> starts = page_starts(mapped, pages);
+  const pagemap_file pagemap = pagemap_file::of(pid);
+  if (!pagemap.is_open()) return;
+  pagemap.for_each_entry(starts.data(), starts.size(), [&](std::size_t k, std::uint64_t entry) {
+    if ((entry & (pagemap_bit::present | pagemap_bit::swapped)) == 0) status[mapped[k]] = -ENOENT;
+  });
 }
 
 /// Linux before 6.5 does not see a present page whose entry is PROT_NONE, which is how
@@ -55,14 +71,8 @@ inline bool kernel_hides_numa_hinted_pages() noexcept { return kernel_release() 
 /// node in sysfs, else from numa_maps when all pages of its mapping are on one node. -1 when
 /// neither can tell.
 inline int node_of_present_page(std::uint64_t entry, const mapping& m) {
-  const std::uint64_t frame = entry & pagemap_bit::pfn_mask;
-  const std::string blocks = read_text("/sys/devices/system/memory/block_size_bytes");
-  const unsigned long long block_bytes = std::strtoull(blocks.c_str(), nullptr, 16);
-  if (frame != 0 && block_bytes != 0) {
-    const std::string block = "/sys/devices/system/memory/memory" + std::to_string(frame * page_size() / block_bytes);
-    for (const int node : parse_id_list(read_text("/sys/devices/system/node/online")))
-      if (::access((block + "/node" + std::to_string(node)).c_str(), F_OK) == 0) return node;
-  }
+  const int by_frame = node_of_frame(entry & pagemap_bit::pfn_mask);
+  if (by_frame >= 0) return by_frame;
   const auto counts = read_numa_maps(0);
   const auto found = counts.find(m.start);
   int only = -1;
@@ -72,58 +82,69 @@ inline int node_of_present_page(std::uint64_t entry, const mapping& m) {
   return only >= 0 ? only : -1;
 }
 
-/// Entries of the calling process reported -ENOENT although the page table holds a present
-/// page: each such page of a readable mapping is read once (the access ends the NUMA-hinting
-/// state), then those entries are asked for again. The balancer keeps sampling while this runs,
-/// so a few rounds are allowed. A present page of a mapping the program made unreadable cannot
-/// be read: a query gives its node as node_of_present_page() finds it (numamove::node_unknown
-/// when it cannot), a move its node when it is on the target already, else -EBUSY (Linux 6.5+
-/// would move it).
-inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status,
-                               int flags) {
-  std::vector<unsigned long> hidden;
-  std::vector<mapping> maps;
-  for (unsigned long i = 0; i < count; ++i)
-    if (status[i] == -ENOENT) hidden.push_back(i);
-  if (hidden.empty()) return;
-  const int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (pagemap < 0) return;
-  for (int round = 0; round < 4 && !hidden.empty(); ++round) {
-    std::vector<unsigned long> touched;
-    for (const unsigned long i : hidden) {
-      const auto address = reinterpret_cast<std::uintptr_t>(pages[i]) / page_size() * page_size();
-      std::uint64_t entry = 0;
-      if (!read_pagemap_entries(pagemap, address, 1, &entry) || (entry & pagemap_bit::present) == 0) continue;
-      if (maps.empty()) maps = read_mappings(0);
-      const mapping* m = find_mapping(maps, address);
-      if (m == nullptr) continue;
-      if ((m->protection() & PROT_READ) == 0) {
-        const int node = node_of_present_page(entry, *m);
-        if (nodes == nullptr) status[i] = node >= 0 ? node : -ENODATA;
-        else status[i] = node >= 0 && node == nodes[i] ? node : -EBUSY;
-        continue;
-      }
-      (void)*reinterpret_cast<const volatile char*>(address);
-      touched.push_back(i);
+/// One look at the present pages of the entries `hidden` of this process (reported -ENOENT):
+/// each page of a readable mapping is read once, which ends its NUMA-hinting state, and its
+/// entry is returned to be asked for again. A page of a mapping the program made unreadable
+/// cannot be read: a query gives its node as node_of_present_page() finds it
+/// (numamove::node_unknown when it cannot), a move its node when it is on the target already,
+/// else -EBUSY (Linux 6.5+ would move it). Entries whose page is not present stay -ENOENT.
+inline std::vector<std::size_t> touch_hidden_pages(const pagemap_file& pagemap, std::vector<mapping>& maps,
+                                                   const std::vector<std::size_t>& hidden, void* const* pages,
+                                                   const int* nodes, int* status) {
+  std::vector<std::size_t> touched;
+  const std::vector<std::uintptr_t> starts = page_starts(hidden, pages);
+  pagemap.for_each_entry(starts.data(), starts.size(), [&](std::size_t k, std::uint64_t entry) {
+    if ((entry & pagemap_bit::present) == 0) return;
+    if (maps.empty()) maps = read_mappings(0);
+    const mapping* m = find_mapping(maps, starts[k]);
+    if (m == nullptr) return;
+    const std::size_t i = hidden[k];
+    if ((m->protection() & PROT_READ) == 0) {
+      const int node = node_of_present_page(entry, *m);
+      if (nodes == nullptr) status[i] = node >= 0 ? node : -ENODATA;
+      else status[i] = node >= 0 && node == nodes[i] ? node : -EBUSY;
+      return;
     }
-    if (touched.empty()) break;
-    std::vector<void*> again_pages(touched.size());
-    std::vector<int> again_nodes(touched.size());
-    std::vector<int> again_status(touched.size());
-    for (std::size_t k = 0; k < touched.size(); ++k) {
-      again_pages[k] = pages[touched[k]];
-      if (nodes != nullptr) again_nodes[k] = nodes[touched[k]];
-    }
-    if (sys_move_pages(0, touched.size(), again_pages.data(), nodes ? again_nodes.data() : nullptr,
-                       again_status.data(), flags) != 0)
-      break;
-    hidden.clear();
-    for (std::size_t k = 0; k < touched.size(); ++k) {
-      status[touched[k]] = again_status[k];
-      if (again_status[k] == -ENOENT) hidden.push_back(touched[k]);
-    }
+    (void)*reinterpret_cast<const volatile char*>(starts[k]);
+    touched.push_back(i);
+  });
+  return touched;
+}
+
+/// move_pages(2) again for the entries `which` of this process, their answers put back in
+/// `status`. Returns the entries still -ENOENT; none when the call fails (statuses unchanged).
+inline std::vector<std::size_t> ask_again(const std::vector<std::size_t>& which, void** pages, const int* nodes,
+                                          int* status, int flags) {
+  page_batch again;
+  for (const std::size_t i : which) {
+    if (nodes == nullptr) again.add(i, pages[i]);
+    else again.add(i, pages[i], nodes[i]);
   }
-  ::close(pagemap);
+  const long rc = again.call([&](unsigned long n, void** batch_pages, const int* batch_nodes, int* batch_status) {
+    return sys_move_pages(0, n, batch_pages, batch_nodes, batch_status, flags);
+  });
+  if (rc != 0) return {};
+  again.scatter(status);
+  std::vector<std::size_t> hidden;
+  for (const std::size_t i : which)
+    if (status[i] == -ENOENT) hidden.push_back(i);
+  return hidden;
+}
+
+/// Entries of the calling process reported -ENOENT although the page table holds a present
+/// page: their pages are touched (touch_hidden_pages()) and asked for again. The balancer keeps
+/// sampling while this runs, so a few rounds are allowed.
+inline void reveal_numa_hinted(unsigned long count, void** pages, const int* nodes, int* status, int flags) {
+  std::vector<std::size_t> hidden = entries_with_status(count, status, -ENOENT);
+  if (hidden.empty()) return;
+  const pagemap_file pagemap = pagemap_file::of(0);
+  if (!pagemap.is_open()) return;
+  std::vector<mapping> maps;  // read when a hidden page is found present
+  for (int round = 0; round < 4 && !hidden.empty(); ++round) {
+    const std::vector<std::size_t> touched = touch_hidden_pages(pagemap, maps, hidden, pages, nodes, status);
+    if (touched.empty()) break;
+    hidden = ask_again(touched, pages, nodes, status, flags);
+  }
 }
 
 /// move_pages(2) with the kernel's contract, statuses corrected to the seed's meaning where the

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../page_batches.hpp"
 #include "fd.hpp"
 #include "proc.hpp"
 #include "syscalls.hpp"
@@ -92,7 +93,6 @@ inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t co
 }
 }  // namespace pagemap_scan
 
-
 /// /proc/<pid>/pagemap, open. The one way numamove reads page table entries. Reading and
 /// walking allocate nothing, so the migrator may use them while pages are write-protected.
 class pagemap_file {
@@ -129,6 +129,19 @@ class pagemap_file {
   /// the kernel cannot answer; `zero` is then unspecified.
   bool find_zero_pages(std::uintptr_t first, std::size_t count, std::vector<bool>& zero) const {
     return pagemap_scan::find_zero_pages(fd_.get(), first, count, zero);
+  }
+
+  /// Reads the entries of the page-aligned addresses pages[0 .. count), one read per run of
+  /// consecutive pages, and calls visit(k, entry) for each page k whose entry could be read, in
+  /// order; a run that cannot be read is left out. Allocates (not for the migrator's stops).
+  template <class Visit>
+  void for_each_entry(const std::uintptr_t* pages, std::size_t count, Visit visit) const {
+    std::vector<std::uint64_t> run;
+    for_each_page_run(pages, count, page_size(), [&](std::size_t first, std::size_t end) {
+      run.resize(end - first);
+      if (!read(pages[first], end - first, run.data())) return;
+      for (std::size_t k = first; k < end; ++k) visit(k, run[k - first]);
+    });
   }
 
  private:

@@ -9,7 +9,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -78,14 +80,22 @@ inline std::string read_text(const std::string& path) {
 /// /proc/<pid>/<name> as text (pid 0: this process); empty when it cannot be read.
 inline std::string read_proc(int pid, const std::string& name) { return read_text(proc_dir(pid) + "/" + name); }
 
+/// The names in directory `path`, without "." and ".."; empty when it cannot be read.
+inline std::vector<std::string> directory_names(const std::string& path) {
+  std::vector<std::string> names;
+  const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), &::closedir);
+  if (!dir) return names;
+  while (const dirent* entry = ::readdir(dir.get()))
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) names.emplace_back(entry->d_name);
+  return names;
+}
+
 /// Thread ids of this process (/proc/self/task), the caller's included.
 inline std::vector<pid_t> thread_ids() {
   std::vector<pid_t> ids;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return {static_cast<pid_t>(::syscall(SYS_gettid))};
-  while (const dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.') ids.push_back(static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10)));
-  ::closedir(dir);
+  for (const std::string& name : directory_names("/proc/self/task"))
+    ids.push_back(static_cast<pid_t>(std::strtol(name.c_str(), nullptr, 10)));
+  if (ids.empty()) ids.push_back(static_cast<pid_t>(::syscall(SYS_gettid)));  // unreadable
   return ids;
 }
 

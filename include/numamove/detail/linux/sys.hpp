@@ -2,11 +2,10 @@
 // files. Readable where the NUMA system calls are refused (containers).
 #pragma once
 
-#include <dirent.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -43,12 +42,9 @@ inline std::vector<int> nodes_with_memory() {
 /// The node the kernel puts CPU `cpu` on, or -1 when /sys does not say.
 inline int node_of_cpu(int cpu) {
   int node = -1;
-  if (DIR* dir = ::opendir(("/sys/devices/system/cpu/cpu" + std::to_string(cpu)).c_str())) {
-    while (const dirent* entry = ::readdir(dir))
-      if (std::strncmp(entry->d_name, "node", 4) == 0 && entry->d_name[4] >= '0' && entry->d_name[4] <= '9')
-        node = std::atoi(entry->d_name + 4);
-    ::closedir(dir);
-  }
+  for (const std::string& name : directory_names("/sys/devices/system/cpu/cpu" + std::to_string(cpu)))
+    if (name.compare(0, 4, "node") == 0 && name.size() > 4 && name[4] >= '0' && name[4] <= '9')
+      node = std::atoi(name.c_str() + 4);
   return node;
 }
 

@@ -13,10 +13,14 @@
 #include <system_error>
 #include <vector>
 
+#include "../../flags.hpp"
+
 namespace numamove::detail {
 
-// Policy modes of mbind/set_mempolicy (uapi linux/mempolicy.h). Spelled out here because
-// <numaif.h> and <linux/mempolicy.h> define the same names in incompatible ways.
+// Policy modes and flags of mbind/set_mempolicy/get_mempolicy (uapi linux/mempolicy.h), all
+// of them here. Spelled out because <numaif.h> and <linux/mempolicy.h> define the same names in
+// incompatible ways. The move flags MPOL_MF_MOVE and MPOL_MF_MOVE_ALL are public API, spelled
+// as <numaif.h> spells them, in flags.hpp (included here).
 inline constexpr int mpol_default = 0;
 inline constexpr int mpol_preferred = 1;  // on the node while it has room, else elsewhere
 inline constexpr int mpol_bind = 2;
