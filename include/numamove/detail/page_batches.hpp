@@ -1,6 +1,7 @@
 // The two shapes of every batched pass over pages: runs of consecutive entries (one pagemap
 // read, one scan, one mapping per run instead of one per page), and a subset of pages gathered
-// for one move_pages(2)-style call whose answers go back to where each page came from.
+// for one move_pages(2)-style call whose answers go back to where each page came from (with
+// the entries to gather by their status).
 #pragma once
 
 #include <cstddef>
@@ -33,6 +34,15 @@ void for_each_page_run(const Address* addresses, std::size_t count, std::size_t 
         return address_value(addresses[at]) == address_value(addresses[before]) + page;
       },
       visit);
+}
+
+/// The entries i of status[0 .. count) whose status is `value` (-EBUSY, -ENOENT, ...),
+/// ascending: the pages a batch asks about again.
+inline std::vector<std::size_t> entries_with_status(std::size_t count, const int* status, int value) {
+  std::vector<std::size_t> found;
+  for (std::size_t i = 0; i < count; ++i)
+    if (status[i] == value) found.push_back(i);
+  return found;
 }
 
 /// Pages gathered for one move_pages(2)-style call (a query when no node is given), each with

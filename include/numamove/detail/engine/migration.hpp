@@ -1,5 +1,7 @@
 // How migrate() turns a range into few, large move_pages calls: query first, skip what is
-// placed, one address per huge page, sorted by target node, bounded retries of busy pages.
+// placed, one address per huge page, sorted by target node, bounded retries of busy pages, the
+// statuses nobody wrote asked for again. The planning is pure (migration_plan.hpp); this file
+// runs it, through the engine's dispatch (dispatch.hpp), on the kernel or the userspace path.
 #pragma once
 
 #include <algorithm>
@@ -11,14 +13,16 @@
 #include <vector>
 
 #include "../../migration_result.hpp"
-#include "../../move_pages.hpp"
 #include "../call_checks.hpp"
+#include "../errors.hpp"
 #include "../linux/huge_pages.hpp"
-#include "kernel_workers.hpp"
-#include "../linux/proc.hpp"
-#include "../linux/syscalls.hpp"
-#include "../userspace/migrator.hpp"
 #include "../linux/sys.hpp"
+#include "../linux/syscalls.hpp"
+#include "../page_batches.hpp"
+#include "../userspace/migrator.hpp"
+#include "dispatch.hpp"
+#include "kernel_workers.hpp"
+#include "migration_plan.hpp"
 
 namespace numamove::detail {
 
@@ -35,6 +39,8 @@ inline bool range_wraps(const void* data, std::size_t count, std::size_t size) n
   return reinterpret_cast<std::uintptr_t>(data) > UINTPTR_MAX - count * size;
 }
 
+/// The base pages that bytes [data, data + bytes) touch; none for 0 bytes. The range must not
+/// wrap (range_wraps()).
 inline page_span pages_spanned(const void* data, std::size_t bytes) noexcept {
   if (bytes == 0) return {};
   const std::uintptr_t page = page_size();
@@ -44,6 +50,7 @@ inline page_span pages_spanned(const void* data, std::size_t bytes) noexcept {
   return {first, (last - first) / page + 1};
 }
 
+/// The address of each page of `span`, ascending.
 inline std::vector<void*> page_addresses(const page_span& span) {
   std::vector<void*> pages(span.count);
   for (std::size_t i = 0; i < span.count; ++i)
@@ -51,125 +58,162 @@ inline std::vector<void*> page_addresses(const page_span& span) {
   return pages;
 }
 
-/// One move_pages call over the entries `order` (sorted by target node, so that the kernel
-/// batches them). Returns the kernel's return value, errno as the call left it; statuses land in
-/// status[order[k]] when it returns 0.
-inline long move_entries(backend path, const std::vector<std::size_t>& order, const std::vector<void*>& pages,
-                         const std::vector<int>& target, std::vector<int>& status, int flags) {
-  std::vector<void*> call_pages(order.size());
-  std::vector<int> call_nodes(order.size());
-  std::vector<int> call_status(order.size(), -EBUSY);
-  for (std::size_t k = 0; k < order.size(); ++k) {
-    call_pages[k] = pages[order[k]];
-    call_nodes[k] = target[order[k]];
-  }
-  const long rc = numamove::move_pages(0, order.size(), call_pages.data(), call_nodes.data(),
-                                       call_status.data(), flags, path);
-  if (rc == 0)
-    for (std::size_t k = 0; k < order.size(); ++k) status[order[k]] = call_status[k];
-  return rc;
-}
-
-/// Fewest base pages a kernel-path worker moves: below that a slice costs more than it copies.
-inline constexpr std::size_t kernel_slice_min_pages = 512;
-
 /// How many threads move `pages` base pages on the kernel path when migrate_options::workers is
-/// `asked`: 0 and 1 mean the caller alone; more are at most one per kernel_slice_min_pages pages
-/// and one per CPU the process may use. Throws as affinity_of() does.
+/// `asked`: slice_count() with the CPUs the process may use. Throws as affinity_of() does.
 inline unsigned kernel_slices(unsigned asked, std::size_t pages) {
   if (asked <= 1) return 1;
-  const std::size_t cpus = affinity_of(0).size();
-  const std::size_t by_size = std::max<std::size_t>(1, pages / kernel_slice_min_pages);
-  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>({asked, cpus, by_size})));
+  return slice_count(asked, affinity_of(0).size(), pages);
 }
 
-/// Moves the entries `which` as move_entries does, cut into `slices` parts of about the same
-/// number of base pages (`weight[i]` for entry i: a huge page's leader moves the whole huge
-/// page), in target order, each part its own move_pages call on a kernel worker. Returns 0 when
-/// every call returned 0; else the return value of the first part, in entry order, that did
-/// not, with that call's errno: the error one call over all the entries would have stopped at.
-inline long move_entries_sliced(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
-                                const std::vector<int>& target, const std::vector<std::size_t>& weight,
-                                std::vector<int>& status, int flags, unsigned slices) {
-  std::vector<std::size_t> order = which;
-  const auto by_target = [&](std::size_t a, std::size_t b) { return target[a] < target[b]; };
-  if (!std::is_sorted(order.begin(), order.end(), by_target))
-    std::stable_sort(order.begin(), order.end(), by_target);
-  if (slices <= 1 || order.size() < 2) return move_entries(path, order, pages, target, status, flags);
+/// The pause before retry `attempt` (1, 2, ...) of pages that were busy.
+inline void pause_before_retry(int attempt) { std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt)); }
 
-  std::size_t total = 0;
-  for (const std::size_t i : order) total += weight[i];
-  std::vector<std::vector<std::size_t>> parts(1);
-  std::size_t so_far = 0;
-  for (const std::size_t i : order) {
-    if (parts.size() < slices && so_far >= total * parts.size() / slices && !parts.back().empty()) parts.emplace_back();
-    parts.back().push_back(i);
-    so_far += weight[i];
-  }
-  std::vector<long> rc(parts.size(), 0);
-  std::vector<int> call_errno(parts.size(), 0);
-  kernel_workers::shared().run(static_cast<unsigned>(parts.size()), [&](unsigned k) {
-    rc[k] = move_entries(path, parts[k], pages, target, status, flags);
-    call_errno[k] = rc[k] < 0 ? errno : 0;
+/// Runs task(k) for k in [0, n): on the calling thread alone when n is 1, else on the kernel
+/// workers.
+template <class Task>
+void run_slices(std::size_t n, const Task& task) {
+  if (n == 1) task(0u);
+  else kernel_workers::shared().run(static_cast<unsigned>(n), task);
+}
+
+/// Where every page is now: one query on `path` into `status` (a query writes every status or
+/// fails; cleared when it fails). Returns 0, or the errno of the query.
+inline int query_all(backend path, std::vector<void*>& pages, std::vector<int>& status) {
+  status.assign(pages.size(), -EBUSY);
+  const int error = errno_of(move_pages_on(path, 0, pages.size(), pages.data(), nullptr, status.data(), 0));
+  if (error != 0) status.clear();
+  return error;
+}
+
+/// Where the entries `which` are now: one query on `path`, answers into their statuses. Returns
+/// 0, or the errno of the query (statuses unchanged).
+inline int query_entries(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
+                         std::vector<int>& status) {
+  page_batch query;
+  for (const std::size_t i : which) query.add(i, pages[i]);
+  const long rc = query.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+    return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, 0);
   });
-  for (std::size_t k = 0; k < parts.size(); ++k)
+  if (rc == 0) query.scatter(status.data());
+  return errno_of(rc);
+}
+
+/// Moves the entries `which` to their targets on `path`, in target order (by_target()), cut into
+/// `slices` slices of about the same work (cut_slices(), `weight`), each its own move_pages call
+/// (on a kernel worker when there are several). Statuses: each entry's answer when every call
+/// was complete, else -EBUSY for all of them (unknown: the caller asks again). Returns 0, or
+/// the errno of the first slice, in target order, that did not return 0 (0 when that one
+/// stopped early with a positive count): the error one call over all the entries would give.
+inline int move_entries(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
+                        const std::vector<int>& target, const std::vector<std::size_t>& weight, unsigned slices,
+                        int flags, std::vector<int>& status) {
+  const std::vector<std::size_t> order = by_target(which, target);
+  const std::vector<slice> cut = cut_slices(order, weight, slices);
+  std::vector<page_batch> batches(cut.size());
+  std::vector<long> rc(cut.size(), 0);
+  std::vector<int> error(cut.size(), 0);
+  run_slices(cut.size(), [&](unsigned k) {
+    for (std::size_t at = cut[k].begin; at < cut[k].end; ++at) batches[k].add(order[at], pages[order[at]], target[order[at]]);
+    rc[k] = batches[k].call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+      return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, flags);
+    });
+    error[k] = errno_of(rc[k]);
+  });
+  for (std::size_t k = 0; k < cut.size(); ++k)
     if (rc[k] != 0) {
-      errno = call_errno[k];
-      return rc[k];
+      for (const std::size_t i : which) status[i] = -EBUSY;
+      return error[k];
     }
+  for (const page_batch& batch : batches) batch.scatter(status.data());
   return 0;
 }
 
-/// Where the entries `which` are now (a query), into status[which[k]]; false on a call error.
-inline bool query_entries(backend path, const std::vector<std::size_t>& which,
-                          const std::vector<void*>& pages, std::vector<int>& status) {
-  std::vector<void*> call_pages(which.size());
-  std::vector<int> call_status(which.size());
-  for (std::size_t k = 0; k < which.size(); ++k) call_pages[k] = pages[which[k]];
-  if (numamove::move_pages(0, which.size(), call_pages.data(), nullptr, call_status.data(), 0, path) != 0)
-    return false;
-  for (std::size_t k = 0; k < which.size(); ++k) status[which[k]] = call_status[k];
-  return true;
+/// The entries `plan` says to move, moved with up to options.busy_retries more attempts (after
+/// a pause) for those still elsewhere; the first attempt in `slices` slices, the others in one
+/// call. After each call, the busy and unwritten entries and the riders are asked about again.
+/// An entry still elsewhere after every attempt is -EBUSY, in the seed's words. Returns 0, or
+/// the errno of the call or query that failed (which ends the attempts).
+inline int move_with_retries(backend path, const std::vector<void*>& pages, const std::vector<int>& target,
+                             move_plan plan, unsigned slices, const migrate_options& options,
+                             std::vector<int>& status) {
+  std::vector<std::size_t> pending = std::move(plan.leaders);
+  std::vector<std::size_t> riders = std::move(plan.riders);
+  int error = 0;
+  for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
+    if (attempt > 0) pause_before_retry(attempt);
+    error = move_entries(path, pending, pages, target, plan.weight, attempt == 0 ? slices : 1, options.flags, status);
+    const std::vector<std::size_t> unsure = entries_to_recheck(pending, status, riders);
+    riders.clear();
+    if (!unsure.empty())
+      if (const int query_error = query_entries(path, unsure, pages, status)) {
+        error = query_error;
+        break;
+      }
+    pending = still_elsewhere(unsure, status, target);
+    if (error != 0) break;
+  }
+  for (const std::size_t i : pending) status[i] = -EBUSY;
+  return error;
 }
 
-/// The userspace path of migrate_pages: one call over the whole range in address order (the
-/// migrator turns consecutive pages into runs it relocates whole), then bounded retries of the
-/// pages that were busy. Call-level checks are done.
-inline void migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
-                              migration_result& result) {
+/// What the kernel path moves: the entries elsewhere, one address per huge page once there are
+/// a huge page's worth of them (huge_extents() reads the page tables), weighed for slices when
+/// `weigh`.
+inline move_plan plan_moves(const std::vector<void*>& pages, const std::vector<int>& target,
+                            const std::vector<int>& status, bool weigh) {
+  std::vector<std::size_t> elsewhere = entries_elsewhere(status, target);
+  if (elsewhere.size() < thp_size() / page_size()) {
+    move_plan plan;
+    plan.leaders = std::move(elsewhere);
+    return plan;
+  }
+  const std::vector<std::size_t> extent = huge_extents(pages_of(elsewhere, pages));
+  return one_per_huge_page(elsewhere, pages, target, extent, page_size(), weigh);
+}
+
+/// The kernel path of migrate_pages, call-level checks done: query, plan, move with retries,
+/// count. Returns 0, or the errno of the call that failed (result.status empty when the first
+/// query did).
+inline int migrate_kernel(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
+                          migration_result& result) {
   std::vector<int>& status = result.status;
-  status.assign(pages.size(), -EBUSY);
-  const userspace::relocation_options relocation{options.force, options.protect_writes, options.workers};
-  std::vector<userspace::entry_outcome> outcome;
-  if (userspace::move_pages(0, pages.size(), pages.data(), target.data(), status.data(), options.flags, relocation,
-                            &outcome) != 0) {
-    status.clear();
-    result.error = std::error_code(errno, std::generic_category());
-    return;
-  }
-  for (int attempt = 1; attempt <= options.busy_retries; ++attempt) {
-    std::vector<std::size_t> busy;
-    for (std::size_t i = 0; i < pages.size(); ++i)
-      if (status[i] == -EBUSY) busy.push_back(i);
-    if (busy.empty()) break;
-    std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
-    std::vector<void*> again(busy.size());
-    std::vector<int> nodes(busy.size());
-    std::vector<int> again_status(busy.size());
-    std::vector<userspace::entry_outcome> again_outcome;
-    for (std::size_t k = 0; k < busy.size(); ++k) {
-      again[k] = pages[busy[k]];
-      nodes[k] = target[busy[k]];
-    }
-    if (userspace::move_pages(0, busy.size(), again.data(), nodes.data(), again_status.data(), options.flags,
-                              relocation, &again_outcome) != 0)
-      break;
-    for (std::size_t k = 0; k < busy.size(); ++k) {
-      status[busy[k]] = again_status[k];
-      outcome[busy[k]] = again_outcome[k];
-    }
-  }
-  for (std::size_t i = 0; i < pages.size(); ++i) {
+  if (const int error = query_all(result.used, pages, status)) return error;
+  result.already_there = count_placed(status, target);
+  const bool sliced = options.workers > 1;
+  move_plan plan = plan_moves(pages, target, status, sliced);
+  const unsigned slices = sliced ? kernel_slices(options.workers, work_of(plan.leaders, plan.weight)) : 1;
+  const int error = move_with_retries(result.used, pages, target, std::move(plan), slices, options, status);
+  count_outcomes(status, target, page_size(), result);
+  return error;
+}
+
+/// The userspace migrator's options for a migration with `options`.
+inline userspace::relocation_options relocation_of(const migrate_options& options) {
+  return {options.force, options.protect_writes, options.workers};
+}
+
+/// One call of the userspace migrator over the entries `which`, their statuses and outcomes
+/// put back. Returns 0, or the call's errno (statuses and outcomes unchanged).
+inline int userspace_move_entries(const std::vector<std::size_t>& which, const std::vector<void*>& pages,
+                                  const std::vector<int>& target, const migrate_options& options,
+                                  std::vector<int>& status, std::vector<userspace::entry_outcome>& outcome) {
+  page_batch batch;
+  for (const std::size_t i : which) batch.add(i, pages[i], target[i]);
+  std::vector<userspace::entry_outcome> batch_outcome;
+  const long rc = batch.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+    return userspace::move_pages(0, n, batch_pages, nodes, batch_status, options.flags, relocation_of(options),
+                                 &batch_outcome);
+  });
+  if (rc != 0) return errno_of(rc);
+  batch.scatter(status.data());
+  for (std::size_t k = 0; k < batch.size(); ++k) outcome[batch.from[k]] = batch_outcome[k];
+  return 0;
+}
+
+/// Fills the counts of `result` from the statuses and outcomes of a userspace-path migration.
+inline void count_userspace_outcomes(const std::vector<int>& status, const std::vector<userspace::entry_outcome>& outcome,
+                                     migration_result& result) {
+  for (std::size_t i = 0; i < status.size(); ++i) {
     if (outcome[i] == userspace::entry_outcome::already_there) ++result.already_there;
     else if (outcome[i] == userspace::entry_outcome::moved) ++result.moved;
     else if (outcome[i] == userspace::entry_outcome::moved_from_unknown) ++result.moved, ++result.node_unknown;
@@ -179,10 +223,52 @@ inline void migrate_userspace(std::vector<void*>& pages, const std::vector<int>&
   result.bytes = result.moved * page_size();
 }
 
+/// The userspace path of migrate_pages, call-level checks done: one call over the whole range
+/// in address order (the migrator turns consecutive pages into runs it relocates whole), then
+/// up to options.busy_retries calls, after a pause, for the pages still busy; a retry that
+/// fails ends the retries and is no error. Returns 0, or the errno of the first call
+/// (result.status empty).
+inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
+                             migration_result& result) {
+  std::vector<int>& status = result.status;
+  status.assign(pages.size(), -EBUSY);
+  std::vector<userspace::entry_outcome> outcome;
+  const long rc = userspace::move_pages(0, pages.size(), pages.data(), target.data(), status.data(), options.flags,
+                                        relocation_of(options), &outcome);
+  if (rc != 0) {
+    status.clear();
+    return errno_of(rc);
+  }
+  for (int attempt = 1; attempt <= options.busy_retries; ++attempt) {
+    const std::vector<std::size_t> busy = entries_with_status(pages.size(), status.data(), -EBUSY);
+    if (busy.empty()) break;
+    pause_before_retry(attempt);
+    if (userspace_move_entries(busy, pages, target, options, status, outcome) != 0) break;
+  }
+  count_userspace_outcomes(status, outcome, result);
+  return 0;
+}
+
 /// The path a migrate with `options` takes: options.path resolved, except that only the userspace
 /// path can move a page onto the node it is on, so `force` with automatic takes it.
 inline backend path_for(const migrate_options& options) {
   return options.force && options.path == backend::automatic ? backend::userspace : resolve(options.path);
+}
+
+/// The call-level checks of a migration on `path`, in the kernel's order: the flags, `force`
+/// (EINVAL on the kernel path), then each distinct target node (check_target_node(), and on
+/// the userspace path userspace::check_reachable_node()). Returns 0 or the errno.
+inline int check_migration(backend path, const migrate_options& options, const std::vector<int>& target) {
+  if (const int error = check_flags(options.flags)) return error;
+  if (options.force && path == backend::kernel) return EINVAL;
+  std::vector<int> checked;
+  for (const int node : target) {
+    if (std::find(checked.begin(), checked.end(), node) != checked.end()) continue;
+    const int error = path == backend::userspace ? userspace::check_reachable_node(node) : check_target_node(node);
+    if (error != 0) return error;
+    checked.push_back(node);
+  }
+  return 0;
 }
 
 /// Moves the base pages `pages` (page-aligned, ascending, distinct) so that pages[i] ends on
@@ -190,116 +276,16 @@ inline backend path_for(const migrate_options& options) {
 inline migration_result migrate_pages(std::vector<void*> pages, const std::vector<int>& target,
                                       const migrate_options& options) {
   const auto started = std::chrono::steady_clock::now();
-  const std::size_t count = pages.size();
   migration_result result;
   result.used = path_for(options);
-  result.first_page = count == 0 ? nullptr : pages.front();
-  const auto finish = [&]() -> migration_result {
-    result.elapsed = std::chrono::steady_clock::now() - started;
-    return result;
-  };
-  const auto fail = [&](int error) {
-    result.error = std::error_code(error, std::generic_category());
-    return finish();
-  };
-  if (count == 0) return finish();
-  if (const int error = check_flags(options.flags)) return fail(error);
-  if (options.force && result.used == backend::kernel) return fail(EINVAL);
-  const bool userspace_path = result.used == backend::userspace;
-  std::vector<int> checked;
-  for (const int node : target) {
-    if (std::find(checked.begin(), checked.end(), node) != checked.end()) continue;
-    const int error = userspace_path ? userspace::check_reachable_node(node) : check_target_node(node);
-    if (error != 0) return fail(error);
-    checked.push_back(node);
-  }
-  if (userspace_path) {
-    migrate_userspace(pages, target, options, result);
-    return finish();
-  }
-
-  std::vector<int>& status = result.status;
-  status.assign(count, -EBUSY);
-  if (numamove::move_pages(0, count, pages.data(), nullptr, status.data(), 0, result.used) != 0) {
-    status.clear();
-    return fail(errno);
-  }
-
-  // Pages to move; the others are final as queried.
-  std::vector<std::size_t> pending;
-  for (std::size_t i = 0; i < count; ++i) {
-    if (status[i] == target[i]) ++result.already_there;
-    else if (status[i] >= 0) pending.push_back(i);
-  }
-
-  // One address per huge page: the first pending page inside each huge page moves it whole;
-  // the others ("riders") are verified afterwards and moved on their own if they stayed.
-  std::vector<std::size_t> riders;
-  // Base pages each entry moves, for cutting slices of the same size: only with workers.
-  const bool sliced = options.workers > 1;
-  std::vector<std::size_t> weight(sliced ? count : 0, 1);
-  if (pending.size() >= thp_size() / page_size()) {
-    std::vector<void*> pending_pages(pending.size());
-    for (std::size_t k = 0; k < pending.size(); ++k) pending_pages[k] = pages[pending[k]];
-    const std::vector<std::size_t> extent = huge_extents(pending_pages);
-    std::vector<std::size_t> leaders;
-    std::uintptr_t last_block = 0;
-    bool have_block = false;
-    for (std::size_t k = 0; k < pending.size(); ++k) {
-      const std::size_t i = pending[k];
-      if (extent[k] == 0) {
-        leaders.push_back(i);
-        continue;
-      }
-      const std::uintptr_t block = reinterpret_cast<std::uintptr_t>(pages[i]) / extent[k];
-      const bool same_block = have_block && block == last_block && target[i] == target[leaders.back()];
-      (same_block ? riders : leaders).push_back(i);
-      if (sliced && !same_block) weight[i] = extent[k] / page_size();
-      last_block = block;
-      have_block = true;
-    }
-    pending.swap(leaders);
-  }
-  std::size_t pages_to_move = 0;
-  if (sliced)
-    for (const std::size_t i : pending) pages_to_move += weight[i];
-  const unsigned slices = sliced ? kernel_slices(options.workers, pages_to_move) : 1;
-  int error = 0;
-  for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
-    const long rc = move_entries_sliced(result.used, pending, pages, target, weight, status, options.flags,
-                                        attempt == 0 ? slices : 1);
-    if (rc < 0) error = errno;
-    std::vector<std::size_t> unsure = pending;
-    if (rc == 0) {
-      unsure.clear();
-      for (const std::size_t i : pending)
-        if (status[i] == -EBUSY) unsure.push_back(i);
-    }
-    unsure.insert(unsure.end(), riders.begin(), riders.end());
-    riders.clear();
-    std::sort(unsure.begin(), unsure.end());
-    if (!unsure.empty() && !query_entries(result.used, unsure, pages, status)) {
-      error = errno;
-      break;
-    }
-    pending.clear();
-    for (const std::size_t i : unsure)
-      if (status[i] >= 0 && status[i] != target[i]) pending.push_back(i);
-    if (error != 0) break;
-  }
-  // A page that is still elsewhere after every attempt is busy, in the seed's words.
-  for (const std::size_t i : pending) status[i] = -EBUSY;
-
-  for (std::size_t i = 0; i < count; ++i) {
-    if (status[i] == -ENOENT) ++result.not_present;
-    else if (status[i] < 0) ++result.failed;
-  }
-  for (std::size_t i = 0; i < count; ++i)
-    if (status[i] == target[i]) ++result.moved;
-  result.moved -= result.already_there;  // on the target now, and not before
-  result.bytes = result.moved * page_size();
-  return error ? fail(error) : finish();
+  result.first_page = pages.empty() ? nullptr : pages.front();
+  int error = pages.empty() ? 0 : check_migration(result.used, options, target);
+  if (!pages.empty() && error == 0)
+    error = result.used == backend::userspace ? migrate_userspace(pages, target, options, result)
+                                               : migrate_kernel(pages, target, options, result);
+  if (error != 0) result.error = std::error_code(error, std::generic_category());
+  result.elapsed = std::chrono::steady_clock::now() - started;
+  return result;
 }
 
 }  // namespace numamove::detail

@@ -32,14 +32,6 @@ inline std::vector<std::uintptr_t> page_starts(const std::vector<std::size_t>& w
   return starts;
 }
 
-/// The entries of status[0 .. count) that equal `value`.
-inline std::vector<std::size_t> entries_with_status(unsigned long count, const int* status, int value) {
-  std::vector<std::size_t> found;
-  for (std::size_t i = 0; i < count; ++i)
-    if (status[i] == value) found.push_back(i);
-  return found;
-}
-
 /// Rewrites -EFAULT to -ENOENT for entries whose address lies in a mapping but has no page
 /// (neither present nor swapped). Present pages that gave -EFAULT (the zero page, I/O mappings)
 /// and addresses outside any mapping keep -EFAULT. Costs one smaps read and one pagemap read
