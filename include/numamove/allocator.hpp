@@ -37,7 +37,8 @@ class allocator {
   /// an interleave over no nodes.
   explicit allocator(placement where) : where_(std::move(where)) {
     if (where_.kind == placement::policy::interleave && where_.nodes.empty())
-      throw std::system_error(EINVAL, std::generic_category(), "numamove::allocator: interleave over no nodes");
+      throw std::system_error(EINVAL, std::generic_category(),
+                              "numamove::allocator: interleave over no nodes");
     for (const int node : where_.nodes) {
       if (const int error = detail::check_target_node(node))
         throw std::system_error(error, std::generic_category(),
@@ -59,7 +60,8 @@ class allocator {
   T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
     const std::size_t length = mapped_length(n);
-    void* memory = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* memory =
+        ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
     if (const int error = detail::place_memory(memory, length, where_)) {
       ::munmap(memory, length);

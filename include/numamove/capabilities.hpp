@@ -24,7 +24,7 @@ struct capabilities {
   struct node_access {
     int node = -1;          ///< OS id
     std::vector<int> cpus;  ///< CPUs of the node a thread of this process may be pinned to
-    bool pinnable = false;  ///< sched_setaffinity to the node's CPUs works (first touch can place there)
+    bool pinnable = false;  ///< sched_setaffinity to its CPUs works (first touch places there)
   };
 
   bool move_pages_query = false;  ///< move_pages(2) without nodes reports where a page is
@@ -38,8 +38,8 @@ struct capabilities {
   bool pagemap_scan = false;      ///< the PAGEMAP_SCAN ioctl works (Linux 6.7+): finds zero pages
   bool numa_maps = false;         ///< /proc/self/numa_maps is readable (pages per node per mapping)
   bool process_vm = false;        ///< process_vm_readv/writev on this process work
-  std::string thp;                ///< transparent huge pages: "always", "madvise", "never" or "" (none)
-  std::vector<node_access> nodes;  ///< every node with memory, ascending
+  std::string thp;                ///< THP mode: "always", "madvise", "never", or "" (none)
+  std::vector<node_access> nodes;   ///< every node with memory, ascending
   std::uint64_t zero_page_pfn = 0;  ///< PFN of the shared zero page when pagemap_pfns, else 0
 
   /// The path backend::automatic takes: the kernel where move_pages(2) works, else userspace.
@@ -73,8 +73,8 @@ struct capabilities {
         << "  get_mempolicy          " << yes(get_mempolicy) << "\n"
         << "  set_mempolicy          " << yes(set_mempolicy) << "\n"
         << "  CAP_SYS_NICE           " << yes(cap_sys_nice) << " (MPOL_MF_MOVE_ALL)\n"
-        << "  pagemap                " << yes(pagemap) << ", PFNs " << yes(pagemap_pfns) << ", PAGEMAP_SCAN "
-        << yes(pagemap_scan) << "\n"
+        << "  pagemap                " << yes(pagemap) << ", PFNs " << yes(pagemap_pfns)
+        << ", PAGEMAP_SCAN " << yes(pagemap_scan) << "\n"
         << "  numa_maps              " << yes(numa_maps) << "\n"
         << "  process_vm_readv       " << yes(process_vm) << "\n"
         << "  transparent huge pages " << (thp.empty() ? "unavailable" : thp) << "\n";
@@ -102,7 +102,9 @@ struct capabilities {
   static const capabilities& refresh();
 };
 
-inline std::ostream& operator<<(std::ostream& out, const capabilities& c) { return out << c.report(); }
+inline std::ostream& operator<<(std::ostream& out, const capabilities& c) {
+  return out << c.report();
+}
 
 }  // namespace numamove
 

@@ -29,7 +29,8 @@ constexpr std::uintptr_t aligned = std::uintptr_t{1} << 32;
 
 }  // namespace
 
-TEST_CASE("plan: only entries on another node move; placed, untouched and unmapped are final", "[plan]") {
+TEST_CASE("plan: only entries on another node move; placed, untouched and unmapped are final",
+          "[plan]") {
   const std::vector<int> status = {0, 1, -ENOENT, 1, -EFAULT, 0, -EBUSY};
   const std::vector<int> target(status.size(), 1);
   CHECK(plan::count_placed(status, target) == 2);
@@ -46,7 +47,8 @@ TEST_CASE("plan: one address per huge page, the others ride", "[plan][thp]") {
   for (std::size_t i = 0; i < pages.size(); ++i) elsewhere[i] = i;
   extent[2 * per_huge] = extent[2 * per_huge + 1] = 0;
 
-  const plan::move_plan p = plan::one_per_huge_page(elsewhere, pages, target, extent, base_page, false);
+  const plan::move_plan p =
+      plan::one_per_huge_page(elsewhere, pages, target, extent, base_page, false);
   CHECK(p.leaders == entries{0, per_huge, 2 * per_huge, 2 * per_huge + 1});
   CHECK(p.riders.size() == 2 * (per_huge - 1));
   CHECK(p.riders.front() == 1);
@@ -54,7 +56,8 @@ TEST_CASE("plan: one address per huge page, the others ride", "[plan][thp]") {
   CHECK(p.weight.empty());
   CHECK(plan::work_of(p.leaders, p.weight) == 4);
 
-  const plan::move_plan weighed = plan::one_per_huge_page(elsewhere, pages, target, extent, base_page, true);
+  const plan::move_plan weighed =
+      plan::one_per_huge_page(elsewhere, pages, target, extent, base_page, true);
   CHECK(weighed.leaders == p.leaders);
   CHECK(weighed.weight.size() == pages.size());
   CHECK(weighed.weight[0] == per_huge);
@@ -62,11 +65,13 @@ TEST_CASE("plan: one address per huge page, the others ride", "[plan][thp]") {
   CHECK(plan::work_of(weighed.leaders, weighed.weight) == 2 * per_huge + 2);
 }
 
-TEST_CASE("plan: a page of a huge page bound elsewhere leads, so each target gets its own call", "[plan][thp]") {
+TEST_CASE("plan: a page of a huge page bound elsewhere leads, so each target gets its own call",
+          "[plan][thp]") {
   const std::vector<void*> pages = pages_from(aligned, 4);
   const std::vector<int> target = {1, 1, 2, 2};
   const std::vector<std::size_t> extent(4, huge_page);
-  const plan::move_plan p = plan::one_per_huge_page({0, 1, 2, 3}, pages, target, extent, base_page, false);
+  const plan::move_plan p =
+      plan::one_per_huge_page({0, 1, 2, 3}, pages, target, extent, base_page, false);
   CHECK(p.leaders == entries{0, 2});
   CHECK(p.riders == entries{1, 3});
 }
@@ -75,7 +80,8 @@ TEST_CASE("plan: the pages of a huge page that are not elsewhere are not riders"
   const std::vector<void*> pages = pages_from(aligned, 6);
   const std::vector<int> target(6, 1);
   const std::vector<std::size_t> extent(3, huge_page);  // one per entry of `elsewhere`
-  const plan::move_plan p = plan::one_per_huge_page({1, 3, 5}, pages, target, extent, base_page, false);
+  const plan::move_plan p =
+      plan::one_per_huge_page({1, 3, 5}, pages, target, extent, base_page, false);
   CHECK(p.leaders == entries{1});
   CHECK(p.riders == entries{3, 5});
 }
@@ -131,7 +137,8 @@ TEST_CASE("plan: slices of about the same work, none empty, in order", "[plan][w
   }
 }
 
-TEST_CASE("plan: after a call, busy or unwritten entries and every rider are asked again", "[plan]") {
+TEST_CASE("plan: after a call, busy or unwritten entries and every rider are asked again",
+          "[plan]") {
   const std::vector<int> status = {1, -EBUSY, 0, -EBUSY, -ENOMEM, 0, 0};
   CHECK(plan::entries_to_recheck({0, 1, 3, 4}, status, {6, 2}) == entries{1, 2, 3, 6});
   CHECK(plan::entries_to_recheck({0, 4}, status, {}).empty());

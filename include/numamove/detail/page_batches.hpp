@@ -22,8 +22,12 @@ void for_each_run(std::size_t count, Joins joins, Visit visit) {
   }
 }
 
-inline std::uintptr_t address_value(std::uintptr_t address) noexcept { return address; }
-inline std::uintptr_t address_value(const void* address) noexcept { return reinterpret_cast<std::uintptr_t>(address); }
+inline std::uintptr_t address_value(std::uintptr_t address) noexcept {
+  return address;
+}
+inline std::uintptr_t address_value(const void* address) noexcept {
+  return reinterpret_cast<std::uintptr_t>(address);
+}
 
 /// for_each_run() over addresses, ascending: a run is pages `page` bytes apart.
 template <class Address, class Visit>
@@ -38,7 +42,8 @@ void for_each_page_run(const Address* addresses, std::size_t count, std::size_t 
 
 /// The entries i of status[0 .. count) whose status is `value` (-EBUSY, -ENOENT, ...),
 /// ascending: the pages a batch asks about again.
-inline std::vector<std::size_t> entries_with_status(std::size_t count, const int* status, int value) {
+inline std::vector<std::size_t> entries_with_status(std::size_t count, const int* status,
+                                                    int value) {
   std::vector<std::size_t> found;
   for (std::size_t i = 0; i < count; ++i)
     if (status[i] == value) found.push_back(i);
@@ -49,9 +54,9 @@ inline std::vector<std::size_t> entries_with_status(std::size_t count, const int
 /// the index it came from in the caller's arrays, so the answers can be put back.
 struct page_batch {
   std::vector<void*> pages;
-  std::vector<int> nodes;          ///< empty for a query
-  std::vector<int> status;         ///< the call's answers, after call()
-  std::vector<std::size_t> from;   ///< from[k]: the caller's index of pages[k]
+  std::vector<int> nodes;         ///< empty for a query
+  std::vector<int> status;        ///< the call's answers, after call()
+  std::vector<std::size_t> from;  ///< from[k]: the caller's index of pages[k]
 
   void add(std::size_t index, void* page) {
     from.push_back(index);
@@ -69,8 +74,8 @@ struct page_batch {
   template <class Call>
   long call(Call move_pages_like) {
     status.assign(pages.size(), -1);
-    return move_pages_like(static_cast<unsigned long>(pages.size()), pages.data(), nodes.empty() ? nullptr : nodes.data(),
-                           status.data());
+    return move_pages_like(static_cast<unsigned long>(pages.size()), pages.data(),
+                           nodes.empty() ? nullptr : nodes.data(), status.data());
   }
 
   /// Puts each answer back where its page came from: answers[from[k]] = status[k].

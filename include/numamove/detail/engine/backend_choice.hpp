@@ -9,7 +9,9 @@ namespace numamove::detail {
 /// True when move_pages(2) works here, queries and moves: where a seccomp filter answers EPERM
 /// or a kernel without NUMA answers ENOSYS it does not. Probed once per process (see
 /// capabilities::of_this_process()).
-inline bool kernel_path_available() { return capabilities::of_this_process().automatic() == backend::kernel; }
+inline bool kernel_path_available() {
+  return capabilities::of_this_process().automatic() == backend::kernel;
+}
 
 /// The backend that runs for a request: `automatic` resolved, the others as asked.
 inline backend resolve(backend requested) {

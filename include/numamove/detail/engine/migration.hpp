@@ -66,34 +66,40 @@ inline unsigned kernel_slices(unsigned asked, std::size_t pages) {
 }
 
 /// The pause before retry `attempt` (1, 2, ...) of pages that were busy.
-inline void pause_before_retry(int attempt) { std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt)); }
+inline void pause_before_retry(int attempt) {
+  std::this_thread::sleep_for(std::chrono::microseconds(50 << attempt));
+}
 
 /// Runs task(k) for k in [0, n): on the calling thread alone when n is 1, else on the kernel
 /// workers.
 template <class Task>
 void run_slices(std::size_t n, const Task& task) {
-  if (n == 1) task(0u);
-  else kernel_workers::shared().run(static_cast<unsigned>(n), task);
+  if (n == 1)
+    task(0u);
+  else
+    kernel_workers::shared().run(static_cast<unsigned>(n), task);
 }
 
 /// Where every page is now: one query on `path` into `status` (a query writes every status or
 /// fails; cleared when it fails). Returns 0, or the errno of the query.
 inline int query_all(backend path, std::vector<void*>& pages, std::vector<int>& status) {
   status.assign(pages.size(), -EBUSY);
-  const int error = errno_of(move_pages_on(path, 0, pages.size(), pages.data(), nullptr, status.data(), 0));
+  const int error =
+      errno_of(move_pages_on(path, 0, pages.size(), pages.data(), nullptr, status.data(), 0));
   if (error != 0) status.clear();
   return error;
 }
 
 /// Where the entries `which` are now: one query on `path`, answers into their statuses. Returns
 /// 0, or the errno of the query (statuses unchanged).
-inline int query_entries(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
-                         std::vector<int>& status) {
+inline int query_entries(backend path, const std::vector<std::size_t>& which,
+                         const std::vector<void*>& pages, std::vector<int>& status) {
   page_batch query;
   for (const std::size_t i : which) query.add(i, pages[i]);
-  const long rc = query.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
-    return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, 0);
-  });
+  const long rc =
+      query.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+        return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, 0);
+      });
   if (rc == 0) query.scatter(status.data());
   return errno_of(rc);
 }
@@ -104,19 +110,22 @@ inline int query_entries(backend path, const std::vector<std::size_t>& which, co
 /// was complete, else -EBUSY for all of them (unknown: the caller asks again). Returns 0, or
 /// the errno of the first slice, in target order, that did not return 0 (0 when that one
 /// stopped early with a positive count): the error one call over all the entries would give.
-inline int move_entries(backend path, const std::vector<std::size_t>& which, const std::vector<void*>& pages,
-                        const std::vector<int>& target, const std::vector<std::size_t>& weight, unsigned slices,
-                        int flags, std::vector<int>& status) {
+inline int move_entries(backend path, const std::vector<std::size_t>& which,
+                        const std::vector<void*>& pages, const std::vector<int>& target,
+                        const std::vector<std::size_t>& weight, unsigned slices, int flags,
+                        std::vector<int>& status) {
   const std::vector<std::size_t> order = by_target(which, target);
   const std::vector<slice> cut = cut_slices(order, weight, slices);
   std::vector<page_batch> batches(cut.size());
   std::vector<long> rc(cut.size(), 0);
   std::vector<int> error(cut.size(), 0);
   run_slices(cut.size(), [&](unsigned k) {
-    for (std::size_t at = cut[k].begin; at < cut[k].end; ++at) batches[k].add(order[at], pages[order[at]], target[order[at]]);
-    rc[k] = batches[k].call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
-      return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, flags);
-    });
+    for (std::size_t at = cut[k].begin; at < cut[k].end; ++at)
+      batches[k].add(order[at], pages[order[at]], target[order[at]]);
+    rc[k] = batches[k].call(
+        [&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+          return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, flags);
+        });
     error[k] = errno_of(rc[k]);
   });
   for (std::size_t k = 0; k < cut.size(); ++k)
@@ -133,15 +142,16 @@ inline int move_entries(backend path, const std::vector<std::size_t>& which, con
 /// call. After each call, the busy and unwritten entries and the riders are asked about again.
 /// An entry still elsewhere after every attempt is -EBUSY, in the seed's words. Returns 0, or
 /// the errno of the call or query that failed (which ends the attempts).
-inline int move_with_retries(backend path, const std::vector<void*>& pages, const std::vector<int>& target,
-                             move_plan plan, unsigned slices, const migrate_options& options,
-                             std::vector<int>& status) {
+inline int move_with_retries(backend path, const std::vector<void*>& pages,
+                             const std::vector<int>& target, move_plan plan, unsigned slices,
+                             const migrate_options& options, std::vector<int>& status) {
   std::vector<std::size_t> pending = std::move(plan.leaders);
   std::vector<std::size_t> riders = std::move(plan.riders);
   int error = 0;
   for (int attempt = 0; attempt <= options.busy_retries && !pending.empty(); ++attempt) {
     if (attempt > 0) pause_before_retry(attempt);
-    error = move_entries(path, pending, pages, target, plan.weight, attempt == 0 ? slices : 1, options.flags, status);
+    error = move_entries(path, pending, pages, target, plan.weight, attempt == 0 ? slices : 1,
+                         options.flags, status);
     const std::vector<std::size_t> unsure = entries_to_recheck(pending, status, riders);
     riders.clear();
     if (!unsure.empty())
@@ -174,15 +184,17 @@ inline move_plan plan_moves(const std::vector<void*>& pages, const std::vector<i
 /// The kernel path of migrate_pages, call-level checks done: query, plan, move with retries,
 /// count. Returns 0, or the errno of the call that failed (result.status empty when the first
 /// query did).
-inline int migrate_kernel(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
-                          migration_result& result) {
+inline int migrate_kernel(std::vector<void*>& pages, const std::vector<int>& target,
+                          const migrate_options& options, migration_result& result) {
   std::vector<int>& status = result.status;
   if (const int error = query_all(result.used, pages, status)) return error;
   result.already_there = count_placed(status, target);
   const bool sliced = options.workers > 1;
   move_plan plan = plan_moves(pages, target, status, sliced);
-  const unsigned slices = sliced ? kernel_slices(options.workers, work_of(plan.leaders, plan.weight)) : 1;
-  const int error = move_with_retries(result.used, pages, target, std::move(plan), slices, options, status);
+  const unsigned slices =
+      sliced ? kernel_slices(options.workers, work_of(plan.leaders, plan.weight)) : 1;
+  const int error =
+      move_with_retries(result.used, pages, target, std::move(plan), slices, options, status);
   count_outcomes(status, target, page_size(), result);
   return error;
 }
@@ -194,16 +206,18 @@ inline userspace::relocation_options relocation_of(const migrate_options& option
 
 /// One call of the userspace migrator over the entries `which`, their statuses and outcomes
 /// put back. Returns 0, or the call's errno (statuses and outcomes unchanged).
-inline int userspace_move_entries(const std::vector<std::size_t>& which, const std::vector<void*>& pages,
-                                  const std::vector<int>& target, const migrate_options& options,
-                                  std::vector<int>& status, std::vector<userspace::entry_outcome>& outcome) {
+inline int userspace_move_entries(const std::vector<std::size_t>& which,
+                                  const std::vector<void*>& pages, const std::vector<int>& target,
+                                  const migrate_options& options, std::vector<int>& status,
+                                  std::vector<userspace::entry_outcome>& outcome) {
   page_batch batch;
   for (const std::size_t i : which) batch.add(i, pages[i], target[i]);
   std::vector<userspace::entry_outcome> batch_outcome;
-  const long rc = batch.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
-    return userspace::move_pages(0, n, batch_pages, nodes, batch_status, options.flags, relocation_of(options),
-                                 &batch_outcome);
-  });
+  const long rc =
+      batch.call([&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
+        return userspace::move_pages(0, n, batch_pages, nodes, batch_status, options.flags,
+                                     relocation_of(options), &batch_outcome);
+      });
   if (rc != 0) return errno_of(rc);
   batch.scatter(status.data());
   for (std::size_t k = 0; k < batch.size(); ++k) outcome[batch.from[k]] = batch_outcome[k];
@@ -211,14 +225,20 @@ inline int userspace_move_entries(const std::vector<std::size_t>& which, const s
 }
 
 /// Fills the counts of `result` from the statuses and outcomes of a userspace-path migration.
-inline void count_userspace_outcomes(const std::vector<int>& status, const std::vector<userspace::entry_outcome>& outcome,
+inline void count_userspace_outcomes(const std::vector<int>& status,
+                                     const std::vector<userspace::entry_outcome>& outcome,
                                      migration_result& result) {
   for (std::size_t i = 0; i < status.size(); ++i) {
-    if (outcome[i] == userspace::entry_outcome::already_there) ++result.already_there;
-    else if (outcome[i] == userspace::entry_outcome::moved) ++result.moved;
-    else if (outcome[i] == userspace::entry_outcome::moved_from_unknown) ++result.moved, ++result.node_unknown;
-    else if (status[i] == -ENOENT) ++result.not_present;
-    else if (status[i] < 0) ++result.failed;
+    if (outcome[i] == userspace::entry_outcome::already_there)
+      ++result.already_there;
+    else if (outcome[i] == userspace::entry_outcome::moved)
+      ++result.moved;
+    else if (outcome[i] == userspace::entry_outcome::moved_from_unknown)
+      ++result.moved, ++result.node_unknown;
+    else if (status[i] == -ENOENT)
+      ++result.not_present;
+    else if (status[i] < 0)
+      ++result.failed;
   }
   result.bytes = result.moved * page_size();
 }
@@ -228,13 +248,13 @@ inline void count_userspace_outcomes(const std::vector<int>& status, const std::
 /// up to options.busy_retries calls, after a pause, for the pages still busy; a retry that
 /// fails ends the retries and is no error. Returns 0, or the errno of the first call
 /// (result.status empty).
-inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target, const migrate_options& options,
-                             migration_result& result) {
+inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target,
+                             const migrate_options& options, migration_result& result) {
   std::vector<int>& status = result.status;
   status.assign(pages.size(), -EBUSY);
   std::vector<userspace::entry_outcome> outcome;
-  const long rc = userspace::move_pages(0, pages.size(), pages.data(), target.data(), status.data(), options.flags,
-                                        relocation_of(options), &outcome);
+  const long rc = userspace::move_pages(0, pages.size(), pages.data(), target.data(), status.data(),
+                                        options.flags, relocation_of(options), &outcome);
   if (rc != 0) {
     status.clear();
     return errno_of(rc);
@@ -252,19 +272,22 @@ inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& 
 /// The path a migrate with `options` takes: options.path resolved, except that only the userspace
 /// path can move a page onto the node it is on, so `force` with automatic takes it.
 inline backend path_for(const migrate_options& options) {
-  return options.force && options.path == backend::automatic ? backend::userspace : resolve(options.path);
+  return options.force && options.path == backend::automatic ? backend::userspace
+                                                             : resolve(options.path);
 }
 
 /// The call-level checks of a migration on `path`, in the kernel's order: the flags, `force`
 /// (EINVAL on the kernel path), then each distinct target node (check_target_node(), and on
 /// the userspace path userspace::check_reachable_node()). Returns 0 or the errno.
-inline int check_migration(backend path, const migrate_options& options, const std::vector<int>& target) {
+inline int check_migration(backend path, const migrate_options& options,
+                           const std::vector<int>& target) {
   if (const int error = check_flags(options.flags)) return error;
   if (options.force && path == backend::kernel) return EINVAL;
   std::vector<int> checked;
   for (const int node : target) {
     if (std::find(checked.begin(), checked.end(), node) != checked.end()) continue;
-    const int error = path == backend::userspace ? userspace::check_reachable_node(node) : check_target_node(node);
+    const int error = path == backend::userspace ? userspace::check_reachable_node(node)
+                                                 : check_target_node(node);
     if (error != 0) return error;
     checked.push_back(node);
   }
@@ -282,7 +305,7 @@ inline migration_result migrate_pages(std::vector<void*> pages, const std::vecto
   int error = pages.empty() ? 0 : check_migration(result.used, options, target);
   if (!pages.empty() && error == 0)
     error = result.used == backend::userspace ? migrate_userspace(pages, target, options, result)
-                                               : migrate_kernel(pages, target, options, result);
+                                              : migrate_kernel(pages, target, options, result);
   if (error != 0) result.error = std::error_code(error, std::generic_category());
   result.elapsed = std::chrono::steady_clock::now() - started;
   return result;

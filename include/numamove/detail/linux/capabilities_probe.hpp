@@ -57,14 +57,16 @@ inline void probe_pagemap(capabilities& c, const char* written) {
   }
   const pagemap_file pagemap = pagemap_file::of(0);
   std::vector<bool> zero;
-  c.pagemap_scan = pagemap.is_open() && pagemap.find_zero_pages(first, 2, zero) && !zero[0] && zero[1];
+  c.pagemap_scan =
+      pagemap.is_open() && pagemap.find_zero_pages(first, 2, zero) && !zero[0] && zero[1];
 }
 
 /// Fills the findings that need a scratch page of two: one written, one only read (the zero
 /// page). Leaves them false when the page cannot be mapped.
 inline void probe_scratch_page(capabilities& c, const topology& machine) {
   const std::size_t page = page_size();
-  void* scratch = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* scratch =
+      ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (scratch == MAP_FAILED) return;
   char* written = static_cast<char*>(scratch);
   *reinterpret_cast<volatile char*>(written) = 1;
@@ -91,7 +93,8 @@ inline std::vector<int> pinnable_cpus(const std::vector<int>& cpus) {
   CPU_ZERO(&granted);
   if (::sched_getaffinity(0, sizeof granted, &granted) != 0) return granted_cpus;
   for (const int cpu : cpus)
-    if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(static_cast<std::size_t>(cpu), &granted)) granted_cpus.push_back(cpu);
+    if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(static_cast<std::size_t>(cpu), &granted))
+      granted_cpus.push_back(cpu);
   return granted_cpus;
 }
 
@@ -145,7 +148,8 @@ inline const capabilities& capabilities::refresh() {
 inline const capabilities& capabilities::of_this_process() {
   const pid_t self = ::getpid();
   const capabilities* known = detail::current_capabilities.value.load(std::memory_order_acquire);
-  if (known != nullptr && detail::current_capabilities.pid.load(std::memory_order_acquire) == self) return *known;
+  if (known != nullptr && detail::current_capabilities.pid.load(std::memory_order_acquire) == self)
+    return *known;
   return refresh();
 }
 

@@ -29,12 +29,14 @@ inline constexpr std::uint64_t pfn_mask = (1ULL << 55) - 1;  // zero without CAP
 /// Reads the pagemap entries of `count` base pages starting at `first` from an open pagemap
 /// file into out[0 .. count). Allocates nothing, so the migrator may call it while pages are
 /// write-protected. Returns false (errno set) when the entries cannot all be read.
-inline bool read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count, std::uint64_t* out) noexcept {
+inline bool read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count,
+                                 std::uint64_t* out) noexcept {
   const std::size_t bytes = count * sizeof(std::uint64_t);
   const off_t offset = static_cast<off_t>(first / page_size() * sizeof(std::uint64_t));
   std::size_t done = 0;
   while (done < bytes) {
-    const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done, offset + static_cast<off_t>(done));
+    const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done,
+                                offset + static_cast<off_t>(done));
     if (got <= 0) {
       if (got == 0) errno = EIO;
       return false;
@@ -62,7 +64,8 @@ inline constexpr unsigned long request = _IOWR('f', 16, arguments);
 /// address order, whose pages are all in `category` (is_pfn_zero, is_huge). Returns false
 /// (errno set, ENOTTY before Linux 6.7) when the kernel cannot answer.
 template <class Visit>
-bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category, Visit visit) {
+bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category,
+          Visit visit) {
   page_region regions[64];
   for (std::uintptr_t at = first; at < end;) {
     arguments a{};
@@ -85,11 +88,14 @@ bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_
 /// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
 /// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
 /// kernel cannot answer; `zero` is then unspecified.
-inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count, std::vector<bool>& zero) {
+inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count,
+                            std::vector<bool>& zero) {
   zero.assign(count, false);
-  return walk(pagemap_fd, first, first + count * page_size(), is_pfn_zero, [&](const page_region& region) {
-    for (std::uintptr_t page = region.start; page < region.end; page += page_size()) zero[(page - first) / page_size()] = true;
-  });
+  return walk(pagemap_fd, first, first + count * page_size(), is_pfn_zero,
+              [&](const page_region& region) {
+                for (std::uintptr_t page = region.start; page < region.end; page += page_size())
+                  zero[(page - first) / page_size()] = true;
+              });
 }
 }  // namespace pagemap_scan
 
@@ -151,7 +157,8 @@ class pagemap_file {
 /// Reads the pagemap entries of `count` base pages of process `pid` (0: this one) starting at
 /// page-aligned `first`, opening the file for this one read. Returns false (errno set) when
 /// the file cannot be read; entries of unmapped pages are 0.
-inline bool read_pagemap(int pid, std::uintptr_t first, std::size_t count, std::vector<std::uint64_t>& out) {
+inline bool read_pagemap(int pid, std::uintptr_t first, std::size_t count,
+                         std::vector<std::uint64_t>& out) {
   out.assign(count, 0);
   const pagemap_file file = pagemap_file::of(pid);
   return file.is_open() && file.read(first, count, out.data());

@@ -78,7 +78,9 @@ inline std::string read_text(const std::string& path) {
 }
 
 /// /proc/<pid>/<name> as text (pid 0: this process); empty when it cannot be read.
-inline std::string read_proc(int pid, const std::string& name) { return read_text(proc_dir(pid) + "/" + name); }
+inline std::string read_proc(int pid, const std::string& name) {
+  return read_text(proc_dir(pid) + "/" + name);
+}
 
 /// The names in directory `path`, without "." and ".."; empty when it cannot be read.
 inline std::vector<std::string> directory_names(const std::string& path) {
@@ -86,7 +88,8 @@ inline std::vector<std::string> directory_names(const std::string& path) {
   const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), &::closedir);
   if (!dir) return names;
   while (const dirent* entry = ::readdir(dir.get()))
-    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) names.emplace_back(entry->d_name);
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0)
+      names.emplace_back(entry->d_name);
   return names;
 }
 
@@ -125,9 +128,11 @@ inline std::string status_field(const std::string& text, const std::string& key)
   for (std::size_t at = 0; at < text.size();) {
     std::size_t end = text.find('\n', at);
     if (end == std::string::npos) end = text.size();
-    if (end - at > key.size() && text.compare(at, key.size(), key) == 0 && text[at + key.size()] == ':') {
+    if (end - at > key.size() && text.compare(at, key.size(), key) == 0 &&
+        text[at + key.size()] == ':') {
       const std::size_t first = text.find_first_not_of(" \t", at + key.size() + 1);
-      return first == std::string::npos || first >= end ? std::string{} : text.substr(first, end - first);
+      return first == std::string::npos || first >= end ? std::string{}
+                                                        : text.substr(first, end - first);
     }
     at = end + 1;
   }

@@ -63,8 +63,8 @@ struct node_mask {
   }
 };
 
-inline long sys_move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
-                           int flags) noexcept {
+inline long sys_move_pages(int pid, unsigned long count, void** pages, const int* nodes,
+                           int* status, int flags) noexcept {
 #ifdef SYS_move_pages
   return ::syscall(SYS_move_pages, pid, count, pages, nodes, status, flags);
 #else
@@ -85,8 +85,8 @@ inline long sys_mbind(void* addr, unsigned long len, int mode, const unsigned lo
 #endif
 }
 
-inline long sys_get_mempolicy(int* mode, unsigned long* nodemask, unsigned long maxnode,
-                              void* addr, unsigned long flags) noexcept {
+inline long sys_get_mempolicy(int* mode, unsigned long* nodemask, unsigned long maxnode, void* addr,
+                              unsigned long flags) noexcept {
 #ifdef SYS_get_mempolicy
   return ::syscall(SYS_get_mempolicy, mode, nodemask, maxnode, addr, flags);
 #else
@@ -112,7 +112,8 @@ inline long sys_set_mempolicy(int mode, const unsigned long* nodemask,
 inline std::vector<int> affinity_of(pid_t tid) {
   for (int size = 1024; size <= (1 << 20); size *= 2) {
     cpu_set_t* set = CPU_ALLOC(static_cast<unsigned>(size));
-    if (set == nullptr) throw std::system_error(ENOMEM, std::generic_category(), "numamove: CPU_ALLOC");
+    if (set == nullptr)
+      throw std::system_error(ENOMEM, std::generic_category(), "numamove: CPU_ALLOC");
     const std::size_t bytes = CPU_ALLOC_SIZE(static_cast<unsigned>(size));
     if (::sched_getaffinity(tid, bytes, set) != 0) {
       const int error = errno;
