@@ -114,26 +114,30 @@ inline int move_entries(backend path, const std::vector<std::size_t>& which,
                         const std::vector<void*>& pages, const std::vector<int>& target,
                         const std::vector<std::size_t>& weight, unsigned slices, int flags,
                         std::vector<int>& status) {
+  struct slice_call {
+    page_batch batch;
+    long rc = 0;
+    int error = 0;  // errno_of(rc), read on the thread that made the call
+  };
   const std::vector<std::size_t> order = by_target(which, target);
   const std::vector<slice> cut = cut_slices(order, weight, slices);
-  std::vector<page_batch> batches(cut.size());
-  std::vector<long> rc(cut.size(), 0);
-  std::vector<int> error(cut.size(), 0);
+  std::vector<slice_call> calls(cut.size());
   run_slices(cut.size(), [&](unsigned k) {
+    slice_call& c = calls[k];
     for (std::size_t at = cut[k].begin; at < cut[k].end; ++at)
-      batches[k].add(order[at], pages[order[at]], target[order[at]]);
-    rc[k] = batches[k].call(
-        [&](unsigned long n, void** batch_pages, const int* nodes, int* batch_status) {
-          return move_pages_on(path, 0, n, batch_pages, nodes, batch_status, flags);
+      c.batch.add(order[at], pages[order[at]], target[order[at]]);
+    c.rc =
+        c.batch.call([&](unsigned long n, void** call_pages, const int* nodes, int* call_status) {
+          return move_pages_on(path, 0, n, call_pages, nodes, call_status, flags);
         });
-    error[k] = errno_of(rc[k]);
+    c.error = errno_of(c.rc);
   });
-  for (std::size_t k = 0; k < cut.size(); ++k)
-    if (rc[k] != 0) {
+  for (const slice_call& c : calls)
+    if (c.rc != 0) {
       for (const std::size_t i : which) status[i] = -EBUSY;
-      return error[k];
+      return c.error;
     }
-  for (const page_batch& batch : batches) batch.scatter(status.data());
+  for (const slice_call& c : calls) c.batch.scatter(status.data());
   return 0;
 }
 
