@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../errors.hpp"
 #include "maps.hpp"
 #include "pagemap.hpp"
 #include "sys.hpp"
@@ -22,14 +23,16 @@ inline bool thp_backs(const mapping& m, const std::string& thp) {
   return thp == "always" || (thp == "madvise" && m.has_flag("hg"));
 }
 
-/// The huge-page-backed parts of [first, end), from one PAGEMAP_SCAN walk of just that range.
-/// Returns false where the kernel does not have the ioctl (before 6.7).
-inline bool scan_huge_regions(std::uintptr_t first, std::uintptr_t end, std::vector<pagemap_scan::page_region>& regions) {
-  const pagemap_file pagemap = pagemap_file::of(0);
+/// The huge-page-backed parts of [first, end) of this process into `regions`, from one
+/// PAGEMAP_SCAN walk of just that range. Returns 0, or an errno: ENOTTY where the kernel does
+/// not have the ioctl (before 6.7), open(2)'s where the pagemap cannot be opened.
+inline int scan_huge_regions(std::uintptr_t first, std::uintptr_t end,
+                             std::vector<pagemap_scan::page_region>& regions) {
   regions.clear();
-  return pagemap.is_open() && pagemap.walk(first, end, pagemap_scan::is_huge, [&](const pagemap_scan::page_region& region) {
-    regions.push_back(region);
-  });
+  const pagemap_file pagemap = pagemap_file::of(0);
+  if (!pagemap.is_open()) return last_errno();
+  const auto keep = [&](const pagemap_scan::page_region& region) { regions.push_back(region); };
+  return pagemap.walk(first, end, pagemap_scan::is_huge, keep) ? 0 : last_errno();
 }
 
 /// For each page of `pages` (page-aligned, ascending), the size of the huge page that backs or
@@ -42,7 +45,7 @@ inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages) {
   const auto first = reinterpret_cast<std::uintptr_t>(pages.front());
   const auto end = reinterpret_cast<std::uintptr_t>(pages.back()) + page_size();
   std::vector<pagemap_scan::page_region> regions;
-  if (scan_huge_regions(first, end, regions)) {
+  if (scan_huge_regions(first, end, regions) == 0) {
     std::size_t r = 0;
     for (std::size_t k = 0; k < pages.size() && r < regions.size(); ++k) {
       const auto address = reinterpret_cast<std::uintptr_t>(pages[k]);
@@ -55,8 +58,10 @@ inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages) {
   for (std::size_t k = 0; k < pages.size(); ++k) {
     const mapping* m = find_mapping(maps, reinterpret_cast<std::uintptr_t>(pages[k]));
     if (m == nullptr) continue;
-    if (m->kernel_page_size > page_size()) extent[k] = m->kernel_page_size;
-    else if (m->anon_huge_bytes > 0) extent[k] = thp_size();
+    if (m->kernel_page_size > page_size())
+      extent[k] = m->kernel_page_size;
+    else if (m->anon_huge_bytes > 0)
+      extent[k] = thp_size();
   }
   return extent;
 }
