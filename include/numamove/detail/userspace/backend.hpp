@@ -2,7 +2,10 @@
 // refuse the NUMA system calls, kernels without NUMA). The implementation is in userspace/:
 //   migrator.hpp          call-level checks, the caller's arrays, rounds of work
 //   page_rules.hpp        the per-page rules (the table in docs/semantics.md)
-//   relocation.hpp        fresh pages, copy, mremap into place
+//   relocation_plan.hpp   the plan: runs, chunks, teams, batches (pure functions)
+//   relocation.hpp        the steps: fresh mappings, phase A (place), phase B (commit), outcomes
+//   chunk_moves.hpp       what a worker does to one chunk: populate, copy, mremap, refault
+//   arena.hpp             memory made before the stop for what phase B writes
 //   fence.hpp             the program's other threads stopped while pages are committed
 //   live_maps.hpp         the address space read again during the stop
 //   file_pages.hpp        page-cache pages: writeback, eviction, refault
@@ -18,9 +21,10 @@ namespace numamove::detail {
 
 /// move_pages(2) on the userspace path with move_pages' defaults (no force, other threads fenced,
 /// workers chosen by size). Contract: numamove::move_pages.
-inline long userspace_move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
-                                 int flags) {
-  return userspace::move_pages(pid, count, pages, nodes, status, flags, userspace::relocation_options{});
+inline long userspace_move_pages(int pid, unsigned long count, void** pages, const int* nodes,
+                                 int* status, int flags) {
+  return userspace::move_pages(pid, count, pages, nodes, status, flags,
+                               userspace::relocation_options{});
 }
 
 }  // namespace numamove::detail

@@ -16,15 +16,19 @@
 #include <cstdint>
 #include <vector>
 
+#include "../linux/fd.hpp"
 #include "../linux/proc.hpp"
 #include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
 
 /// The pipe way, page piece by page piece; returns the bytes moved before the first bad page.
-inline std::size_t transfer_by_pipe(bool to_caller, char* local, char* caller, std::size_t bytes) noexcept {
+inline std::size_t transfer_by_pipe(bool to_caller, char* local, char* caller,
+                                    std::size_t bytes) noexcept {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return 0;
+  const unique_fd out(fds[0]);
+  const unique_fd in(fds[1]);
   std::size_t done = 0;
   char drain[256];
   while (done < bytes) {
@@ -32,22 +36,22 @@ inline std::size_t transfer_by_pipe(bool to_caller, char* local, char* caller, s
     const std::size_t piece = std::min(bytes - done, page_size() - at % page_size());
     const char* from = to_caller ? local + done : caller + done;
     char* into = to_caller ? caller + done : local + done;
-    if (::write(fds[1], from, piece) != static_cast<ssize_t>(piece)) break;
-    const ssize_t got = ::read(fds[0], into, piece);
+    if (::write(in.get(), from, piece) != static_cast<ssize_t>(piece)) break;
+    const ssize_t got = ::read(out.get(), into, piece);
     if (got != static_cast<ssize_t>(piece)) {
-      while (::read(fds[0], drain, sizeof drain) == static_cast<ssize_t>(sizeof drain)) {}
+      while (::read(out.get(), drain, sizeof drain) == static_cast<ssize_t>(sizeof drain)) {
+      }
       break;
     }
     done += piece;
   }
-  ::close(fds[0]);
-  ::close(fds[1]);
   return done;
 }
 
 /// Moves `bytes` between our buffer `local` and caller memory `caller`; returns how many leading
 /// bytes could be moved (all of them unless a page of `caller` is inaccessible).
-inline std::size_t transfer(bool to_caller, void* local, const void* caller, std::size_t bytes) noexcept {
+inline std::size_t transfer(bool to_caller, void* local, const void* caller,
+                            std::size_t bytes) noexcept {
   auto* mine = static_cast<char*>(local);
   auto* theirs = const_cast<char*>(static_cast<const char*>(caller));
   constexpr std::size_t batch = 512;  // remote pieces per call, well under IOV_MAX
@@ -67,7 +71,8 @@ inline std::size_t transfer(bool to_caller, void* local, const void* caller, std
     const ssize_t moved = to_caller ? ::process_vm_writev(::getpid(), &own, 1, pieces, count, 0)
                                     : ::process_vm_readv(::getpid(), &own, 1, pieces, count, 0);
     if (moved < 0 && errno == EFAULT) return done;
-    if (moved < 0) return done + transfer_by_pipe(to_caller, mine + done, theirs + done, bytes - done);
+    if (moved < 0)
+      return done + transfer_by_pipe(to_caller, mine + done, theirs + done, bytes - done);
     done += static_cast<std::size_t>(moved);
     if (static_cast<std::size_t>(moved) < length) return done;
   }

@@ -32,6 +32,7 @@
 #include <string>
 #include <utility>
 
+#include "../linux/fd.hpp"
 #include "../linux/proc.hpp"
 #include "../sanitizers.hpp"
 #include "futex.hpp"
@@ -67,7 +68,9 @@ inline state* shared_state() noexcept {
   return s;
 }
 
-inline pid_t this_thread_id() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+inline pid_t this_thread_id() noexcept {
+  return static_cast<pid_t>(::syscall(SYS_gettid));
+}
 
 /// The handler: counts this thread as parked for its stop and sleeps until the stop is over.
 /// A signal of a stop that is over (given up, or released) returns at once.
@@ -82,7 +85,8 @@ inline void park(int, siginfo_t* info, void*) noexcept {
       counted = s->parked.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel);
     if (counted) {
       for (std::uint32_t seen = s->released.load(std::memory_order_acquire);
-           static_cast<std::int32_t>(seen - stop) < 0; seen = s->released.load(std::memory_order_acquire))
+           static_cast<std::int32_t>(seen - stop) < 0;
+           seen = s->released.load(std::memory_order_acquire))
         futex_wait(s->released, seen);
     }
   }
@@ -93,15 +97,15 @@ inline void park(int, siginfo_t* info, void*) noexcept {
 /// real-time signal has another handler.
 inline int installed_signal(state& s) noexcept {
   const int current = s.signal.load(std::memory_order_acquire);
-  struct sigaction found{};
-  if (current != 0 && ::sigaction(current, nullptr, &found) == 0 && (found.sa_flags & SA_SIGINFO) != 0 &&
-      found.sa_sigaction == &park)
+  struct sigaction found {};
+  if (current != 0 && ::sigaction(current, nullptr, &found) == 0 &&
+      (found.sa_flags & SA_SIGINFO) != 0 && found.sa_sigaction == &park)
     return current;
   for (int sig = SIGRTMAX; sig >= SIGRTMIN; --sig) {
     if (::sigaction(sig, nullptr, &found) != 0 || (found.sa_flags & SA_SIGINFO) != 0 ||
         found.sa_handler != SIG_DFL)
       continue;
-    struct sigaction mine{};
+    struct sigaction mine {};
     mine.sa_sigaction = &park;
     mine.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     ::sigfillset(&mine.sa_mask);  // a parked thread runs none of the program's handlers
@@ -116,13 +120,10 @@ inline int installed_signal(state& s) noexcept {
 /// True when thread `tid` blocks `sig` (SigBlk of /proc/self/task/<tid>/status). Allocates
 /// nothing.
 inline bool blocks_signal(pid_t tid, int sig) noexcept {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const unique_fd status = open_thread_status(tid);
+  if (!status) return false;
   char text[4096];
-  const ssize_t got = ::read(fd, text, sizeof text - 1);
-  ::close(fd);
+  const ssize_t got = ::read(status.get(), text, sizeof text - 1);
   if (got <= 0) return false;
   text[got] = '\0';
   const char* field = std::strstr(text, "\nSigBlk:");
@@ -158,7 +159,8 @@ inline int register_fence_worker() noexcept {
     pid_t expected = 0;
     if (!s->workers[i].compare_exchange_strong(expected, self)) continue;
     int used = s->worker_slots.load();
-    while (used <= i && !s->worker_slots.compare_exchange_weak(used, i + 1)) {}
+    while (used <= i && !s->worker_slots.compare_exchange_weak(used, i + 1)) {
+    }
     return i;
   }
   return -1;
@@ -179,7 +181,8 @@ inline std::size_t count_threads() {
 /// [begin, end) of the fence's state once it exists, else {0, 0}: the migrator refuses to move
 /// these pages, which the handler writes.
 inline std::pair<std::uintptr_t, std::uintptr_t> fence_state_extent() noexcept {
-  const auto at = reinterpret_cast<std::uintptr_t>(fencing::state_pointer.load(std::memory_order_acquire));
+  const auto at =
+      reinterpret_cast<std::uintptr_t>(fencing::state_pointer.load(std::memory_order_acquire));
   return {at, at == 0 ? 0 : at + sizeof(fencing::state)};
 }
 
@@ -230,19 +233,22 @@ class thread_fence {
   // no new one appears (a thread may be creating another while it is signalled).
   int signal_all(int sig) noexcept {
     const pid_t self = fencing::this_thread_id();
-    const int dir = ::open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0) return errno;
+    const unique_fd dir = open_proc(0, "task", O_RDONLY | O_DIRECTORY);
+    if (!dir) return errno;
     int error = 0;
     for (bool found_new = true; found_new && error == 0;) {
       found_new = false;
-      ::lseek(dir, 0, SEEK_SET);
+      ::lseek(dir.get(), 0, SEEK_SET);
       alignas(8) char buffer[4096];
-      for (long got; error == 0 && (got = ::syscall(SYS_getdents64, dir, buffer, sizeof buffer)) > 0;) {
+      for (long got;
+           error == 0 && (got = ::syscall(SYS_getdents64, dir.get(), buffer, sizeof buffer)) > 0;) {
         for (long at = 0; at < got;) {
           const auto* entry = reinterpret_cast<const dirent64*>(buffer + at);
           at += entry->d_reclen;
           const pid_t tid = static_cast<pid_t>(std::atol(entry->d_name));
-          if (tid <= 0 || tid == self || is_worker(tid) || signalled(tid) || fencing::runtime_thread(tid, sig)) continue;
+          if (tid <= 0 || tid == self || is_worker(tid) || signalled(tid) ||
+              fencing::runtime_thread(tid, sig))
+            continue;
           if (count_ == capacity_) {
             error = EAGAIN;
             break;
@@ -253,14 +259,14 @@ class thread_fence {
           info.si_pid = ::getpid();
           info.si_uid = ::getuid();
           info.si_value.sival_int = static_cast<int>(number_);
-          if (::syscall(SYS_rt_tgsigqueueinfo, ::getpid(), tid, sig, &info) != 0) continue;  // exited
+          if (::syscall(SYS_rt_tgsigqueueinfo, ::getpid(), tid, sig, &info) != 0)
+            continue;  // exited
           tids_[count_++] = tid;
           found_new = true;
         }
       }
       if (error == 0 && found_new) error = wait_parked();
     }
-    ::close(dir);
     return error;
   }
 
@@ -269,7 +275,8 @@ class thread_fence {
     const long started = now_us();
     long checked = started;
     for (const timespec pause{0, 20 * 1000};; ::nanosleep(&pause, nullptr)) {
-      const auto parked = static_cast<std::size_t>(state_->parked.load(std::memory_order_acquire) & 0xffffffffu);
+      const auto parked =
+          static_cast<std::size_t>(state_->parked.load(std::memory_order_acquire) & 0xffffffffu);
       if (parked == count_) return 0;
       const long now = now_us();
       // Every 5 ms: a thread that exited with the signal pending never parks; stop waiting for it.

@@ -17,7 +17,6 @@
 #include "../linux/huge_pages.hpp"
 #include "../linux/maps.hpp"
 #include "../linux/pagemap.hpp"
-#include "../linux/proc.hpp"
 #include "fault_injection.hpp"
 #include "../linux/syscalls.hpp"
 #include "../linux/sys.hpp"
@@ -34,11 +33,12 @@ inline constexpr std::size_t fault_around_pages = 16;
 /// Drops this process's mapping of the pages of [first, first + pages) that are present now
 /// but were not in `before` (their pagemap entries then): file pages a fault mapped around
 /// another, which were not mapped before. Allocates nothing.
-inline void unmap_mapped_since(int pagemap_fd, std::uintptr_t first, std::size_t pages, const std::uint64_t* before) noexcept {
+inline void unmap_mapped_since(const pagemap_file& pagemap, std::uintptr_t first, std::size_t pages,
+                               const std::uint64_t* before) noexcept {
   for (std::size_t j = 0; j < pages; ++j) {
     std::uint64_t now = 0;
     const std::uintptr_t at = first + j * page_size();
-    if ((before[j] & pagemap_bit::present) == 0 && read_pagemap_entries(pagemap_fd, at, 1, &now) &&
+    if ((before[j] & pagemap_bit::present) == 0 && pagemap.read(at, 1, &now) &&
         (now & pagemap_bit::present) != 0)
       ::madvise(reinterpret_cast<void*>(at), page_size(), MADV_DONTNEED);
   }
@@ -48,8 +48,8 @@ inline void unmap_mapped_since(int pagemap_fd, std::uintptr_t first, std::size_t
 /// page is at file offset `offset`. `shared` mappings are written back first (msync); private
 /// ones hold only clean page-cache pages here (the caller checked). `evicted[j]` says which pages
 /// left the cache and were read back by the calling thread; the others stayed where they were.
-/// Every page is present again afterwards. Returns 0, or the negative status of every page when
-/// the range was left alone (-EIO: the writeback failed). Allocates nothing.
+/// Every page is present again afterwards. Returns 0, or, when the range was left alone, EIO
+/// (the writeback failed) or EBUSY. Allocates nothing.
 inline int refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset, bool shared,
                    unsigned char* evicted) noexcept {
   void* const at = reinterpret_cast<void*>(begin);
@@ -58,10 +58,10 @@ inline int refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset
   if (shared) {
     int error = injected(failure_point::writeback);
     if (error == 0 && ::msync(at, bytes, MS_SYNC) != 0) error = errno;
-    if (error != 0) return error == EIO ? -EIO : -EBUSY;
+    if (error != 0) return error == EIO ? EIO : EBUSY;
   }
   // Our mapping of the pages goes; the data stays in the (clean) cache or the file.
-  if (::madvise(at, bytes, MADV_DONTNEED) != 0) return -EBUSY;
+  if (::madvise(at, bytes, MADV_DONTNEED) != 0) return EBUSY;
   // The cache drops only whole folios (up to a huge page in size), and only those nobody maps:
   // ask over the huge-page-aligned span, so that a folio our pages share with unmapped
   // neighbours can go. Those neighbours are read again from the file when someone needs them.
@@ -76,7 +76,8 @@ inline int refault(std::uintptr_t begin, std::size_t pages, int fd, off_t offset
 #ifdef MADV_POPULATE_READ
   if (::madvise(at, bytes, MADV_POPULATE_READ) == 0) return 0;
 #endif
-  for (std::size_t j = 0; j < pages; ++j) (void)*reinterpret_cast<volatile const char*>(begin + j * page_size());
+  for (std::size_t j = 0; j < pages; ++j)
+    (void)*reinterpret_cast<volatile const char*>(begin + j * page_size());
   return 0;
 }
 

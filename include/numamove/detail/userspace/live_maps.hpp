@@ -4,7 +4,6 @@
 // may hold the C library's malloc lock.
 #pragma once
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,7 +11,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../linux/fd.hpp"
 #include "../linux/maps.hpp"
+#include "../linux/proc.hpp"
 
 namespace numamove::detail::userspace {
 
@@ -41,37 +42,40 @@ enum class live_verdict : int { unchanged = 0, unmapped = -EFAULT, changed = -EB
 /// /proc/self/maps as of read(), in caller-provided memory.
 class live_maps {
  public:
-  live_maps(char* text, std::size_t text_bytes, live_mapping* entries, std::size_t capacity) noexcept
+  live_maps(char* text, std::size_t text_bytes, live_mapping* entries,
+            std::size_t capacity) noexcept
       : text_(text), text_bytes_(text_bytes), entries_(entries), capacity_(capacity) {}
 
-  /// Reads the file again. Returns false when it does not fit or cannot be read (then every
-  /// verdict is `changed`: nothing is committed that was not verified).
-  bool read() noexcept {
+  /// Reads the file again. Returns 0; else, when it cannot be read, read(2)'s or open(2)'s
+  /// errno, or EOVERFLOW when it does not fit the memory given (then every verdict is
+  /// `changed`: nothing is committed that was not verified).
+  int read() noexcept {
     count_ = 0;
     valid_ = false;
-    const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
     std::size_t used = 0;
-    for (ssize_t got; used < text_bytes_ && (got = ::read(fd, text_ + used, text_bytes_ - used)) != 0;) {
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        ::close(fd);
-        return false;
+    {
+      const unique_fd maps = open_proc(0, "maps");
+      if (!maps) return errno;
+      for (ssize_t got; used < text_bytes_ &&
+                        (got = ::read(maps.get(), text_ + used, text_bytes_ - used)) != 0;) {
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return errno;
+        used += static_cast<std::size_t>(got);
       }
-      used += static_cast<std::size_t>(got);
     }
-    ::close(fd);
-    if (used == text_bytes_) return false;  // may have been cut short
+    if (used == text_bytes_) return EOVERFLOW;  // may have been cut short
     for (std::size_t at = 0; at < used;) {
       const char* line = text_ + at;
       const auto* newline = static_cast<const char*>(std::memchr(line, '\n', used - at));
-      const std::size_t length = newline != nullptr ? static_cast<std::size_t>(newline - line) : used - at;
-      if (count_ == capacity_ || !parse(line, length, entries_[count_])) return false;
+      const std::size_t length =
+          newline != nullptr ? static_cast<std::size_t>(newline - line) : used - at;
+      if (count_ == capacity_) return EOVERFLOW;
+      if (!parse(line, length, entries_[count_])) return EIO;
       ++count_;
       at += length + 1;
     }
     valid_ = true;
-    return true;
+    return 0;
   }
 
   /// Whether the page at `address` is still in the mapping `examined` (same permissions, same
@@ -83,9 +87,10 @@ class live_maps {
     if (now == nullptr) return live_verdict::unmapped;
     for (std::size_t i = 0; i < own_count; ++i)
       if (address >= own[i].begin && address < own[i].end) return live_verdict::unmapped;
-    const bool same = std::memcmp(now->perms, examined.perms.data(), 4) == 0 && now->device == examined.device &&
-                      now->inode == examined.inode &&
-                      (examined.inode == 0 || now->offset + (address - now->start) == examined.offset + (address - examined.start));
+    const bool same = std::memcmp(now->perms, examined.perms.data(), 4) == 0 &&
+                      now->device == examined.device && now->inode == examined.inode &&
+                      (examined.inode == 0 || now->offset + (address - now->start) ==
+                                                  examined.offset + (address - examined.start));
     return same ? live_verdict::unchanged : live_verdict::changed;
   }
 
@@ -95,8 +100,10 @@ class live_maps {
     std::size_t high = count_;
     while (low < high) {
       const std::size_t middle = low + (high - low) / 2;
-      if (entries_[middle].end <= address) low = middle + 1;
-      else high = middle;
+      if (entries_[middle].end <= address)
+        low = middle + 1;
+      else
+        high = middle;
     }
     return low < count_ && entries_[low].start <= address ? &entries_[low] : nullptr;
   }
@@ -110,7 +117,9 @@ class live_maps {
       value = 0;
       for (; at < end; ++at) {
         const char c = *at;
-        const int digit = c >= '0' && c <= '9' ? c - '0' : base == 16 && c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        const int digit = c >= '0' && c <= '9'                 ? c - '0'
+                          : base == 16 && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                               : -1;
         if (digit < 0) break;
         value = value * static_cast<std::uint64_t>(base) + static_cast<std::uint64_t>(digit);
       }
@@ -118,7 +127,8 @@ class live_maps {
     };
     const auto skip = [&](char c) { return at < end && *at++ == c; };
     std::uint64_t start = 0, stop = 0, major = 0, minor = 0;
-    if (!number(16, start) || !skip('-') || !number(16, stop) || !skip(' ') || end - at < 5) return false;
+    if (!number(16, start) || !skip('-') || !number(16, stop) || !skip(' ') || end - at < 5)
+      return false;
     std::memcpy(out.perms, at, 4);
     at += 4;
     if (!skip(' ') || !number(16, out.offset) || !skip(' ') || !number(16, major) || !skip(':') ||

@@ -22,6 +22,9 @@
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
 #include "../../topology.hpp"
+#include "../errors.hpp"
+#include "../linux/fd.hpp"
+#include "../page_batches.hpp"
 #include "../linux/fault_handler.hpp"
 #include "fence.hpp"
 #include "../linux/huge_pages.hpp"
@@ -31,6 +34,16 @@
 #include "../linux/syscalls.hpp"
 
 namespace numamove::detail::userspace {
+
+/// Asks the kernel which node each page of `batch` is on (move_pages(2) with no nodes, for
+/// process `pid`, 0: this one); the answers land in batch.status. Returns 0, or the call's
+/// errno (EPERM, ENOSYS where the query is refused).
+inline int query_nodes(int pid, page_batch& batch) {
+  return errno_of(
+      batch.call([pid](unsigned long count, void** pages, const int* nodes, int* status) {
+        return sys_move_pages(pid, count, pages, nodes, status, 0);
+      }));
+}
 
 /// What the migrator does with a page.
 enum class treatment : unsigned char {
@@ -48,10 +61,11 @@ struct page_facts {
   int status = -EFAULT;        ///< the outcome when nothing (more) happens to the page
   int node = -1;               ///< the node it verifiably is on now; -1 unknown or none
   treatment what = treatment::settled;
-  std::size_t vma = 0;         ///< index in examination::maps (valid unless status is -EFAULT for no mapping)
-  std::uint64_t entry = 0;     ///< its pagemap entry
-  bool moved = false;          ///< the migrator moved it (status is then its new node)
-  bool known_before = false;   ///< its node before the call was verified
+  std::size_t vma =
+      0;  ///< index in examination::maps (valid unless status is -EFAULT for no mapping)
+  std::uint64_t entry = 0;    ///< its pagemap entry
+  bool moved = false;         ///< the migrator moved it (status is then its new node)
+  bool known_before = false;  ///< its node before the call was verified
 };
 
 /// A request examined: the mappings read and one entry per distinct page, ascending.
@@ -71,15 +85,19 @@ inline bool anonymous_private(const mapping& m) {
 /// nature and, without swap, with nowhere to be written back to.
 inline bool memory_backed_file(const mapping& m) {
   const std::string& p = m.path;
-  if (p.rfind("/dev/zero", 0) == 0 || p.rfind("/memfd:", 0) == 0 || p.rfind("/SYSV", 0) == 0) return true;
+  if (p.rfind("/dev/zero", 0) == 0 || p.rfind("/memfd:", 0) == 0 || p.rfind("/SYSV", 0) == 0)
+    return true;
   std::string file = p;
   const std::string deleted = " (deleted)";
-  if (file.size() > deleted.size() && file.compare(file.size() - deleted.size(), deleted.size(), deleted) == 0)
+  if (file.size() > deleted.size() &&
+      file.compare(file.size() - deleted.size(), deleted.size(), deleted) == 0)
     file.resize(file.size() - deleted.size());
-  struct statfs fs{};
+  struct statfs fs {};
   if (::statfs(file.c_str(), &fs) != 0) {
     const std::size_t slash = file.rfind('/');
-    if (slash == std::string::npos || ::statfs(file.substr(0, slash == 0 ? 1 : slash).c_str(), &fs) != 0) return false;
+    if (slash == std::string::npos ||
+        ::statfs(file.substr(0, slash == 0 ? 1 : slash).c_str(), &fs) != 0)
+      return false;
   }
   const auto type = static_cast<unsigned long>(fs.f_type);
   return type == TMPFS_MAGIC || type == RAMFS_MAGIC;
@@ -94,25 +112,28 @@ inline std::pair<std::uintptr_t, std::uintptr_t> own_stack() noexcept {
   const bool known = ::pthread_attr_getstack(&attr, &base, &size) == 0;
   ::pthread_attr_destroy(&attr);
   const auto at = reinterpret_cast<std::uintptr_t>(base);
-  return known ? std::make_pair(at, at + size) : std::make_pair(std::uintptr_t{0}, std::uintptr_t{0});
+  return known ? std::make_pair(at, at + size)
+               : std::make_pair(std::uintptr_t{0}, std::uintptr_t{0});
 }
 
 /// True when every byte of the page at `address` of process `pid` is zero (read through
 /// /proc/<pid>/mem, which needs no read permission on the mapping and cannot fault).
 inline bool page_reads_zero(int mem_fd, std::uintptr_t address) {
   std::vector<unsigned char> bytes(page_size());
-  if (::pread(mem_fd, bytes.data(), bytes.size(), static_cast<off_t>(address)) != static_cast<ssize_t>(bytes.size()))
+  if (::pread(mem_fd, bytes.data(), bytes.size(), static_cast<off_t>(address)) !=
+      static_cast<ssize_t>(bytes.size()))
     return false;
   return std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
 }
-
 /// Marks which present pages map the shared zero page (or the huge zero page), by the best
 /// means this process has: a move_pages query says -EFAULT for them (done by the caller of this
 /// function, which has the statuses), PFNs, PAGEMAP_SCAN, and as the last resort the contents
 /// (a page shared copy-on-write that holds only zeros then counts as the zero page; moving
-/// nothing and reporting -EFAULT for it loses no data). `candidates` are indexes into `pages`.
-inline void find_zero_pages(int pid, int pagemap_fd, const capabilities& here, const examination& e,
-                            const std::vector<std::size_t>& candidates, std::vector<bool>& zero) {
+/// nothing and reporting -EFAULT for it loses no data). `candidates` are indexes into `pages`,
+/// ascending.
+inline void find_zero_pages(int pid, const pagemap_file& pagemap, const capabilities& here,
+                            const examination& e, const std::vector<std::size_t>& candidates,
+                            std::vector<bool>& zero) {
   if (candidates.empty()) return;
   if (here.pagemap_pfns) {
     for (const std::size_t i : candidates)
@@ -120,239 +141,331 @@ inline void find_zero_pages(int pid, int pagemap_fd, const capabilities& here, c
     return;
   }
   if (here.pagemap_scan) {
+    // One scan per run of consecutive candidate pages.
     std::vector<bool> found;
     bool scanned = true;
-    for (std::size_t k = 0; k < candidates.size() && scanned;) {
-      // One scan per run of consecutive candidate pages.
-      std::size_t end = k + 1;
-      while (end < candidates.size() &&
-             e.pages[candidates[end]].address == e.pages[candidates[end - 1]].address + page_size())
-        ++end;
-      scanned = pagemap_scan::find_zero_pages(pagemap_fd, e.pages[candidates[k]].address, end - k, found);
-      for (std::size_t j = k; j < end && scanned; ++j) zero[candidates[j]] = found[j - k];
-      k = end;
-    }
+    const auto consecutive = [&](std::size_t before, std::size_t at) {
+      return e.pages[candidates[at]].address == e.pages[candidates[before]].address + page_size();
+    };
+    for_each_run(candidates.size(), consecutive, [&](std::size_t first, std::size_t end) {
+      if (!scanned) return;
+      scanned = pagemap.find_zero_pages(e.pages[candidates[first]].address, end - first, found);
+      for (std::size_t j = first; j < end && scanned; ++j) zero[candidates[j]] = found[j - first];
+    });
     if (scanned) return;
   }
-  const int mem = ::open((proc_dir(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
-  if (mem < 0) return;
-  for (const std::size_t i : candidates) zero[i] = page_reads_zero(mem, e.pages[i].address);
-  ::close(mem);
+  const unique_fd mem = open_proc(pid, "mem");
+  if (!mem) return;
+  for (const std::size_t i : candidates) zero[i] = page_reads_zero(mem.get(), e.pages[i].address);
 }
 
-/// Reads the pagemap entries of the pages addresses[which[k]] (`which` ascending) into
-/// entries[k], one read per run of consecutive pages; a run whose read fails keeps its entries.
-inline void read_pagemap_of(int pagemap_fd, const std::vector<std::uintptr_t>& addresses,
-                            const std::vector<std::size_t>& which, std::vector<std::uint64_t>& entries) {
+/// Reads the pagemap entries of pages[which[k]] (`which` ascending) into entries[k], one read
+/// per run of consecutive pages; a run whose read fails keeps its entries.
+inline void read_pagemap_of(const pagemap_file& pagemap, const std::vector<page_facts>& pages,
+                            const std::vector<std::size_t>& which,
+                            std::vector<std::uint64_t>& entries) {
   std::vector<std::uint64_t> run;
-  for (std::size_t k = 0; k < which.size();) {
-    std::size_t end = k + 1;
-    while (end < which.size() && addresses[which[end]] == addresses[which[end - 1]] + page_size()) ++end;
-    run.assign(end - k, 0);
-    if (read_pagemap_entries(pagemap_fd, addresses[which[k]], end - k, run.data()))
-      std::copy(run.begin(), run.end(), entries.begin() + static_cast<std::ptrdiff_t>(k));
-    k = end;
+  const auto consecutive = [&](std::size_t before, std::size_t at) {
+    return pages[which[at]].address == pages[which[before]].address + page_size();
+  };
+  for_each_run(which.size(), consecutive, [&](std::size_t first, std::size_t end) {
+    run.assign(end - first, 0);
+    if (pagemap.read(pages[which[first]].address, end - first, run.data()))
+      std::copy(run.begin(), run.end(), entries.begin() + static_cast<std::ptrdiff_t>(first));
+  });
+}
+
+/// Facts of a mapping that hold for all its pages, worked out once.
+struct mapping_facts {
+  bool unmovable_io = false;  ///< no page of the process to move_pages: I/O, PFN map, [vsyscall]
+  bool anonymous = false;     ///< anonymous_private()
+  bool hugetlb = false;       ///< huge TLB pages (larger than `page`)
+  bool busy = false;          ///< a stack being written, or owned by another mechanism
+  bool locked = false;        ///< mlocked, or kept from fork for a device
+  signed char memory_backed = -1;  ///< memory_backed_file(): -1 not asked yet, 0 no, 1 yes
+};
+
+/// The facts of mapping `m` on a system of `page`-byte base pages.
+inline mapping_facts facts_of(const mapping& m, std::size_t page) {
+  mapping_facts f;
+  // [vsyscall] is the kernel's gate area, listed in smaps but no mapping of the process:
+  // move_pages finds no VMA there (-EFAULT), like I/O and PFN mappings.
+  f.unmovable_io = m.has_flag("io") || m.has_flag("pf") || m.path == "[vsyscall]";
+  f.anonymous = anonymous_private(m);
+  f.hugetlb = m.kernel_page_size > page;
+  f.busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") ||
+           m.has_flag("ss");
+  f.locked = m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc");
+  return f;
+}
+
+/// The request's pages as the pagemap and the mappings show them, before the kernel is asked.
+struct page_survey {
+  std::vector<const mapping*> vma;           ///< per page: its mapping, nullptr for none
+  std::vector<bool> zero;                    ///< per page: maps the zero page
+  std::vector<int> node;                     ///< per page: the node it is on, -1 unknown
+  std::vector<std::size_t> present;          ///< the present pages of movable mappings
+  std::vector<std::size_t> zero_candidates;  ///< present anonymous pages not mapped exclusively
+};
+
+/// Sorts the examined pages of `e` (with their pagemap entries): which mapping each is in
+/// (e.pages[i].vma set), which are present, which are the huge zero page (in private anonymous
+/// memory a page-cache page can only be that), and which may be the zero page or shared
+/// copy-on-write (not mapped exclusively). No system calls.
+inline page_survey survey_pages(examination& e, const std::vector<mapping_facts>& facts) {
+  const std::size_t n = e.pages.size();
+  page_survey s;
+  s.vma.assign(n, nullptr);
+  s.zero.assign(n, false);
+  s.node.assign(n, -1);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uintptr_t address = e.pages[i].address;
+    // Addresses ascend: the mapping of the page before is the first guess.
+    const mapping* before = i > 0 ? s.vma[i - 1] : nullptr;
+    s.vma[i] = before != nullptr && address < before->end && address >= before->start
+                   ? before
+                   : find_mapping(e.maps, address);
+    if (s.vma[i] == nullptr) continue;
+    e.pages[i].vma = static_cast<std::size_t>(s.vma[i] - e.maps.data());
+    const mapping_facts& f = facts[e.pages[i].vma];
+    const std::uint64_t entry = e.pages[i].entry;
+    if (f.unmovable_io || (entry & pagemap_bit::present) == 0) continue;
+    s.present.push_back(i);
+    if (!f.anonymous) continue;
+    if ((entry & pagemap_bit::file_or_shared) != 0)
+      s.zero[i] = true;
+    else if ((entry & pagemap_bit::exclusive) == 0)
+      s.zero_candidates.push_back(i);
+  }
+  return s;
+}
+
+/// Asks the kernel where the present pages are. Another thread may have dropped a page since
+/// the pagemap was read, and the kernel says -EFAULT for a page that is not there (up to 6.11)
+/// as for the zero page: such pages are looked at again. Returns false when the query is
+/// refused; else the present pages the kernel did not place went to `unanswered`.
+inline bool query_present_pages(int pid, const pagemap_file& pagemap, examination& e,
+                                page_survey& s, std::vector<std::size_t>& unanswered) {
+  page_batch asked;
+  for (const std::size_t i : s.present) asked.add(i, reinterpret_cast<void*>(e.pages[i].address));
+  if (query_nodes(pid, asked) != 0) return false;
+  std::vector<std::size_t> doubtful;  // indexes into asked
+  for (std::size_t k = 0; k < asked.size(); ++k) {
+    if (asked.status[k] >= 0)
+      s.node[asked.from[k]] = asked.status[k];
+    else
+      doubtful.push_back(k);
+  }
+  std::vector<std::size_t> doubtful_pages(doubtful.size());
+  std::vector<std::uint64_t> now(doubtful.size());
+  for (std::size_t d = 0; d < doubtful.size(); ++d) {
+    doubtful_pages[d] = asked.from[doubtful[d]];
+    now[d] = e.pages[doubtful_pages[d]].entry;
+  }
+  read_pagemap_of(pagemap, e.pages, doubtful_pages, now);
+  for (std::size_t d = 0; d < doubtful.size(); ++d) {
+    const std::size_t i = doubtful_pages[d];
+    if ((now[d] & pagemap_bit::present) == 0)
+      e.pages[i].entry = now[d];
+    else if (asked.status[doubtful[d]] == -EFAULT)
+      s.zero[i] = true;
+    else
+      unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
+  }
+  return true;
+}
+
+/// The nodes of the `unanswered` present pages without the query: the one node with memory,
+/// else numa_maps where all of a mapping's pages sit on one node.
+inline void place_unanswered_pages(int pid, bool one_node,
+                                   const std::vector<std::size_t>& unanswered, page_survey& s) {
+  if (unanswered.empty()) return;
+  if (one_node) {
+    for (const std::size_t i : unanswered) s.node[i] = topology::system().nodes().front();
+    return;
+  }
+  const auto counts = read_numa_maps(pid);
+  for (const std::size_t i : unanswered) {
+    const auto found = counts.find(s.vma[i]->start);
+    if (found == counts.end()) continue;
+    int only = -1;
+    int seen = 0;
+    for (const auto& [id, pages] : found->second)
+      if (pages > 0) only = id, ++seen;
+    if (seen == 1) s.node[i] = only;
   }
 }
 
-/// Examines the distinct, ascending, page-aligned `addresses` of process `pid` (0: this one).
-/// `targets` gives each page's target node, or is empty for a query. `flags` as move_pages'.
-/// `force` treats pages already on their target as pages to move.
-inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses, const std::vector<int>& targets,
-                           int flags, bool force) {
-  const capabilities& here = capabilities::of_this_process();
-  examination e;
-  e.maps = read_mappings(pid);
-  const int pagemap_fd = ::open((proc_dir(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
-  if (pagemap_fd < 0 || e.maps.empty()) {
-    // The process went away (ESRCH), or its files are not ours to read (EPERM, as the kernel).
-    e.error = pagemap_fd < 0 && (errno == EACCES || errno == EPERM) ? EPERM : ESRCH;
-    if (pagemap_fd >= 0) ::close(pagemap_fd);
-    return e;
+/// Where the present pages are (s.node) and which are the zero page (s.zero): the kernel's
+/// query where it answers, else the one node with memory, else numa_maps. On one node every
+/// present page is there: the kernel is asked only where it tells more (which node), or where
+/// nothing else tells the zero page apart (no PFNs, no PAGEMAP_SCAN).
+inline void locate_present_pages(int pid, const pagemap_file& pagemap, const capabilities& here,
+                                 examination& e, page_survey& s) {
+  const bool one_node = topology::system().nodes().size() == 1;
+  std::vector<std::size_t> unanswered;
+  const bool ask = here.move_pages_query && !s.present.empty() &&
+                   (!one_node || (!here.pagemap_pfns && !here.pagemap_scan));
+  if (!ask || !query_present_pages(pid, pagemap, e, s, unanswered)) {
+    find_zero_pages(pid, pagemap, here, e, s.zero_candidates, s.zero);
+    unanswered = s.present;
   }
-  const bool query = targets.empty();
-  const bool move_all = (flags & MPOL_MF_MOVE_ALL) != 0;
+  place_unanswered_pages(pid, one_node, unanswered, s);
+}
+
+/// Ranges of this process the migrator refuses to move (-EBUSY) since it writes them itself:
+/// the calling thread's stack, the fault routing table, the fence's state.
+struct refused_ranges {
+  std::pair<std::uintptr_t, std::uintptr_t> stack{0, 0};
+  std::pair<std::uintptr_t, std::uintptr_t> internal[2] = {};
+
+  /// The ranges of process `pid` (0: this one; none for another process's stack).
+  static refused_ranges of(int pid) noexcept {
+    refused_ranges r;
+    if (pid == 0 || pid == ::getpid()) r.stack = own_stack();
+    r.internal[0] = fault_routing::routing_table_extent();
+    r.internal[1] = fence_state_extent();
+    return r;
+  }
+  bool on_stack(std::uintptr_t address) const noexcept {
+    return address >= stack.first && address < stack.second;
+  }
+  bool internal_page(std::uintptr_t address) const noexcept {
+    for (const auto& [begin, end] : internal)
+      if (address >= begin && address < end) return true;
+    return false;
+  }
+};
+
+/// How the rules read the request: a query (no targets), MPOL_MF_MOVE_ALL, `force`.
+struct rule_context {
+  bool query = false;
+  bool move_all = false;
+  bool force = false;
+  refused_ranges refused;
+};
+
+/// The rules of docs/semantics.md for a present page with data of its own, to be moved to
+/// p.target from p.node: the status it keeps, or copy or refault. memory_backed() says whether
+/// the mapping's file lives in memory only (asked for shared and page-cache pages alone).
+template <class MemoryBacked>
+void rule_for_move(page_facts& p, const mapping& m, const mapping_facts& f, const rule_context& c,
+                   MemoryBacked memory_backed) {
+  const bool page_cache = !f.anonymous && (p.entry & pagemap_bit::file_or_shared) != 0;
+  const bool exclusive = (p.entry & pagemap_bit::exclusive) != 0;
+  // Shared mappings: never without MOVE_ALL (another process may map the object at any
+  // time). Private pages: only when another process maps them too.
+  if (!c.move_all && (m.shared() || !exclusive)) {
+    p.status = -EACCES;
+    return;
+  }
+  // Pages numamove cannot isolate: huge TLB pages, stacks that are being written, the fault
+  // routing table and the fence's state, ranges another mechanism (userfaultfd, shadow
+  // stacks) owns.
+  if (f.hugetlb || c.refused.on_stack(p.address) || c.refused.internal_page(p.address) || f.busy) {
+    p.status = -EBUSY;
+    return;
+  }
+  // mlocked, or kept from fork for a device (RDMA registration): the seed's -EPERM.
+  if (f.locked) {
+    p.status = -EPERM;
+    return;
+  }
+  p.status = p.target;
+  if (!page_cache && !m.shared())
+    p.what = treatment::copy;
+  else if (memory_backed())
+    p.status = -EINVAL;  // dirty, and nowhere to write it back
+  else if (!exclusive || (m.protection() & PROT_READ) == 0)
+    p.status = -EBUSY;  // mapped elsewhere
+  else
+    p.what = treatment::refault;
+}
+
+/// The rules of docs/semantics.md for page `p` in mapping `m` (nullptr: none) with facts `f`,
+/// that maps the zero page when `zero` and is on `node` (-1 unknown): its status, its
+/// treatment, and the node it is verified on. No system calls but memory_backed()'s.
+template <class MemoryBacked>
+void decide_page(page_facts& p, const mapping* m, const mapping_facts* f, bool zero, int node,
+                 const rule_context& c, MemoryBacked memory_backed) {
+  if (m == nullptr || f->unmovable_io) {
+    p.status = -EFAULT;
+    return;
+  }
+  const bool may_ride = f->anonymous && !f->hugetlb;  // a hole the fresh pages leave as it is
+  if ((p.entry & pagemap_bit::present) == 0) {
+    // Swapped-out pages are "not present" to move_pages too; they stay in the swap.
+    p.status = -ENOENT;
+    p.what =
+        may_ride && (p.entry & pagemap_bit::swapped) == 0 ? treatment::hole : treatment::settled;
+    return;
+  }
+  if (zero) {
+    p.status = -EFAULT;
+    p.what = may_ride ? treatment::hole : treatment::settled;
+    return;
+  }
+  p.node = node;
+  p.known_before = node >= 0;
+  if (c.query)
+    p.status = node >= 0 ? node : node_unknown;
+  else if (node == p.target && !c.force)
+    p.status = node;
+  else
+    rule_for_move(p, *m, *f, c, memory_backed);
+}
+
+/// The examined pages of `e` for `addresses` and `targets` (empty for a query), with their
+/// pagemap entries (0 where they cannot be read).
+inline void list_pages(examination& e, const pagemap_file& pagemap,
+                       const std::vector<std::uintptr_t>& addresses,
+                       const std::vector<int>& targets) {
   const std::size_t n = addresses.size();
   e.pages.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     e.pages[i].address = addresses[i];
-    e.pages[i].target = query ? -1 : targets[i];
+    e.pages[i].target = targets.empty() ? -1 : targets[i];
   }
+  std::vector<std::size_t> every(n);
+  for (std::size_t i = 0; i < n; ++i) every[i] = i;
+  std::vector<std::uint64_t> entries(n, 0);
+  read_pagemap_of(pagemap, e.pages, every, entries);
+  for (std::size_t i = 0; i < n; ++i) e.pages[i].entry = entries[i];
+}
 
+/// Examines the distinct, ascending, page-aligned `addresses` of process `pid` (0: this one).
+/// `targets` gives each page's target node, or is empty for a query. `flags` as move_pages'.
+/// `force` treats pages already on their target as pages to move. A process whose files
+/// cannot be read gives an examination with no pages and `error` set: ESRCH (it went away),
+/// EPERM (its files are not ours to read, as the kernel says).
+inline examination examine(int pid, const std::vector<std::uintptr_t>& addresses,
+                           const std::vector<int>& targets, int flags, bool force) {
+  const capabilities& here = capabilities::of_this_process();
+  examination e;
+  e.maps = read_mappings(pid);
+  page_survey s;
+  std::vector<mapping_facts> facts;
   {
-    std::vector<std::size_t> every(n);
-    for (std::size_t i = 0; i < n; ++i) every[i] = i;
-    std::vector<std::uint64_t> entries(n, 0);
-    read_pagemap_of(pagemap_fd, addresses, every, entries);
-    for (std::size_t i = 0; i < n; ++i) e.pages[i].entry = entries[i];
-  }
-
-  // Facts of each mapping, worked out once for all its pages.
-  struct mapping_facts {
-    bool unmovable_io = false, anonymous = false, hugetlb = false, busy = false, locked = false;
-    signed char memory_backed = -1;  // -1: not asked yet
-  };
-  std::vector<mapping_facts> facts(e.maps.size());
-  for (std::size_t v = 0; v < e.maps.size(); ++v) {
-    const mapping& m = e.maps[v];
-    // [vsyscall] is the kernel's gate area, listed in smaps but no mapping of the process:
-    // move_pages finds no VMA there (-EFAULT), like I/O and PFN mappings.
-    facts[v].unmovable_io = m.has_flag("io") || m.has_flag("pf") || m.path == "[vsyscall]";
-    facts[v].anonymous = anonymous_private(m);
-    facts[v].hugetlb = m.kernel_page_size > page_size();
-    facts[v].busy = m.path == "[stack]" || m.has_flag("gd") || m.has_flag("um") || m.has_flag("uw") || m.has_flag("ss");
-    facts[v].locked = m.has_flag("lo") || m.has_flag("lf") || m.has_flag("dc");
-  }
-
-  std::vector<const mapping*> vma(n, nullptr);
-  std::vector<bool> zero(n, false);
-  std::vector<std::size_t> present;
-  std::vector<std::size_t> zero_candidates;
-  for (std::size_t i = 0; i < n; ++i) {
-    // Addresses ascend: the mapping of the page before is the first guess.
-    if (i > 0 && vma[i - 1] != nullptr && addresses[i] < vma[i - 1]->end && addresses[i] >= vma[i - 1]->start)
-      vma[i] = vma[i - 1];
-    else
-      vma[i] = find_mapping(e.maps, addresses[i]);
-    if (vma[i] == nullptr) continue;
-    e.pages[i].vma = static_cast<std::size_t>(vma[i] - e.maps.data());
-    if (facts[e.pages[i].vma].unmovable_io) continue;
-    const std::uint64_t entry = e.pages[i].entry;
-    if ((entry & pagemap_bit::present) == 0) continue;
-    present.push_back(i);
-    if (!facts[e.pages[i].vma].anonymous) continue;
-    // In private anonymous memory a page-cache page can only be the huge zero page; a page not
-    // mapped exclusively is the zero page or shared copy-on-write.
-    if ((entry & pagemap_bit::file_or_shared) != 0) zero[i] = true;
-    else if ((entry & pagemap_bit::exclusive) == 0) zero_candidates.push_back(i);
-  }
-
-  // Where present pages are: the kernel's query where it answers, else the one node with
-  // memory, else numa_maps where a mapping's pages all sit on one node.
-  // On one node every present page is there: ask the kernel only where it tells more (which
-  // node), or where nothing else tells the zero page apart (no PFNs, no PAGEMAP_SCAN).
-  std::vector<int> node(n, -1);
-  std::vector<std::size_t> unanswered = present;  // present pages the kernel did not place
-  const bool one_node = topology::system().nodes().size() == 1;
-  if (here.move_pages_query && !present.empty() && (!one_node || (!here.pagemap_pfns && !here.pagemap_scan))) {
-    std::vector<void*> asked(present.size());
-    std::vector<int> answer(present.size(), -1);
-    for (std::size_t k = 0; k < present.size(); ++k) asked[k] = reinterpret_cast<void*>(addresses[present[k]]);
-    if (sys_move_pages(pid, asked.size(), asked.data(), nullptr, answer.data(), 0) == 0) {
-      unanswered.clear();
-      // Another thread may have dropped a page since the pagemap was read, and the kernel says
-      // -EFAULT for a page that is not there (up to 6.11) as for the zero page: look again.
-      std::vector<std::size_t> doubtful;
-      for (std::size_t k = 0; k < present.size(); ++k) {
-        if (answer[k] >= 0) node[present[k]] = answer[k];
-        else doubtful.push_back(k);
-      }
-      std::vector<std::size_t> doubtful_pages(doubtful.size());
-      std::vector<std::uint64_t> now(doubtful.size());
-      for (std::size_t d = 0; d < doubtful.size(); ++d) {
-        doubtful_pages[d] = present[doubtful[d]];
-        now[d] = e.pages[doubtful_pages[d]].entry;
-      }
-      read_pagemap_of(pagemap_fd, addresses, doubtful_pages, now);
-      for (std::size_t d = 0; d < doubtful.size(); ++d) {
-        const std::size_t i = doubtful_pages[d];
-        if ((now[d] & pagemap_bit::present) == 0) e.pages[i].entry = now[d];
-        else if (answer[doubtful[d]] == -EFAULT) zero[i] = true;
-        else unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
-      }
-    } else {
-      find_zero_pages(pid, pagemap_fd, here, e, zero_candidates, zero);
+    const pagemap_file pagemap = pagemap_file::of(pid);
+    if (!pagemap.is_open() || e.maps.empty()) {
+      e.error = !pagemap.is_open() && (errno == EACCES || errno == EPERM) ? EPERM : ESRCH;
+      return e;
     }
-  } else {
-    find_zero_pages(pid, pagemap_fd, here, e, zero_candidates, zero);
+    list_pages(e, pagemap, addresses, targets);
+    for (const mapping& m : e.maps) facts.push_back(facts_of(m, page_size()));
+    s = survey_pages(e, facts);
+    locate_present_pages(pid, pagemap, here, e, s);
   }
-  if (!unanswered.empty()) {
-    if (one_node) {
-      for (const std::size_t i : unanswered) node[i] = topology::system().nodes().front();
-    } else {
-      const auto counts = read_numa_maps(pid);
-      for (const std::size_t i : unanswered) {
-        const auto found = counts.find(vma[i]->start);
-        if (found == counts.end()) continue;
-        int only = -1;
-        int seen = 0;
-        for (const auto& [id, pages] : found->second)
-          if (pages > 0) only = id, ++seen;
-        if (seen == 1) node[i] = only;
-      }
-    }
-  }
-  ::close(pagemap_fd);
-
-  const auto stack = pid == 0 || pid == ::getpid() ? own_stack() : std::pair<std::uintptr_t, std::uintptr_t>{0, 0};
-  const auto routing = fault_routing::routing_table_extent();
-  const auto fence = fence_state_extent();
-  for (std::size_t i = 0; i < n; ++i) {
+  const rule_context context{targets.empty(), (flags & MPOL_MF_MOVE_ALL) != 0, force,
+                             refused_ranges::of(pid)};
+  for (std::size_t i = 0; i < e.pages.size(); ++i) {
     page_facts& p = e.pages[i];
-    if (vma[i] == nullptr || facts[p.vma].unmovable_io) {
-      p.status = -EFAULT;
-      continue;
-    }
-    const mapping& m = *vma[i];
-    mapping_facts& f = facts[p.vma];
-    const bool anonymous = f.anonymous;
-    const bool hugetlb = f.hugetlb;
-    if ((p.entry & pagemap_bit::present) == 0) {
-      // Swapped-out pages are "not present" to move_pages too; they stay in the swap.
-      p.status = -ENOENT;
-      p.what = anonymous && !hugetlb && (p.entry & pagemap_bit::swapped) == 0 ? treatment::hole : treatment::settled;
-      continue;
-    }
-    if (zero[i]) {
-      p.status = -EFAULT;
-      p.what = anonymous && !hugetlb ? treatment::hole : treatment::settled;
-      continue;
-    }
-    p.node = node[i];
-    p.known_before = p.node >= 0;
-    if (query) {
-      p.status = p.node >= 0 ? p.node : node_unknown;
-      continue;
-    }
-    if (p.node == p.target && !force) {
-      p.status = p.node;
-      continue;
-    }
-    const bool page_cache = !anonymous && (p.entry & pagemap_bit::file_or_shared) != 0;
-    const bool exclusive = (p.entry & pagemap_bit::exclusive) != 0;
-    // Shared mappings: never without MOVE_ALL (another process may map the object at any
-    // time). Private pages: only when another process maps them too.
-    if (!move_all && (m.shared() || !exclusive)) {
-      p.status = -EACCES;
-      continue;
-    }
-    // Pages numamove cannot isolate: huge TLB pages, stacks that are being written, the fault
-    // routing table and the fence's state, ranges another mechanism (userfaultfd, shadow
-    // stacks) owns.
-    const bool on_own_stack = p.address >= stack.first && p.address < stack.second;
-    const bool internal = (p.address >= routing.first && p.address < routing.second) ||
-                          (p.address >= fence.first && p.address < fence.second);
-    if (hugetlb || on_own_stack || internal || f.busy) {
-      p.status = -EBUSY;
-      continue;
-    }
-    // mlocked, or kept from fork for a device (RDMA registration): the seed's -EPERM.
-    if (f.locked) {
-      p.status = -EPERM;
-      continue;
-    }
-    if (page_cache || m.shared()) {
-      if (f.memory_backed < 0) f.memory_backed = memory_backed_file(m) ? 1 : 0;
-      if (f.memory_backed == 1) p.status = -EINVAL;  // dirty, and nowhere to write it back
-      else if (!exclusive || (m.protection() & PROT_READ) == 0) p.status = -EBUSY;  // mapped elsewhere
-      else {
-        p.status = p.target;
-        p.what = treatment::refault;
-      }
-      continue;
-    }
-    p.status = p.target;
-    p.what = treatment::copy;
+    mapping_facts* f = s.vma[i] != nullptr ? &facts[p.vma] : nullptr;
+    const auto memory_backed = [&] {
+      if (f->memory_backed < 0) f->memory_backed = memory_backed_file(*s.vma[i]) ? 1 : 0;
+      return f->memory_backed == 1;
+    };
+    decide_page(p, s.vma[i], f, s.zero[i], s.node[i], context, memory_backed);
   }
   return e;
 }
