@@ -1,16 +1,21 @@
 // numamove/openmp.hpp: data follows the OpenMP threads that compute on it. Opt-in: link
 // numamove::openmp (the core stays free of OpenMP); this header includes <omp.h> itself.
 //
-//   static_schedule, plan_for_schedule, locality_of, node_of_cpus  the pure planning
-//                                                  (detail/openmp/plan.hpp, no OpenMP needed)
-//   team_bindings        where each thread of a team runs and which node that is
-//   place_for_schedule   each thread places its chunk of an array on its node
-//   follow_threads       at a phase boundary, move the chunks whose thread changed node
+//   team_bindings          where each thread of a team runs and which node that is
+//   place_for_schedule     each thread places its chunk of an array on its node
+//   follow_threads         at a phase boundary, move the chunks whose thread changed node
 //   locality_for_schedule  the fraction of each thread's chunk on its node
-//   next_touch           pages move to the node of the thread that next touches them
 //
-// The value types (static_schedule, thread_binding, team_migration, ...) are declared in
-// detail/openmp/plan.hpp and team.hpp; docs/openmp.md describes the whole.
+// and, included here:
+//
+//   openmp/schedule.hpp    static_schedule, plan_for_schedule, locality_of, node_of_cpus: the
+//                          pure planning (no OpenMP needed)
+//   openmp/team.hpp        proc_bind, thread_binding, team_options, team_migration,
+//                          locality_report: what the calls above take and report
+//   openmp/next_touch.hpp  next_touch: pages move to the node of the thread that next touches
+//                          them
+//
+// docs/openmp.md describes the whole.
 #pragma once
 
 #include <omp.h>
@@ -22,11 +27,12 @@
 #include <vector>
 
 #include "detail/openmp/distribute.hpp"
-#include "detail/openmp/next_touch.hpp"
-#include "detail/openmp/plan.hpp"
 #include "detail/openmp/team.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
+#include "openmp/next_touch.hpp"
+#include "openmp/schedule.hpp"
+#include "openmp/team.hpp"
 #include "topology.hpp"
 
 namespace numamove::openmp {

@@ -12,18 +12,19 @@
 #include <system_error>
 #include <vector>
 
-#include "../../migration_result.hpp"
-#include "../../topology.hpp"
 #include "../../capabilities.hpp"
+#include "../../migration_result.hpp"
+#include "../../openmp/schedule.hpp"
+#include "../../openmp/team.hpp"
+#include "../../topology.hpp"
 #include "../engine/backend_choice.hpp"
+#include "../engine/migration.hpp"
 #include "../linux/huge_pages.hpp"
 #include "../linux/maps.hpp"
-#include "../engine/migration.hpp"
 #include "../linux/proc.hpp"
-#include "plan.hpp"
-#include "team.hpp"
-#include "../linux/syscalls.hpp"
 #include "../linux/sys.hpp"
+#include "../linux/syscalls.hpp"
+#include "team.hpp"
 
 namespace numamove::detail::openmp {
 

@@ -1,7 +1,8 @@
-// The pure half of numamove/openmp.hpp: which thread of a static schedule owns which pages, and
-// how much of each thread's chunk is local. No OpenMP and no system calls, so the logic can be
-// tested on synthetic topologies; numamove/openmp.hpp feeds it the live binding and the kernel's
-// page statuses. These names are public and reached through numamove/openmp.hpp.
+// numamove/openmp/schedule.hpp: the pure planning of numamove/openmp.hpp: which thread of a
+// static schedule owns which pages, and how much of each thread's chunk is local. No OpenMP and
+// no system calls, so the logic can be tested on synthetic topologies (and the MPI layer uses
+// node_of_cpus() without OpenMP); numamove/openmp.hpp feeds it the live binding and the
+// kernel's page statuses.
 #pragma once
 
 #include <algorithm>
@@ -11,9 +12,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "../../topology.hpp"
-#include "../linux/proc.hpp"
-#include "../linux/syscalls.hpp"
+#include "../detail/linux/syscalls.hpp"
+#include "../topology.hpp"
 
 namespace numamove::openmp {
 
