@@ -8,6 +8,7 @@
 //   space_of                   the NumaSpace a View's allocation was made in
 //   migrate, locate, bytes_per_node   numamove's calls on any host-accessible View
 //   create_mirror, resize, realloc, kokkos_malloc   Kokkos' calls that keep the placement
+//   allocation_failure         what NumaSpace allocations throw (kokkos/allocation_failure.hpp)
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -27,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "kokkos/allocation_failure.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
 #include "placement.hpp"
