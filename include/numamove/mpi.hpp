@@ -1,5 +1,5 @@
 // numamove/mpi.hpp: a rank's data on its rank's node. Opt-in: link numamove::mpi (defined where
-// CMake finds MPI; the core stays free of MPI). Uses MPI's C API only.
+// CMake finds MPI; the core stays free of MPI). Uses MPI's C API only; includes <mpi.h> itself.
 //
 //   rank_affinity          collective: every rank of this host, its CPUs and its node
 //   place_rank             collective: a placement policy for the whole process, after MPI_Init
@@ -9,6 +9,14 @@
 //   allocate_shared_aligned  a shared-memory window whose parts own their pages
 //   gather_locality        collective: the locality table of an array or of each process
 //
+// and, included here, what they take and report:
+//
+//   mpi/binding.hpp        rank_binding: where a rank runs
+//   mpi/policy.hpp         policy, memory_mode, policy_options, rank_placement
+//   mpi/windows.hpp        window_options, window_placement, window_part, aligned_window
+//   mpi/locality.hpp       rank_locality, locality_table
+//   mpi/errors.hpp         mpi_category()
+//
 // Placement failures are reported in the results, never thrown. MPI's errors are
 // std::error_code values in mpi_category() (messages from MPI_Error_string): in a result's
 // `error`, or thrown as std::system_error by the calls that return plain values. Every call
@@ -17,14 +25,17 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <system_error>
 #include <vector>
 
+#include "detail/linux/syscalls.hpp"
 #include "detail/mpi/affinity.hpp"
 #include "detail/mpi/errors.hpp"
 #include "detail/mpi/locality.hpp"
@@ -33,8 +44,12 @@
 #include "detail/mpi/windows.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
+#include "mpi/binding.hpp"
+#include "mpi/errors.hpp"
+#include "mpi/locality.hpp"
+#include "mpi/policy.hpp"
+#include "mpi/windows.hpp"
 #include "topology.hpp"
-#include "detail/linux/syscalls.hpp"
 
 namespace numamove::mpi {
 
@@ -54,7 +69,6 @@ inline int bind_process(const std::vector<int>& cpus) {
   detail::mpi::require_running("numamove::mpi::bind_process");
   return detail::mpi::set_process_affinity(cpus);
 }
-
 
 /// Places the calling rank as options.policy says, once, after MPI_Init: every thread of the
 /// process gets the memory policy (so new allocations, from any thread, land on the nodes), and
@@ -236,12 +250,6 @@ inline window_placement place_window_segments(MPI_Win win, const window_options&
   return result;
 }
 
-/// One rank's page-aligned part of a window from allocate_shared_aligned().
-struct window_part {
-  void* base = nullptr;   ///< page-aligned
-  std::size_t bytes = 0;  ///< the bytes the rank asked for, rounded up to whole pages
-};
-
 /// Rank `rank`'s part of a window made by allocate_shared_aligned(), as every rank of the window
 /// may address it (MPI_Win_shared_query's answer would include the padding). Throws
 /// std::system_error (mpi_category()) and std::logic_error.
@@ -253,18 +261,6 @@ inline window_part aligned_part(MPI_Win win, int rank) {
   if (s.bytes < page) return {};
   return {reinterpret_cast<void*>((s.base + page - 1) / page * page), s.bytes - page};
 }
-
-/// A window from allocate_shared_aligned().
-struct aligned_window {
-  MPI_Win win = MPI_WIN_NULL;   ///< free it with MPI_Win_free
-  void* base = nullptr;         ///< the calling rank's part, page-aligned
-  std::size_t bytes = 0;        ///< its size: the bytes asked for, rounded up to whole pages
-  window_placement placement;   ///< what placing that part on the rank's node did
-  std::error_code error;        ///< MPI_Win_allocate_shared's error, in mpi_category()
-
-  /// True when the window exists and its placement succeeded.
-  explicit operator bool() const noexcept { return !error && static_cast<bool>(placement); }
-};
 
 /// Collective over `comm`: MPI_Win_allocate_shared with each rank's request rounded up to whole
 /// pages plus one page of padding, so that every rank's part starts on a page of its own (the

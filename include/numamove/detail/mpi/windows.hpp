@@ -1,8 +1,7 @@
 // Shared-memory windows (MPI_Win_allocate_shared): each rank's segment on its rank's node, and
 // an allocation whose parts own their pages. Open MPI's osc/sm allocates one segment for all
 // ranks, first touch decides where its pages go, and a rank's part starts mid-page, so
-// neighbours share their boundary pages. The structs are public names, reached through
-// numamove/mpi.hpp.
+// neighbours share their boundary pages.
 #pragma once
 
 #include <mpi.h>
@@ -16,52 +15,12 @@
 
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
+#include "../../mpi/windows.hpp"
 #include "../engine/memory_policy.hpp"
 #include "../engine/migration.hpp"
 #include "../linux/proc.hpp"
 #include "../linux/syscalls.hpp"
 #include "errors.hpp"
-
-namespace numamove::mpi {
-
-/// How place_window_segments() places a segment.
-struct window_options {
-  bool strict = true;      ///< MPOL_BIND for pages yet to be touched; false: MPOL_PREFERRED
-  /// Move pages other ranks have mapped too (MPOL_MF_MOVE_ALL), which needs CAP_SYS_NICE: with
-  /// it false, or without the capability, those pages stay and count in `needs_move_all`.
-  bool move_shared = true;
-  backend path = backend::automatic;  ///< the path of the move (the userspace path cannot move shared pages)
-};
-
-/// What one rank's place_window_segments() did with its segment.
-struct window_placement {
-  int rank = -1;                  ///< rank in the window's group
-  int node = -1;                  ///< the node its segment was placed on
-  void* segment = nullptr;        ///< its segment, as MPI_Win_shared_query gives it
-  std::size_t bytes = 0;          ///< the segment's size
-  std::size_t pages = 0;          ///< pages it placed: its whole pages, and boundary pages whose middle byte is its
-  std::size_t moved = 0;          ///< of those, pages moved here from another node
-  std::size_t already_local = 0;  ///< pages already on `node`, allocated there by the policy or a writer
-  /// Pages that hold bytes of its segment but went to a neighbour (whose part holds their
-  /// middle byte): its bytes there are on the neighbour's node. The page-aligned allocation of
-  /// allocate_shared_aligned() has none.
-  std::vector<void*> boundary_pages;
-  /// Pages other ranks had mapped, which only MPOL_MF_MOVE_ALL moves (with CAP_SYS_NICE): left
-  /// where they were.
-  std::size_t needs_move_all = 0;
-  std::size_t failed = 0;         ///< pages with another negative status
-  bool move_all_used = false;     ///< MPOL_MF_MOVE_ALL was passed
-  backend used = backend::kernel; ///< the path of the move
-  /// EINVAL: not a shared-memory window; ENODEV: the rank is on a node without memory; the
-  /// errno of mbind(2) or of the move (EPERM, ENOSYS where the kernel refuses); MPI errors in
-  /// the MPI category.
-  std::error_code error;
-
-  /// True when no error, no page failed and no page was left for want of MPOL_MF_MOVE_ALL.
-  explicit operator bool() const noexcept { return !error && failed == 0 && needs_move_all == 0; }
-};
-
-}  // namespace numamove::mpi
 
 namespace numamove::detail::mpi {
 
