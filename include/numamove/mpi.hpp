@@ -175,8 +175,9 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   }
   placed.migrate = options;
   if (!had_policy) placed.policy = policy::local;
-  result.nodes = placed.policy == policy::interleave ? detail::mpi::nodes_of(machine, result.binding.cpus)
-                                                      : std::vector<int>{result.binding.node};
+  result.nodes = placed.policy == policy::interleave
+                     ? detail::mpi::nodes_of(machine, result.binding.cpus)
+                     : std::vector<int>{result.binding.node};
   if (result.nodes.empty() || result.nodes.front() < 0) {
     result.error = detail::mpi::errno_code(detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
@@ -185,7 +186,8 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   }
   std::vector<int> from;
   for (const int n : previous.empty() ? detail::mpi::other_nodes(machine, result.nodes) : previous)
-    if (std::find(result.nodes.begin(), result.nodes.end(), n) == result.nodes.end()) from.push_back(n);
+    if (std::find(result.nodes.begin(), result.nodes.end(), n) == result.nodes.end())
+      from.push_back(n);
   if (had_policy) {
     detail::mpi::apply(result, placed, from);
   } else {
@@ -210,7 +212,8 @@ migration_result follow_rank(T* data, std::size_t count, const migrate_options& 
   if (node < 0) {
     migration_result nowhere;
     nowhere.used = detail::path_for(options);
-    nowhere.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+    nowhere.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return nowhere;
   }
   return migrate(data, count, node, options);
@@ -243,10 +246,12 @@ inline window_placement place_window_segments(MPI_Win win, const window_options&
   const rank_binding binding = detail::mpi::current_binding(topology::system());
   result.node = binding.node;
   if (result.node < 0) {
-    result.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+    result.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return result;
   }
-  detail::mpi::place_part(parts[static_cast<std::size_t>(result.rank)], parts, result.node, options, result);
+  detail::mpi::place_part(parts[static_cast<std::size_t>(result.rank)], parts, result.node, options,
+                          result);
   return result;
 }
 
@@ -256,7 +261,8 @@ inline window_placement place_window_segments(MPI_Win win, const window_options&
 inline window_part aligned_part(MPI_Win win, int rank) {
   detail::mpi::require_running("numamove::mpi::aligned_part");
   detail::mpi::segment s;
-  if (const std::error_code e = detail::mpi::query_segment(win, rank, s)) throw std::system_error(e, "numamove::mpi::aligned_part");
+  if (const std::error_code e = detail::mpi::query_segment(win, rank, s))
+    throw std::system_error(e, "numamove::mpi::aligned_part");
   const std::size_t page = detail::page_size();
   if (s.bytes < page) return {};
   return {reinterpret_cast<void*>((s.base + page - 1) / page * page), s.bytes - page};
@@ -268,7 +274,8 @@ inline window_part aligned_part(MPI_Win win, int rank) {
 /// placed on its rank's node as place_window_segments() does. The window's displacement unit is
 /// 1. Other ranks' parts: aligned_part(). Failures are reported, not thrown (`error`,
 /// `placement.error`); throws std::logic_error before MPI_Init and after MPI_Finalize.
-inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, MPI_Info info = MPI_INFO_NULL,
+inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm,
+                                              MPI_Info info = MPI_INFO_NULL,
                                               const window_options& options = {}) {
   detail::mpi::require_running("numamove::mpi::allocate_shared_aligned");
   aligned_window made;
@@ -276,7 +283,8 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
   const std::size_t whole = (bytes + page - 1) / page * page;
   const std::size_t request = whole == 0 ? 0 : whole + page;
   void* base = nullptr;
-  if (const int code = MPI_Win_allocate_shared(static_cast<MPI_Aint>(request), 1, info, comm, &base, &made.win)) {
+  if (const int code = MPI_Win_allocate_shared(static_cast<MPI_Aint>(request), 1, info, comm, &base,
+                                               &made.win)) {
     made.error = detail::mpi::mpi_error(code);
     return made;
   }
@@ -295,8 +303,11 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
   const rank_binding binding = detail::mpi::current_binding(topology::system());
   made.placement.node = binding.node;
   if (made.placement.node < 0)
-    made.placement.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
-  else detail::mpi::place_part(parts[static_cast<std::size_t>(rank)], parts, made.placement.node, options, made.placement);
+    made.placement.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+  else
+    detail::mpi::place_part(parts[static_cast<std::size_t>(rank)], parts, made.placement.node,
+                            options, made.placement);
   return made;
 }
 
@@ -305,16 +316,19 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
 /// an empty table. Print it with locality_table::to_string(). Throws std::system_error
 /// (mpi_category(), or the query's errno as locate() does) and std::logic_error.
 template <class T>
-locality_table gather_locality(const T* data, std::size_t count, MPI_Comm comm = MPI_COMM_WORLD, int root = 0) {
+locality_table gather_locality(const T* data, std::size_t count, MPI_Comm comm = MPI_COMM_WORLD,
+                               int root = 0) {
   detail::mpi::require_running("numamove::mpi::gather_locality");
-  return detail::mpi::gather_locality_of(bytes_per_node(data, count), comm, root, topology::system());
+  return detail::mpi::gather_locality_of(bytes_per_node(data, count), comm, root,
+                                         topology::system());
 }
 
 /// The same for each rank's private memory (anonymous mappings, heap, stacks; not shared
 /// segments or files), counted from /proc/self/numa_maps.
 inline locality_table gather_locality(MPI_Comm comm = MPI_COMM_WORLD, int root = 0) {
   detail::mpi::require_running("numamove::mpi::gather_locality");
-  return detail::mpi::gather_locality_of(detail::mpi::private_bytes_per_node(), comm, root, topology::system());
+  return detail::mpi::gather_locality_of(detail::mpi::private_bytes_per_node(), comm, root,
+                                         topology::system());
 }
 
 }  // namespace numamove::mpi

@@ -43,13 +43,15 @@ namespace numamove::openmp {
 /// std::system_error when a thread's affinity cannot be read, and std::invalid_argument for
 /// threads < 1.
 inline std::vector<thread_binding> team_bindings(int threads, proc_bind bind = proc_bind::inherit) {
-  if (threads < 1) throw std::invalid_argument("numamove::openmp: a team needs at least one thread");
+  if (threads < 1)
+    throw std::invalid_argument("numamove::openmp: a team needs at least one thread");
   const topology& machine = topology::system();
   std::vector<thread_binding> bindings(static_cast<std::size_t>(threads));
   numamove::detail::openmp::team_errors errors;
   auto body = [&] {
     errors.guard([&] {
-      bindings[static_cast<std::size_t>(omp_get_thread_num())] = numamove::detail::openmp::current_binding(machine);
+      bindings[static_cast<std::size_t>(omp_get_thread_num())] =
+          numamove::detail::openmp::current_binding(machine);
     });
   };
   numamove::detail::openmp::in_team(threads, bind, body);
@@ -75,7 +77,8 @@ inline std::vector<thread_binding> team_bindings(int threads, proc_bind bind = p
 template <class T>
 team_migration place_for_schedule(T* data, std::size_t count, const static_schedule& schedule,
                                   const team_options& options = {}) {
-  static_assert(!std::is_const_v<T>, "place_for_schedule writes every page once: pass non-const data");
+  static_assert(!std::is_const_v<T>,
+                "place_for_schedule writes every page once: pass non-const data");
   return detail::openmp::distribute(data, count * sizeof(T), schedule, options, true);
 }
 
@@ -96,7 +99,8 @@ team_migration follow_threads(T* data, std::size_t count, const static_schedule&
 /// one query of every page through the path `automatic` picks. Throws as team_bindings() does,
 /// std::invalid_argument as place_for_schedule() does, and std::system_error as locate() does.
 template <class T>
-locality_report locality_for_schedule(const T* data, std::size_t count, const static_schedule& schedule,
+locality_report locality_for_schedule(const T* data, std::size_t count,
+                                      const static_schedule& schedule,
                                       proc_bind bind = proc_bind::inherit) {
   bytes_per_iteration(count * sizeof(T), schedule);
   locality_report report;

@@ -17,8 +17,8 @@ class allocation_failure : public std::bad_alloc {
  public:
   allocation_failure(int error, const std::string& label, std::size_t bytes)
       : code_(error, std::generic_category()),
-        what_("numamove::kokkos::NumaSpace: cannot allocate " + std::to_string(bytes) + " bytes for \"" + label +
-              "\": " + code_.message()) {}
+        what_("numamove::kokkos::NumaSpace: cannot allocate " + std::to_string(bytes) +
+              " bytes for \"" + label + "\": " + code_.message()) {}
   const char* what() const noexcept override { return what_.c_str(); }
   const std::error_code& code() const noexcept { return code_; }
 

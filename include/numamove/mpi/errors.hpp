@@ -12,6 +12,8 @@
 namespace numamove::mpi {
 
 /// The category of MPI error codes; message() is MPI_Error_string's text.
-inline const std::error_category& mpi_category() noexcept { return numamove::detail::mpi::category(); }
+inline const std::error_category& mpi_category() noexcept {
+  return numamove::detail::mpi::category();
+}
 
 }  // namespace numamove::mpi

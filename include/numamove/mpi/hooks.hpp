@@ -39,7 +39,8 @@ int MPI_Init_thread(int* argc, char*** argv, int required, int* provided) {
   return rc;
 }
 
-int MPI_Win_allocate_shared(MPI_Aint size, int disp_unit, MPI_Info info, MPI_Comm comm, void* baseptr, MPI_Win* win) {
+int MPI_Win_allocate_shared(MPI_Aint size, int disp_unit, MPI_Info info, MPI_Comm comm,
+                            void* baseptr, MPI_Win* win) {
   const int rc = PMPI_Win_allocate_shared(size, disp_unit, info, comm, baseptr, win);
   if (rc == MPI_SUCCESS) numamove::detail::mpi::hooks::after_window(*win, info);
   return rc;
@@ -52,23 +53,29 @@ int MPI_Finalize(void) {
 
 // The Fortran bindings, under the names gfortran and other compilers give them (lower case with
 // one, two or no trailing underscore, upper case), and Open MPI's mpi_f08 module names.
-#define NUMAMOVE_MPI_FORTRAN_HOOKS(init, init_thread, finalize, win_allocate_shared)                      \
-  void init(MPI_Fint* ierr) { numamove::detail::mpi::hooks::fortran_init_hook(#init, ierr); }            \
-  void init_thread(MPI_Fint* required, MPI_Fint* provided, MPI_Fint* ierr) {                             \
-    numamove::detail::mpi::hooks::fortran_init_thread_hook(#init_thread, required, provided, ierr);      \
-  }                                                                                                      \
-  void finalize(MPI_Fint* ierr) { numamove::detail::mpi::hooks::fortran_finalize_hook(#finalize, ierr); } \
-  void win_allocate_shared(MPI_Aint* size, MPI_Fint* disp_unit, MPI_Fint* info, MPI_Fint* comm, void* baseptr, \
-                           MPI_Fint* win, MPI_Fint* ierr) {                                              \
-    numamove::detail::mpi::hooks::fortran_win_allocate_shared_hook(#win_allocate_shared, size, disp_unit, info, \
-                                                                   comm, baseptr, win, ierr);            \
+#define NUMAMOVE_MPI_FORTRAN_HOOKS(init, init_thread, finalize, win_allocate_shared)            \
+  void init(MPI_Fint* ierr) {                                                                   \
+    numamove::detail::mpi::hooks::fortran_init_hook(#init, ierr);                               \
+  }                                                                                             \
+  void init_thread(MPI_Fint* required, MPI_Fint* provided, MPI_Fint* ierr) {                    \
+    numamove::detail::mpi::hooks::fortran_init_thread_hook(#init_thread, required, provided,    \
+                                                           ierr);                               \
+  }                                                                                             \
+  void finalize(MPI_Fint* ierr) {                                                               \
+    numamove::detail::mpi::hooks::fortran_finalize_hook(#finalize, ierr);                       \
+  }                                                                                             \
+  void win_allocate_shared(MPI_Aint* size, MPI_Fint* disp_unit, MPI_Fint* info, MPI_Fint* comm, \
+                           void* baseptr, MPI_Fint* win, MPI_Fint* ierr) {                      \
+    numamove::detail::mpi::hooks::fortran_win_allocate_shared_hook(                             \
+        #win_allocate_shared, size, disp_unit, info, comm, baseptr, win, ierr);                 \
   }
 
 NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init_, mpi_init_thread_, mpi_finalize_, mpi_win_allocate_shared_)
 NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init__, mpi_init_thread__, mpi_finalize__, mpi_win_allocate_shared__)
 NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init, mpi_init_thread, mpi_finalize, mpi_win_allocate_shared)
 NUMAMOVE_MPI_FORTRAN_HOOKS(MPI_INIT, MPI_INIT_THREAD, MPI_FINALIZE, MPI_WIN_ALLOCATE_SHARED)
-NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init_f08_, mpi_init_thread_f08_, mpi_finalize_f08_, mpi_win_allocate_shared_f08_)
+NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init_f08_, mpi_init_thread_f08_, mpi_finalize_f08_,
+                           mpi_win_allocate_shared_f08_)
 #undef NUMAMOVE_MPI_FORTRAN_HOOKS
 
 }  // extern "C"

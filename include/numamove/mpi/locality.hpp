@@ -16,11 +16,12 @@ namespace numamove::mpi {
 
 /// One rank's line of the report.
 struct rank_locality {
-  rank_binding binding;                  ///< where it ran (local_rank: among the ranks of its host)
-  std::string host;                      ///< MPI_Get_processor_name
-  std::size_t bytes = 0;                 ///< bytes looked at
-  std::size_t local_bytes = 0;           ///< of those, bytes on binding.node
-  std::map<int, std::size_t> bytes_on;   ///< bytes per node, or per negative page status (-ENOENT: never touched)
+  rank_binding binding;         ///< where it ran (local_rank: among the ranks of its host)
+  std::string host;             ///< MPI_Get_processor_name
+  std::size_t bytes = 0;        ///< bytes looked at
+  std::size_t local_bytes = 0;  ///< of those, bytes on binding.node
+  /// bytes per node, or per negative page status (-ENOENT: never touched)
+  std::map<int, std::size_t> bytes_on;
 
   /// local_bytes / bytes; 1 for no bytes.
   double fraction() const noexcept {
@@ -53,8 +54,11 @@ struct locality_table {
     std::string out = "rank  host             local  cpus          node  pinned  local%";
     char cell[96];
     for (const int c : columns) {
-      if (c >= 0) std::snprintf(cell, sizeof cell, "  %8s", ("N" + std::to_string(c) + " MiB").c_str());
-      else std::snprintf(cell, sizeof cell, "  %8s", c == -2 ? "absent" : ("err" + std::to_string(-c)).c_str());
+      if (c >= 0)
+        std::snprintf(cell, sizeof cell, "  %8s", ("N" + std::to_string(c) + " MiB").c_str());
+      else
+        std::snprintf(cell, sizeof cell, "  %8s",
+                      c == -2 ? "absent" : ("err" + std::to_string(-c)).c_str());
       out += cell;
     }
     out += "\n";
@@ -67,13 +71,15 @@ struct locality_table {
                 (j > i ? "-" + std::to_string(r.binding.cpus[j]) : "");
         i = j;
       }
-      std::snprintf(cell, sizeof cell, "%4d  %-15.15s  %5d  %-12.12s  %4d  %-6s  %6.1f", r.binding.rank, r.host.c_str(),
-                    r.binding.local_rank, cpus.c_str(), r.binding.node, r.binding.pinned ? "yes" : "no",
-                    100.0 * r.fraction());
+      std::snprintf(cell, sizeof cell, "%4d  %-15.15s  %5d  %-12.12s  %4d  %-6s  %6.1f",
+                    r.binding.rank, r.host.c_str(), r.binding.local_rank, cpus.c_str(),
+                    r.binding.node, r.binding.pinned ? "yes" : "no", 100.0 * r.fraction());
       out += cell;
       for (const int c : columns) {
         const auto found = r.bytes_on.find(c);
-        std::snprintf(cell, sizeof cell, "  %8.1f", found == r.bytes_on.end() ? 0.0 : static_cast<double>(found->second) / (1 << 20));
+        std::snprintf(
+            cell, sizeof cell, "  %8.1f",
+            found == r.bytes_on.end() ? 0.0 : static_cast<double>(found->second) / (1 << 20));
         out += cell;
       }
       out += "\n";

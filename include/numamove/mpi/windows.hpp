@@ -15,22 +15,25 @@ namespace numamove::mpi {
 
 /// How place_window_segments() places a segment.
 struct window_options {
-  bool strict = true;      ///< MPOL_BIND for pages yet to be touched; false: MPOL_PREFERRED
+  bool strict = true;  ///< MPOL_BIND for pages yet to be touched; false: MPOL_PREFERRED
   /// Move pages other ranks have mapped too (MPOL_MF_MOVE_ALL), which needs CAP_SYS_NICE: with
   /// it false, or without the capability, those pages stay and count in `needs_move_all`.
   bool move_shared = true;
-  backend path = backend::automatic;  ///< the path of the move (the userspace path cannot move shared pages)
+  /// the path of the move (the userspace path cannot move shared pages)
+  backend path = backend::automatic;
 };
 
 /// What one rank's place_window_segments() did with its segment.
 struct window_placement {
-  int rank = -1;                  ///< rank in the window's group
-  int node = -1;                  ///< the node its segment was placed on
-  void* segment = nullptr;        ///< its segment, as MPI_Win_shared_query gives it
-  std::size_t bytes = 0;          ///< the segment's size
-  std::size_t pages = 0;          ///< pages it placed: its whole pages, and boundary pages whose middle byte is its
-  std::size_t moved = 0;          ///< of those, pages moved here from another node
-  std::size_t already_local = 0;  ///< pages already on `node`, allocated there by the policy or a writer
+  int rank = -1;            ///< rank in the window's group
+  int node = -1;            ///< the node its segment was placed on
+  void* segment = nullptr;  ///< its segment, as MPI_Win_shared_query gives it
+  std::size_t bytes = 0;    ///< the segment's size
+  /// pages it placed: its whole pages, and boundary pages whose middle byte is its
+  std::size_t pages = 0;
+  std::size_t moved = 0;  ///< of those, pages moved here from another node
+  /// pages already on `node`, allocated there by the policy or a writer
+  std::size_t already_local = 0;
   /// Pages that hold bytes of its segment but went to a neighbour (whose part holds their
   /// middle byte): its bytes there are on the neighbour's node. The page-aligned allocation of
   /// allocate_shared_aligned() has none.
@@ -38,9 +41,9 @@ struct window_placement {
   /// Pages other ranks had mapped, which only MPOL_MF_MOVE_ALL moves (with CAP_SYS_NICE): left
   /// where they were.
   std::size_t needs_move_all = 0;
-  std::size_t failed = 0;         ///< pages with another negative status
-  bool move_all_used = false;     ///< MPOL_MF_MOVE_ALL was passed
-  backend used = backend::kernel; ///< the path of the move
+  std::size_t failed = 0;          ///< pages with another negative status
+  bool move_all_used = false;      ///< MPOL_MF_MOVE_ALL was passed
+  backend used = backend::kernel;  ///< the path of the move
   /// EINVAL: not a shared-memory window; ENODEV: the rank is on a node without memory; the
   /// errno of mbind(2) or of the move (EPERM, ENOSYS where the kernel refuses); MPI errors in
   /// the MPI category.
@@ -58,11 +61,11 @@ struct window_part {
 
 /// A window from allocate_shared_aligned().
 struct aligned_window {
-  MPI_Win win = MPI_WIN_NULL;   ///< free it with MPI_Win_free
-  void* base = nullptr;         ///< the calling rank's part, page-aligned
-  std::size_t bytes = 0;        ///< its size: the bytes asked for, rounded up to whole pages
-  window_placement placement;   ///< what placing that part on the rank's node did
-  std::error_code error;        ///< MPI_Win_allocate_shared's error, in mpi_category()
+  MPI_Win win = MPI_WIN_NULL;  ///< free it with MPI_Win_free
+  void* base = nullptr;        ///< the calling rank's part, page-aligned
+  std::size_t bytes = 0;       ///< its size: the bytes asked for, rounded up to whole pages
+  window_placement placement;  ///< what placing that part on the rank's node did
+  std::error_code error;       ///< MPI_Win_allocate_shared's error, in mpi_category()
 
   /// True when the window exists and its placement succeeded.
   explicit operator bool() const noexcept { return !error && static_cast<bool>(placement); }

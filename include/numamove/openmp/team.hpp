@@ -22,12 +22,12 @@ enum class proc_bind { inherit, primary, close, spread };
 
 /// Where one thread of a team ran when numamove looked.
 struct thread_binding {
-  int thread = 0;          ///< omp_get_thread_num()
-  int place = -1;          ///< omp_get_place_num(): -1 when the runtime bound it to no place
-  int cpu = -1;            ///< the CPU it ran on
-  std::vector<int> cpus;   ///< its affinity mask, ascending: what the place or a re-pin allows
-  int node = -1;           ///< the node for its data, as node_of_cpus() decides it
-  bool pinned = false;     ///< true when the mask lies within `node` (the node cannot drift)
+  int thread = 0;         ///< omp_get_thread_num()
+  int place = -1;         ///< omp_get_place_num(): -1 when the runtime bound it to no place
+  int cpu = -1;           ///< the CPU it ran on
+  std::vector<int> cpus;  ///< its affinity mask, ascending: what the place or a re-pin allows
+  int node = -1;          ///< the node for its data, as node_of_cpus() decides it
+  bool pinned = false;    ///< true when the mask lies within `node` (the node cannot drift)
 };
 
 /// How place_for_schedule() and follow_threads() run their team.
@@ -38,14 +38,14 @@ struct team_options {
 
 /// What one thread did in place_for_schedule() or follow_threads().
 struct thread_migration {
-  thread_binding binding;          ///< where the thread ran; its pages went to binding.node
-  std::size_t pages = 0;           ///< base pages the plan gave it
-  std::size_t moved = 0;           ///< of those, pages it moved to its node
-  std::size_t already_local = 0;   ///< pages that were on its node before it moved any
-  std::size_t not_present = 0;     ///< pages never touched, left unallocated (follow_threads only)
-  std::size_t failed = 0;          ///< pages with another negative status (-EBUSY, -EFAULT, ...)
-  std::size_t bytes = 0;           ///< bytes moved
-  std::error_code error;           ///< call-level error of its moves, as migrate() reports them
+  thread_binding binding;         ///< where the thread ran; its pages went to binding.node
+  std::size_t pages = 0;          ///< base pages the plan gave it
+  std::size_t moved = 0;          ///< of those, pages it moved to its node
+  std::size_t already_local = 0;  ///< pages that were on its node before it moved any
+  std::size_t not_present = 0;    ///< pages never touched, left unallocated (follow_threads only)
+  std::size_t failed = 0;         ///< pages with another negative status (-EBUSY, -EFAULT, ...)
+  std::size_t bytes = 0;          ///< bytes moved
+  std::error_code error;          ///< call-level error of its moves, as migrate() reports them
   std::chrono::nanoseconds elapsed{0};  ///< time the thread spent on its pages
 };
 
@@ -78,8 +78,8 @@ struct team_migration {
 
 /// The fraction of each thread's chunk on its thread's node.
 struct locality_report {
-  std::vector<thread_binding> bindings;   ///< where each thread ran when the report was made
-  std::vector<thread_locality> threads;   ///< per thread, from one query of every page
+  std::vector<thread_binding> bindings;  ///< where each thread ran when the report was made
+  std::vector<thread_locality> threads;  ///< per thread, from one query of every page
 
   /// Local bytes over all bytes, every thread together; 1 for no bytes.
   double fraction() const noexcept {

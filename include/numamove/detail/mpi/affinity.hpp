@@ -40,7 +40,8 @@ inline numamove::mpi::rank_binding current_binding(const topology& machine) {
 inline int unreachable_node_error(int cpu) {
   const int node = node_of_cpu(cpu);
   const std::vector<int> with_memory = nodes_with_memory();
-  const bool has_memory = std::find(with_memory.begin(), with_memory.end(), node) != with_memory.end();
+  const bool has_memory =
+      std::find(with_memory.begin(), with_memory.end(), node) != with_memory.end();
   return node >= 0 && has_memory ? EACCES : ENODEV;
 }
 
@@ -65,11 +66,13 @@ inline int set_process_affinity(const std::vector<int>& cpus) {
 
 /// The ranks of `comm` that share this host (MPI_COMM_TYPE_SHARED), one binding each, by local
 /// rank. Collective over `comm`. Throws std::system_error in the MPI category.
-inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm comm, const topology& machine) {
+inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm comm,
+                                                                     const topology& machine) {
   int rank = 0;
   check(MPI_Comm_rank(comm, &rank), "numamove::mpi: MPI_Comm_rank");
   MPI_Comm host = MPI_COMM_NULL;
-  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host), "numamove::mpi: MPI_Comm_split_type");
+  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
+        "numamove::mpi: MPI_Comm_split_type");
   struct release {
     MPI_Comm* c;
     ~release() { MPI_Comm_free(c); }
@@ -79,7 +82,8 @@ inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm co
   const numamove::mpi::rank_binding mine = current_binding(machine);
   const int fixed[4] = {rank, mine.cpu, mine.node, static_cast<int>(mine.cpus.size())};
   std::vector<int> all(static_cast<std::size_t>(size) * 4);
-  check(MPI_Allgather(fixed, 4, MPI_INT, all.data(), 4, MPI_INT, host), "numamove::mpi: MPI_Allgather");
+  check(MPI_Allgather(fixed, 4, MPI_INT, all.data(), 4, MPI_INT, host),
+        "numamove::mpi: MPI_Allgather");
   std::vector<int> counts(static_cast<std::size_t>(size));
   std::vector<int> offsets(static_cast<std::size_t>(size));
   int total = 0;
@@ -89,7 +93,8 @@ inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm co
     total += counts[r];
   }
   std::vector<int> cpus(static_cast<std::size_t>(total));
-  check(MPI_Allgatherv(mine.cpus.data(), fixed[3], MPI_INT, cpus.data(), counts.data(), offsets.data(), MPI_INT, host),
+  check(MPI_Allgatherv(mine.cpus.data(), fixed[3], MPI_INT, cpus.data(), counts.data(),
+                       offsets.data(), MPI_INT, host),
         "numamove::mpi: MPI_Allgatherv");
   std::vector<numamove::mpi::rank_binding> bindings(static_cast<std::size_t>(size));
   for (std::size_t r = 0; r < bindings.size(); ++r) {

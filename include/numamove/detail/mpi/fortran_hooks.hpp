@@ -29,17 +29,21 @@ inline bool succeeded(const MPI_Fint* ierr) noexcept {
 using fortran_init = void (*)(MPI_Fint*);
 using fortran_init_thread = void (*)(MPI_Fint*, MPI_Fint*, MPI_Fint*);
 using fortran_finalize = void (*)(MPI_Fint*);
-using fortran_win_allocate_shared = void (*)(MPI_Aint*, MPI_Fint*, MPI_Fint*, MPI_Fint*, void*, MPI_Fint*, MPI_Fint*);
+using fortran_win_allocate_shared = void (*)(MPI_Aint*, MPI_Fint*, MPI_Fint*, MPI_Fint*, void*,
+                                             MPI_Fint*, MPI_Fint*);
 
 inline void fortran_init_hook(const char* symbol, MPI_Fint* ierr) {
   static std::atomic<fortran_init> next{nullptr};
   if (next.load() == nullptr) next = next_definition<fortran_init>(symbol);
-  if (const fortran_init f = next.load()) f(ierr);
-  else if (const int rc = PMPI_Init(nullptr, nullptr); ierr != nullptr) *ierr = static_cast<MPI_Fint>(rc);
+  if (const fortran_init f = next.load())
+    f(ierr);
+  else if (const int rc = PMPI_Init(nullptr, nullptr); ierr != nullptr)
+    *ierr = static_cast<MPI_Fint>(rc);
   if (succeeded(ierr)) after_init();
 }
 
-inline void fortran_init_thread_hook(const char* symbol, MPI_Fint* required, MPI_Fint* provided, MPI_Fint* ierr) {
+inline void fortran_init_thread_hook(const char* symbol, MPI_Fint* required, MPI_Fint* provided,
+                                     MPI_Fint* ierr) {
   static std::atomic<fortran_init_thread> next{nullptr};
   if (next.load() == nullptr) next = next_definition<fortran_init_thread>(symbol);
   if (const fortran_init_thread f = next.load()) {
@@ -57,20 +61,24 @@ inline void fortran_finalize_hook(const char* symbol, MPI_Fint* ierr) {
   static std::atomic<fortran_finalize> next{nullptr};
   if (next.load() == nullptr) next = next_definition<fortran_finalize>(symbol);
   before_finalize();
-  if (const fortran_finalize f = next.load()) f(ierr);
-  else if (const int rc = PMPI_Finalize(); ierr != nullptr) *ierr = static_cast<MPI_Fint>(rc);
+  if (const fortran_finalize f = next.load())
+    f(ierr);
+  else if (const int rc = PMPI_Finalize(); ierr != nullptr)
+    *ierr = static_cast<MPI_Fint>(rc);
 }
 
-inline void fortran_win_allocate_shared_hook(const char* symbol, MPI_Aint* size, MPI_Fint* disp_unit, MPI_Fint* info,
-                                             MPI_Fint* comm, void* baseptr, MPI_Fint* win, MPI_Fint* ierr) {
+inline void fortran_win_allocate_shared_hook(const char* symbol, MPI_Aint* size,
+                                             MPI_Fint* disp_unit, MPI_Fint* info, MPI_Fint* comm,
+                                             void* baseptr, MPI_Fint* win, MPI_Fint* ierr) {
   static std::atomic<fortran_win_allocate_shared> next{nullptr};
   if (next.load() == nullptr) next = next_definition<fortran_win_allocate_shared>(symbol);
   if (const fortran_win_allocate_shared f = next.load()) {
     f(size, disp_unit, info, comm, baseptr, win, ierr);
   } else {
     MPI_Win c_win = MPI_WIN_NULL;
-    const int rc = PMPI_Win_allocate_shared(*size, static_cast<int>(*disp_unit), MPI_Info_f2c(*info),
-                                            MPI_Comm_f2c(*comm), baseptr, &c_win);
+    const int rc =
+        PMPI_Win_allocate_shared(*size, static_cast<int>(*disp_unit), MPI_Info_f2c(*info),
+                                 MPI_Comm_f2c(*comm), baseptr, &c_win);
     *win = MPI_Win_c2f(c_win);
     if (ierr != nullptr) *ierr = static_cast<MPI_Fint>(rc);
     if (rc != MPI_SUCCESS) return;

@@ -21,8 +21,9 @@ namespace numamove::detail::mpi {
 
 /// Gathers at `root` each rank's binding and bytes per node. Collective over `comm`. Throws
 /// std::system_error in the MPI category.
-inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std::size_t>& bytes_on, MPI_Comm comm,
-                                                        int root, const topology& machine) {
+inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std::size_t>& bytes_on,
+                                                        MPI_Comm comm, int root,
+                                                        const topology& machine) {
   int rank = 0;
   int size = 0;
   check(MPI_Comm_rank(comm, &rank), "numamove::mpi: MPI_Comm_rank");
@@ -36,8 +37,12 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
   check(MPI_Get_processor_name(name, &name_length), "numamove::mpi: MPI_Get_processor_name");
   // One message of long longs per rank: local rank, cpu, node, pinned, #cpus, #nodes, the cpus,
   // (node, bytes) pairs, then the host name's characters.
-  std::vector<long long> message = {mine.local_rank, mine.cpu, mine.node, mine.pinned ? 1 : 0,
-                                    static_cast<long long>(mine.cpus.size()), static_cast<long long>(bytes_on.size())};
+  std::vector<long long> message = {mine.local_rank,
+                                    mine.cpu,
+                                    mine.node,
+                                    mine.pinned ? 1 : 0,
+                                    static_cast<long long>(mine.cpus.size()),
+                                    static_cast<long long>(bytes_on.size())};
   for (const int c : mine.cpus) message.push_back(c);
   for (const auto& [node, bytes] : bytes_on) {
     message.push_back(node);
@@ -46,7 +51,8 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
   for (int i = 0; i < name_length; ++i) message.push_back(name[i]);
   const int length = static_cast<int>(message.size());
   std::vector<int> lengths(static_cast<std::size_t>(size));
-  check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm), "numamove::mpi: MPI_Gather");
+  check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm),
+        "numamove::mpi: MPI_Gather");
   std::vector<int> offsets(static_cast<std::size_t>(size));
   int total = 0;
   for (std::size_t r = 0; r < lengths.size(); ++r) {
@@ -54,8 +60,8 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
     total += lengths[r];
   }
   std::vector<long long> all(rank == root ? static_cast<std::size_t>(total) : 0);
-  check(MPI_Gatherv(message.data(), length, MPI_LONG_LONG, all.data(), lengths.data(), offsets.data(), MPI_LONG_LONG,
-                    root, comm),
+  check(MPI_Gatherv(message.data(), length, MPI_LONG_LONG, all.data(), lengths.data(),
+                    offsets.data(), MPI_LONG_LONG, root, comm),
         "numamove::mpi: MPI_Gatherv");
   numamove::mpi::locality_table table;
   if (rank != root) return table;

@@ -38,29 +38,37 @@ struct placed {
 };
 inline placed last;
 
-inline std::error_code errno_code(int e) { return std::error_code(e, std::generic_category()); }
+inline std::error_code errno_code(int e) {
+  return std::error_code(e, std::generic_category());
+}
 
 /// Moves the process's private memory from `from` to result.nodes and counts what moved.
-inline void move_and_count(rank_placement& result, const std::vector<int>& from, const migrate_options& options) {
+inline void move_and_count(rank_placement& result, const std::vector<int>& from,
+                           const migrate_options& options) {
   result.bytes_before = private_bytes_per_node();
   const process_move moved = move_process(from, result.nodes, options);
   result.bytes_after = private_bytes_per_node();
   result.used = moved.used;
   result.pages_not_moved = moved.not_moved;
   result.not_moved_statuses = moved.statuses;
-  result.moved_bytes = moved.used == backend::userspace ? moved.moved_bytes : departed(result.bytes_before, result.bytes_after, from);
+  result.moved_bytes = moved.used == backend::userspace
+                           ? moved.moved_bytes
+                           : departed(result.bytes_before, result.bytes_after, from);
   if (moved.error != 0 && !result.error) result.error = errno_code(moved.error);
 }
 
 /// Applies `options.policy` with `nodes` to every thread and moves the process's private memory
 /// from `from` to `nodes`.
-inline void apply(rank_placement& result, const policy_options& options, const std::vector<int>& from) {
+inline void apply(rank_placement& result, const policy_options& options,
+                  const std::vector<int>& from) {
   const topology& machine = topology::system();
   result.policy = options.policy;
   const std::vector<int> allowed = mems_allowed();
   for (const int n : result.nodes) {
-    if (!machine.has_node(n)) result.error = errno_code(ENODEV);
-    else if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), n) == allowed.end()) result.error = errno_code(EACCES);
+    if (!machine.has_node(n))
+      result.error = errno_code(ENODEV);
+    else if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), n) == allowed.end())
+      result.error = errno_code(EACCES);
   }
   if (result.error) return;
   result.mode = options.policy == policy::interleave ? memory_mode::interleave

@@ -32,8 +32,10 @@ inline std::error_code check_shared_window(MPI_Win win) {
   if (win == MPI_WIN_NULL) return std::error_code(EINVAL, std::generic_category());
   int* flavor = nullptr;
   int found = 0;
-  if (const int code = MPI_Win_get_attr(win, MPI_WIN_CREATE_FLAVOR, &flavor, &found)) return mpi_error(code);
-  if (!found || flavor == nullptr || *flavor != MPI_WIN_FLAVOR_SHARED) return std::error_code(EINVAL, std::generic_category());
+  if (const int code = MPI_Win_get_attr(win, MPI_WIN_CREATE_FLAVOR, &flavor, &found))
+    return mpi_error(code);
+  if (!found || flavor == nullptr || *flavor != MPI_WIN_FLAVOR_SHARED)
+    return std::error_code(EINVAL, std::generic_category());
   return {};
 }
 
@@ -83,8 +85,8 @@ inline bool holds_middle(std::uintptr_t p, const segment& part, const std::vecto
 /// it; for a shared mapping the policy is the segment object's), a read maps each one here (the
 /// kernel moves only pages the caller has mapped), and the pages elsewhere are moved, with
 /// MPOL_MF_MOVE_ALL where options and CAP_SYS_NICE allow.
-inline void place_part(const segment& part, const std::vector<segment>& parts, int node, const window_options& options,
-                       window_placement& result) {
+inline void place_part(const segment& part, const std::vector<segment>& parts, int node,
+                       const window_options& options, window_placement& result) {
   const std::size_t page = page_size();
   result.node = node;
   result.segment = reinterpret_cast<void*>(part.base);
@@ -94,15 +96,17 @@ inline void place_part(const segment& part, const std::vector<segment>& parts, i
   const std::uintptr_t end = part.base + part.bytes;
   std::vector<void*> mine;
   for (std::uintptr_t p = part.base / page * page; p < end; p += page) {
-    if (holds_middle(p, part, parts)) mine.push_back(reinterpret_cast<void*>(p));
-    else result.boundary_pages.push_back(reinterpret_cast<void*>(p));
+    if (holds_middle(p, part, parts))
+      mine.push_back(reinterpret_cast<void*>(p));
+    else
+      result.boundary_pages.push_back(reinterpret_cast<void*>(p));
   }
   result.pages = mine.size();
   if (mine.empty()) return;
   const node_mask mask(std::vector<int>{node});
   // The pages it owns are consecutive: one mbind for the run.
-  if (sys_mbind(mine.front(), mine.size() * page, options.strict ? mpol_bind : mpol_preferred, mask.words.data(),
-                mask.maxnode, 0) != 0 &&
+  if (sys_mbind(mine.front(), mine.size() * page, options.strict ? mpol_bind : mpol_preferred,
+                mask.words.data(), mask.maxnode, 0) != 0 &&
       errno != EPERM && errno != ENOSYS) {
     result.error = std::error_code(errno, std::generic_category());
     return;
@@ -112,14 +116,17 @@ inline void place_part(const segment& part, const std::vector<segment>& parts, i
   move.path = options.path;
   result.move_all_used = options.move_shared && has_cap_sys_nice();
   move.flags = result.move_all_used ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE;
-  const migration_result r = migrate_pages(std::move(mine), std::vector<int>(result.pages, node), move);
+  const migration_result r =
+      migrate_pages(std::move(mine), std::vector<int>(result.pages, node), move);
   result.used = r.used;
   result.error = r.error;
   result.moved = r.moved;
   result.already_local = r.already_there;
   for (const int status : r.status) {
-    if (status == -EACCES) ++result.needs_move_all;
-    else if (status < 0) ++result.failed;
+    if (status == -EACCES)
+      ++result.needs_move_all;
+    else if (status < 0)
+      ++result.failed;
   }
 }
 

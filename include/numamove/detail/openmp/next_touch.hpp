@@ -38,12 +38,12 @@ struct next_touch_region {
 
   std::uintptr_t first = 0;  // page-aligned
   std::size_t pages = 0;
-  int protection = 0;                            // what the pages get back
-  bool shared_mapping = false;                   // MAP_SHARED: the userspace path leaves it
-  unique_fd mem;                                 // the userspace path: /proc/self/mem, read-write
-  pagemap_file pagemap;                          // and /proc/self/pagemap
+  int protection = 0;           // what the pages get back
+  bool shared_mapping = false;  // MAP_SHARED: the userspace path leaves it
+  unique_fd mem;                // the userspace path: /proc/self/mem, read-write
+  pagemap_file pagemap;         // and /proc/self/pagemap
   std::unique_ptr<std::atomic<unsigned char>[]> state;  // per page
-  const topology* machine = nullptr;             // whose nodes the touchers' CPUs are on
+  const topology* machine = nullptr;                    // whose nodes the touchers' CPUs are on
   std::atomic<std::size_t> armed_pages{0};
   std::atomic<std::size_t> moved{0};
   std::atomic<std::size_t> local{0};
@@ -77,7 +77,8 @@ struct next_touch_region {
   /// Gives page i its protection back. When that fails (vm.max_map_count), every page gets it
   /// back, page i counts as failed, and the result is false.
   bool restore(std::size_t i) noexcept {
-    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0) return true;
+    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0)
+      return true;
     finish(i, failed);
     release_all();
     return false;
@@ -98,8 +99,10 @@ struct next_touch_region {
     if (node < 0) return finish(i, failed);
     // Query first, so that a page already there counts as local, not as moved. On this node
     // already, or never touched (this access allocates it here): local.
-    if (sys_move_pages(0, 1, &page, nullptr, &status, 0) != 0 || status == node || status < 0) return finish(i, local);
-    const bool went = sys_move_pages(0, 1, &page, &node, &status, MPOL_MF_MOVE) >= 0 && status == node;
+    if (sys_move_pages(0, 1, &page, nullptr, &status, 0) != 0 || status == node || status < 0)
+      return finish(i, local);
+    const bool went =
+        sys_move_pages(0, 1, &page, &node, &status, MPOL_MF_MOVE) >= 0 && status == node;
     finish(i, went ? moved : failed);
   }
 
@@ -163,8 +166,10 @@ struct next_touch_region {
     const std::size_t i = (reinterpret_cast<std::uintptr_t>(address) - self.first) / page_size();
     unsigned char expected = armed;
     if (self.state[i].compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) {
-      if (self.mem) self.rebuild_on_touch(i);
-      else self.move_on_touch(i);
+      if (self.mem)
+        self.rebuild_on_touch(i);
+      else
+        self.move_on_touch(i);
     }
     while (self.state[i].load(std::memory_order_acquire) != done) ::sched_yield();
     return true;
@@ -184,7 +189,8 @@ struct next_touch_region {
         expected = armed;
         if (!state[end].compare_exchange_strong(expected, claimed)) break;
       }
-      ::mprotect(reinterpret_cast<void*>(first + i * page_size()), (end - i) * page_size(), protection);
+      ::mprotect(reinterpret_cast<void*>(first + i * page_size()), (end - i) * page_size(),
+                 protection);
       for (std::size_t k = i; k < end; ++k) state[k].store(done, std::memory_order_release);
       armed_pages.fetch_sub(end - i);
       i = end;
@@ -201,8 +207,9 @@ inline void open_userspace_path(next_touch_region& region) {
   region.mem = open_proc(0, "mem", O_RDWR);
   region.pagemap = pagemap_file::of(0);
   if (!region.mem || !region.pagemap.is_open())
-    throw std::system_error(ENOSYS, std::generic_category(),
-                            "numamove::openmp::next_touch: neither move_pages(2) nor /proc/self/mem here");
+    throw std::system_error(
+        ENOSYS, std::generic_category(),
+        "numamove::openmp::next_touch: neither move_pages(2) nor /proc/self/mem here");
 }
 
 /// Sets region.protection and region.shared_mapping from the mappings that hold the region's
@@ -213,14 +220,16 @@ inline void read_protection(next_touch_region& region) {
   const std::vector<mapping> maps = read_mappings(0);
   const mapping* m = find_mapping(maps, region.first);
   if (m == nullptr)
-    throw std::system_error(EINVAL, std::generic_category(), "numamove::openmp::next_touch: not mapped");
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "numamove::openmp::next_touch: not mapped");
   region.protection = m->protection();
   region.shared_mapping = m->shared();
   for (std::uintptr_t at = m->end; at < end;) {
     const mapping* next = find_mapping(maps, at);
     if (next == nullptr || next->perms != m->perms)
-      throw std::system_error(EINVAL, std::generic_category(),
-                              "numamove::openmp::next_touch: the range spans mappings with other permissions");
+      throw std::system_error(
+          EINVAL, std::generic_category(),
+          "numamove::openmp::next_touch: the range spans mappings with other permissions");
     at = next->end;
   }
 }
@@ -233,12 +242,14 @@ inline void arm(next_touch_region& region) {
   const std::size_t bytes = region.pages * page_size();
   region.id = register_fault_range(first, bytes, &next_touch_region::on_fault, &region);
   if (region.id < 0)
-    throw std::system_error(errno, std::generic_category(), "numamove::openmp::next_touch: register_fault_range");
+    throw std::system_error(errno, std::generic_category(),
+                            "numamove::openmp::next_touch: register_fault_range");
   if (::mprotect(first, bytes, PROT_NONE) != 0) {
     const int error = errno;
     ::mprotect(first, bytes, region.protection);
     unregister_fault_range(region.id);
-    throw std::system_error(error, std::generic_category(), "numamove::openmp::next_touch: mprotect");
+    throw std::system_error(error, std::generic_category(),
+                            "numamove::openmp::next_touch: mprotect");
   }
 }
 

@@ -64,8 +64,10 @@ template <class Body>
 void in_team(int threads, numamove::openmp::proc_bind bind, Body& body) {
   int team = threads;
   const auto sized = [&] {
-    if (omp_get_num_threads() == threads) body();
-    else if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+    if (omp_get_num_threads() == threads)
+      body();
+    else if (omp_get_thread_num() == 0)
+      team = omp_get_num_threads();
   };
   run_team(threads, bind, sized);
   if (team != threads)
@@ -87,7 +89,9 @@ class team_errors {
     }
   }
   /// Whether a thread has failed; read it only after a barrier.
-  bool failed() const noexcept { return static_cast<bool>(first_); }
+  bool failed() const noexcept {
+    return static_cast<bool>(first_);
+  }
   void rethrow() const {
     if (first_) std::rethrow_exception(first_);
   }
