@@ -8,6 +8,7 @@
 //   space_of                   the NumaSpace a View's allocation was made in
 //   migrate, locate, bytes_per_node   numamove's calls on any host-accessible View
 //   create_mirror, resize, realloc, kokkos_malloc   Kokkos' calls that keep the placement
+//   allocation_failure         what NumaSpace allocations throw (kokkos/allocation_failure.hpp)
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -27,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "kokkos/allocation_failure.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
 #include "placement.hpp"
@@ -37,7 +39,8 @@
 
 // The placement for a RangePolicy's threads needs the OpenMP backend as Kokkos 4 runs it (a
 // native `omp parallel for`, whose iteration-to-thread map is OpenMP's static schedule).
-#if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION >= 40000 && !defined(KOKKOS_INTERNAL_DISABLE_NATIVE_OPENMP)
+#if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION >= 40000 && \
+    !defined(KOKKOS_INTERNAL_DISABLE_NATIVE_OPENMP)
 #define NUMAMOVE_KOKKOS_THREAD_PLACEMENT 1
 #endif
 
@@ -101,7 +104,8 @@ class NumaSpace {
   /// place_for_schedule() throws: std::runtime_error when OpenMP gives another team size than
   /// the instance's concurrency, std::system_error when a thread's affinity cannot be read.
   template <class... Traits>
-  static NumaSpace for_range(const Kokkos::RangePolicy<Traits...>& policy, loop kind = loop::parallel_for) {
+  static NumaSpace for_range(const Kokkos::RangePolicy<Traits...>& policy,
+                             loop kind = loop::parallel_for) {
     using range = Kokkos::RangePolicy<Traits...>;
     static_assert(std::is_same_v<typename range::execution_space, Kokkos::OpenMP>,
                   "NumaSpace::for_range: a RangePolicy of Kokkos::OpenMP");
@@ -147,30 +151,39 @@ class NumaSpace {
   /// `bytes` of fresh, placed memory, page-aligned. Throws allocation_failure (a
   /// std::bad_alloc), or for a for_range() space what that says. Kokkos Tools see the
   /// allocation (allocateData) under this space's name.
-  void* allocate(std::size_t bytes) const { return allocate("[unlabeled]", bytes); }
+  void* allocate(std::size_t bytes) const {
+    return allocate("[unlabeled]", bytes);
+  }
 
   /// The same, under `label`, for Kokkos: `logical` of the bytes are data, after a header.
   void* allocate(const char* label, std::size_t bytes, std::size_t logical = 0) const {
     void* memory = detail::kokkos::allocate(state_.get(), label, bytes, logical);
     if (Kokkos::Tools::profileLibraryLoaded())
-      Kokkos::Tools::allocateData(Kokkos::Tools::make_space_handle(name()), label, memory, logical != 0 ? logical : bytes);
+      Kokkos::Tools::allocateData(Kokkos::Tools::make_space_handle(name()), label, memory,
+                                  logical != 0 ? logical : bytes);
     return memory;
   }
 
   /// Kokkos 4 allocates with an execution space instance; host memory needs none.
-  template <class ExecutionSpace, class = std::enable_if_t<Kokkos::is_execution_space<ExecutionSpace>::value>>
+  template <class ExecutionSpace,
+            class = std::enable_if_t<Kokkos::is_execution_space<ExecutionSpace>::value>>
   void* allocate(const ExecutionSpace&, std::size_t bytes) const {
     return allocate(bytes);
   }
-  template <class ExecutionSpace, class = std::enable_if_t<Kokkos::is_execution_space<ExecutionSpace>::value>>
-  void* allocate(const ExecutionSpace&, const char* label, std::size_t bytes, std::size_t logical = 0) const {
+  template <class ExecutionSpace,
+            class = std::enable_if_t<Kokkos::is_execution_space<ExecutionSpace>::value>>
+  void* allocate(const ExecutionSpace&, const char* label, std::size_t bytes,
+                 std::size_t logical = 0) const {
     return allocate(label, bytes, logical);
   }
 
   /// Frees memory from allocate() with the same sizes, after a global fence (work still
   /// running on it finishes first, as HostSpace does).
-  void deallocate(void* memory, std::size_t bytes) const { deallocate("[unlabeled]", memory, bytes); }
-  void deallocate(const char* label, void* memory, std::size_t bytes, std::size_t logical = 0) const {
+  void deallocate(void* memory, std::size_t bytes) const {
+    deallocate("[unlabeled]", memory, bytes);
+  }
+  void deallocate(const char* label, void* memory, std::size_t bytes,
+                  std::size_t logical = 0) const {
     if (memory == nullptr) return;
     Kokkos::fence();
     if (Kokkos::Tools::profileLibraryLoaded())
@@ -180,14 +193,18 @@ class NumaSpace {
   }
 
   /// The name Kokkos Tools and Kokkos' messages show.
-  static constexpr const char* name() { return "NumaSpace"; }
+  static constexpr const char* name() {
+    return "NumaSpace";
+  }
 
   friend bool operator==(const NumaSpace& a, const NumaSpace& b) {
     if (a.state_ == b.state_) return true;
     if (!a.state_ || !b.state_) return false;
     return *a.state_ == *b.state_;
   }
-  friend bool operator!=(const NumaSpace& a, const NumaSpace& b) { return !(a == b); }
+  friend bool operator!=(const NumaSpace& a, const NumaSpace& b) {
+    return !(a == b);
+  }
 
  private:
   std::shared_ptr<const detail::kokkos::space_state> state_;  // null: first touch
@@ -222,8 +239,9 @@ std::optional<NumaSpace> space_of(const View& view) {
 /// as migrate() reports them; std::bad_alloc only for its bookkeeping.
 template <class View>
 migration_result migrate(const View& view, int node, const migrate_options& options = {}) {
-  static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
-                "numamove::kokkos::migrate: a View host code can access");
+  static_assert(
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
+      "numamove::kokkos::migrate: a View host code can access");
   if (view.span_is_contiguous()) return numamove::migrate(view.data(), view.span(), node, options);
   std::vector<void*> pages = detail::kokkos::pages_of(view);
   const std::vector<int> target(pages.size(), node);
@@ -235,8 +253,9 @@ migration_result migrate(const View& view, int node, const migrate_options& opti
 /// std::system_error with the query's errno when the query itself fails.
 template <class View>
 std::vector<int> locate(const View& view) {
-  static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
-                "numamove::kokkos::locate: a View host code can access");
+  static_assert(
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
+      "numamove::kokkos::locate: a View host code can access");
   if (view.span_is_contiguous()) return numamove::locate(view.data(), view.span());
   std::vector<void*> pages = detail::kokkos::pages_of(view);
   std::vector<int> status(pages.size());
@@ -250,8 +269,9 @@ std::vector<int> locate(const View& view) {
 /// Throws as locate() does.
 template <class View>
 std::map<int, std::size_t> bytes_per_node(const View& view) {
-  static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
-                "numamove::kokkos::bytes_per_node: a View host code can access");
+  static_assert(
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible,
+      "numamove::kokkos::bytes_per_node: a View host code can access");
   if (view.span_is_contiguous()) return numamove::bytes_per_node(view.data(), view.span());
   const std::vector<void*> pages = detail::kokkos::pages_of(view);
   const std::vector<int> status = locate(view);
@@ -260,7 +280,8 @@ std::map<int, std::size_t> bytes_per_node(const View& view) {
   detail::kokkos::for_each_run(view, [&](std::uintptr_t first, std::size_t length) {
     for (std::uintptr_t at = first; at < first + length;) {
       const std::uintptr_t next = std::min(at / page * page + page, first + length);
-      const auto where = std::lower_bound(pages.begin(), pages.end(), reinterpret_cast<void*>(at / page * page));
+      const auto where =
+          std::lower_bound(pages.begin(), pages.end(), reinterpret_cast<void*>(at / page * page));
       bytes[status[static_cast<std::size_t>(where - pages.begin())]] += next - at;
       at = next;
     }
@@ -283,16 +304,18 @@ namespace numamove::kokkos {
 template <class T, class... P>
 typename Kokkos::View<T, P...>::HostMirror create_mirror(const Kokkos::View<T, P...>& src) {
   using mirror = typename Kokkos::View<T, P...>::HostMirror;
-  return mirror(Kokkos::view_alloc(detail::kokkos::space_or_default(src), std::string(src.label()) + "_mirror"),
+  return mirror(Kokkos::view_alloc(detail::kokkos::space_or_default(src),
+                                   std::string(src.label()) + "_mirror"),
                 src.layout());
 }
 
 /// The same, without initializing the mirror's elements (their pages are placed all the same).
 template <class T, class... P>
-typename Kokkos::View<T, P...>::HostMirror create_mirror(Kokkos::Impl::WithoutInitializing_t without,
-                                                         const Kokkos::View<T, P...>& src) {
+typename Kokkos::View<T, P...>::HostMirror create_mirror(
+    Kokkos::Impl::WithoutInitializing_t without, const Kokkos::View<T, P...>& src) {
   using mirror = typename Kokkos::View<T, P...>::HostMirror;
-  return mirror(Kokkos::view_alloc(detail::kokkos::space_or_default(src), std::string(src.label()) + "_mirror", without),
+  return mirror(Kokkos::view_alloc(detail::kokkos::space_or_default(src),
+                                   std::string(src.label()) + "_mirror", without),
                 src.layout());
 }
 
@@ -303,20 +326,24 @@ typename Kokkos::View<T, P...>::HostMirror create_mirror(Kokkos::Impl::WithoutIn
 /// then.
 template <class T, class... P>
 void resize(Kokkos::View<T, P...>& view, std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+            std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
             std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
   detail::kokkos::resize(view, {n0, n1, n2, n3, n4, n5, n6, n7});
 }
 
 /// The same, leaving the new elements uninitialized.
 template <class T, class... P>
-void resize(Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>& view,
-            std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-            std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
+void resize(
+    Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>& view,
+    std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
   detail::kokkos::resize(view, {n0, n1, n2, n3, n4, n5, n6, n7}, without);
 }
 
@@ -326,20 +353,24 @@ void resize(Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>& 
 /// allocating the View throws; `view` is empty then.
 template <class T, class... P>
 void realloc(Kokkos::View<T, P...>& view, std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+             std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
              std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
   detail::kokkos::realloc(view, {n0, n1, n2, n3, n4, n5, n6, n7});
 }
 
 /// The same, without initializing the elements.
 template <class T, class... P>
-void realloc(Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>& view,
-             std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
-             std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
+void realloc(
+    Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>& view,
+    std::size_t n0 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n1 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n2 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n3 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n4 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n5 = KOKKOS_IMPL_CTOR_DEFAULT_ARG,
+    std::size_t n6 = KOKKOS_IMPL_CTOR_DEFAULT_ARG, std::size_t n7 = KOKKOS_IMPL_CTOR_DEFAULT_ARG) {
   detail::kokkos::realloc(view, {n0, n1, n2, n3, n4, n5, n6, n7}, without);
 }
 
@@ -348,7 +379,8 @@ void realloc(Kokkos::Impl::WithoutInitializing_t without, Kokkos::View<T, P...>&
 /// Kokkos::kokkos_realloc<NumaSpace> grows in the same space. nullptr for 0 bytes. Throws
 /// allocation_failure.
 inline void* kokkos_malloc(const NumaSpace& space, const std::string& label, std::size_t bytes) {
-  return Kokkos::Impl::SharedAllocationRecord<NumaSpace, void>::allocate_tracked(space, label, bytes);
+  return Kokkos::Impl::SharedAllocationRecord<NumaSpace, void>::allocate_tracked(space, label,
+                                                                                 bytes);
 }
 
 }  // namespace numamove::kokkos

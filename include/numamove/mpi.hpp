@@ -1,5 +1,5 @@
 // numamove/mpi.hpp: a rank's data on its rank's node. Opt-in: link numamove::mpi (defined where
-// CMake finds MPI; the core stays free of MPI). Uses MPI's C API only.
+// CMake finds MPI; the core stays free of MPI). Uses MPI's C API only; includes <mpi.h> itself.
 //
 //   rank_affinity          collective: every rank of this host, its CPUs and its node
 //   place_rank             collective: a placement policy for the whole process, after MPI_Init
@@ -9,6 +9,14 @@
 //   allocate_shared_aligned  a shared-memory window whose parts own their pages
 //   gather_locality        collective: the locality table of an array or of each process
 //
+// and, included here, what they take and report:
+//
+//   mpi/binding.hpp        rank_binding: where a rank runs
+//   mpi/policy.hpp         policy, memory_mode, policy_options, rank_placement
+//   mpi/windows.hpp        window_options, window_placement, window_part, aligned_window
+//   mpi/locality.hpp       rank_locality, locality_table
+//   mpi/errors.hpp         mpi_category()
+//
 // Placement failures are reported in the results, never thrown. MPI's errors are
 // std::error_code values in mpi_category() (messages from MPI_Error_string): in a result's
 // `error`, or thrown as std::system_error by the calls that return plain values. Every call
@@ -17,14 +25,17 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <system_error>
 #include <vector>
 
+#include "detail/linux/syscalls.hpp"
 #include "detail/mpi/affinity.hpp"
 #include "detail/mpi/errors.hpp"
 #include "detail/mpi/locality.hpp"
@@ -33,8 +44,12 @@
 #include "detail/mpi/windows.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
+#include "mpi/binding.hpp"
+#include "mpi/errors.hpp"
+#include "mpi/locality.hpp"
+#include "mpi/policy.hpp"
+#include "mpi/windows.hpp"
 #include "topology.hpp"
-#include "detail/linux/syscalls.hpp"
 
 namespace numamove::mpi {
 
@@ -54,7 +69,6 @@ inline int bind_process(const std::vector<int>& cpus) {
   detail::mpi::require_running("numamove::mpi::bind_process");
   return detail::mpi::set_process_affinity(cpus);
 }
-
 
 /// Places the calling rank as options.policy says, once, after MPI_Init: every thread of the
 /// process gets the memory policy (so new allocations, from any thread, land on the nodes), and
@@ -161,8 +175,9 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   }
   placed.migrate = options;
   if (!had_policy) placed.policy = policy::local;
-  result.nodes = placed.policy == policy::interleave ? detail::mpi::nodes_of(machine, result.binding.cpus)
-                                                      : std::vector<int>{result.binding.node};
+  result.nodes = placed.policy == policy::interleave
+                     ? detail::mpi::nodes_of(machine, result.binding.cpus)
+                     : std::vector<int>{result.binding.node};
   if (result.nodes.empty() || result.nodes.front() < 0) {
     result.error = detail::mpi::errno_code(detail::mpi::unreachable_node_error(result.binding.cpu));
     result.nodes.clear();
@@ -171,7 +186,8 @@ inline rank_placement follow_rank(const migrate_options& options = {}) {
   }
   std::vector<int> from;
   for (const int n : previous.empty() ? detail::mpi::other_nodes(machine, result.nodes) : previous)
-    if (std::find(result.nodes.begin(), result.nodes.end(), n) == result.nodes.end()) from.push_back(n);
+    if (std::find(result.nodes.begin(), result.nodes.end(), n) == result.nodes.end())
+      from.push_back(n);
   if (had_policy) {
     detail::mpi::apply(result, placed, from);
   } else {
@@ -196,7 +212,8 @@ migration_result follow_rank(T* data, std::size_t count, const migrate_options& 
   if (node < 0) {
     migration_result nowhere;
     nowhere.used = detail::path_for(options);
-    nowhere.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+    nowhere.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return nowhere;
   }
   return migrate(data, count, node, options);
@@ -229,18 +246,14 @@ inline window_placement place_window_segments(MPI_Win win, const window_options&
   const rank_binding binding = detail::mpi::current_binding(topology::system());
   result.node = binding.node;
   if (result.node < 0) {
-    result.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+    result.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
     return result;
   }
-  detail::mpi::place_part(parts[static_cast<std::size_t>(result.rank)], parts, result.node, options, result);
+  detail::mpi::place_part(parts[static_cast<std::size_t>(result.rank)], parts, result.node, options,
+                          result);
   return result;
 }
-
-/// One rank's page-aligned part of a window from allocate_shared_aligned().
-struct window_part {
-  void* base = nullptr;   ///< page-aligned
-  std::size_t bytes = 0;  ///< the bytes the rank asked for, rounded up to whole pages
-};
 
 /// Rank `rank`'s part of a window made by allocate_shared_aligned(), as every rank of the window
 /// may address it (MPI_Win_shared_query's answer would include the padding). Throws
@@ -248,23 +261,12 @@ struct window_part {
 inline window_part aligned_part(MPI_Win win, int rank) {
   detail::mpi::require_running("numamove::mpi::aligned_part");
   detail::mpi::segment s;
-  if (const std::error_code e = detail::mpi::query_segment(win, rank, s)) throw std::system_error(e, "numamove::mpi::aligned_part");
+  if (const std::error_code e = detail::mpi::query_segment(win, rank, s))
+    throw std::system_error(e, "numamove::mpi::aligned_part");
   const std::size_t page = detail::page_size();
   if (s.bytes < page) return {};
   return {reinterpret_cast<void*>((s.base + page - 1) / page * page), s.bytes - page};
 }
-
-/// A window from allocate_shared_aligned().
-struct aligned_window {
-  MPI_Win win = MPI_WIN_NULL;   ///< free it with MPI_Win_free
-  void* base = nullptr;         ///< the calling rank's part, page-aligned
-  std::size_t bytes = 0;        ///< its size: the bytes asked for, rounded up to whole pages
-  window_placement placement;   ///< what placing that part on the rank's node did
-  std::error_code error;        ///< MPI_Win_allocate_shared's error, in mpi_category()
-
-  /// True when the window exists and its placement succeeded.
-  explicit operator bool() const noexcept { return !error && static_cast<bool>(placement); }
-};
 
 /// Collective over `comm`: MPI_Win_allocate_shared with each rank's request rounded up to whole
 /// pages plus one page of padding, so that every rank's part starts on a page of its own (the
@@ -272,7 +274,8 @@ struct aligned_window {
 /// placed on its rank's node as place_window_segments() does. The window's displacement unit is
 /// 1. Other ranks' parts: aligned_part(). Failures are reported, not thrown (`error`,
 /// `placement.error`); throws std::logic_error before MPI_Init and after MPI_Finalize.
-inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, MPI_Info info = MPI_INFO_NULL,
+inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm,
+                                              MPI_Info info = MPI_INFO_NULL,
                                               const window_options& options = {}) {
   detail::mpi::require_running("numamove::mpi::allocate_shared_aligned");
   aligned_window made;
@@ -280,7 +283,8 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
   const std::size_t whole = (bytes + page - 1) / page * page;
   const std::size_t request = whole == 0 ? 0 : whole + page;
   void* base = nullptr;
-  if (const int code = MPI_Win_allocate_shared(static_cast<MPI_Aint>(request), 1, info, comm, &base, &made.win)) {
+  if (const int code = MPI_Win_allocate_shared(static_cast<MPI_Aint>(request), 1, info, comm, &base,
+                                               &made.win)) {
     made.error = detail::mpi::mpi_error(code);
     return made;
   }
@@ -299,8 +303,11 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
   const rank_binding binding = detail::mpi::current_binding(topology::system());
   made.placement.node = binding.node;
   if (made.placement.node < 0)
-    made.placement.error = std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
-  else detail::mpi::place_part(parts[static_cast<std::size_t>(rank)], parts, made.placement.node, options, made.placement);
+    made.placement.error =
+        std::error_code(detail::mpi::unreachable_node_error(binding.cpu), std::generic_category());
+  else
+    detail::mpi::place_part(parts[static_cast<std::size_t>(rank)], parts, made.placement.node,
+                            options, made.placement);
   return made;
 }
 
@@ -309,16 +316,19 @@ inline aligned_window allocate_shared_aligned(std::size_t bytes, MPI_Comm comm, 
 /// an empty table. Print it with locality_table::to_string(). Throws std::system_error
 /// (mpi_category(), or the query's errno as locate() does) and std::logic_error.
 template <class T>
-locality_table gather_locality(const T* data, std::size_t count, MPI_Comm comm = MPI_COMM_WORLD, int root = 0) {
+locality_table gather_locality(const T* data, std::size_t count, MPI_Comm comm = MPI_COMM_WORLD,
+                               int root = 0) {
   detail::mpi::require_running("numamove::mpi::gather_locality");
-  return detail::mpi::gather_locality_of(bytes_per_node(data, count), comm, root, topology::system());
+  return detail::mpi::gather_locality_of(bytes_per_node(data, count), comm, root,
+                                         topology::system());
 }
 
 /// The same for each rank's private memory (anonymous mappings, heap, stacks; not shared
 /// segments or files), counted from /proc/self/numa_maps.
 inline locality_table gather_locality(MPI_Comm comm = MPI_COMM_WORLD, int root = 0) {
   detail::mpi::require_running("numamove::mpi::gather_locality");
-  return detail::mpi::gather_locality_of(detail::mpi::private_bytes_per_node(), comm, root, topology::system());
+  return detail::mpi::gather_locality_of(detail::mpi::private_bytes_per_node(), comm, root,
+                                         topology::system());
 }
 
 }  // namespace numamove::mpi

@@ -1,16 +1,21 @@
 // numamove/openmp.hpp: data follows the OpenMP threads that compute on it. Opt-in: link
 // numamove::openmp (the core stays free of OpenMP); this header includes <omp.h> itself.
 //
-//   static_schedule, plan_for_schedule, locality_of, node_of_cpus  the pure planning
-//                                                  (detail/openmp/plan.hpp, no OpenMP needed)
-//   team_bindings        where each thread of a team runs and which node that is
-//   place_for_schedule   each thread places its chunk of an array on its node
-//   follow_threads       at a phase boundary, move the chunks whose thread changed node
+//   team_bindings          where each thread of a team runs and which node that is
+//   place_for_schedule     each thread places its chunk of an array on its node
+//   follow_threads         at a phase boundary, move the chunks whose thread changed node
 //   locality_for_schedule  the fraction of each thread's chunk on its node
-//   next_touch           pages move to the node of the thread that next touches them
 //
-// The value types (static_schedule, thread_binding, team_migration, ...) are declared in
-// detail/openmp/plan.hpp and team.hpp; docs/openmp.md describes the whole.
+// and, included here:
+//
+//   openmp/schedule.hpp    static_schedule, plan_for_schedule, locality_of, node_of_cpus: the
+//                          pure planning (no OpenMP needed)
+//   openmp/team.hpp        proc_bind, thread_binding, team_options, team_migration,
+//                          locality_report: what the calls above take and report
+//   openmp/next_touch.hpp  next_touch: pages move to the node of the thread that next touches
+//                          them
+//
+// docs/openmp.md describes the whole.
 #pragma once
 
 #include <omp.h>
@@ -22,11 +27,12 @@
 #include <vector>
 
 #include "detail/openmp/distribute.hpp"
-#include "detail/openmp/next_touch.hpp"
-#include "detail/openmp/plan.hpp"
 #include "detail/openmp/team.hpp"
 #include "migrate.hpp"
 #include "migration_result.hpp"
+#include "openmp/next_touch.hpp"
+#include "openmp/schedule.hpp"
+#include "openmp/team.hpp"
 #include "topology.hpp"
 
 namespace numamove::openmp {
@@ -37,13 +43,15 @@ namespace numamove::openmp {
 /// std::system_error when a thread's affinity cannot be read, and std::invalid_argument for
 /// threads < 1.
 inline std::vector<thread_binding> team_bindings(int threads, proc_bind bind = proc_bind::inherit) {
-  if (threads < 1) throw std::invalid_argument("numamove::openmp: a team needs at least one thread");
+  if (threads < 1)
+    throw std::invalid_argument("numamove::openmp: a team needs at least one thread");
   const topology& machine = topology::system();
   std::vector<thread_binding> bindings(static_cast<std::size_t>(threads));
   numamove::detail::openmp::team_errors errors;
   auto body = [&] {
     errors.guard([&] {
-      bindings[static_cast<std::size_t>(omp_get_thread_num())] = numamove::detail::openmp::current_binding(machine);
+      bindings[static_cast<std::size_t>(omp_get_thread_num())] =
+          numamove::detail::openmp::current_binding(machine);
     });
   };
   numamove::detail::openmp::in_team(threads, bind, body);
@@ -69,7 +77,8 @@ inline std::vector<thread_binding> team_bindings(int threads, proc_bind bind = p
 template <class T>
 team_migration place_for_schedule(T* data, std::size_t count, const static_schedule& schedule,
                                   const team_options& options = {}) {
-  static_assert(!std::is_const_v<T>, "place_for_schedule writes every page once: pass non-const data");
+  static_assert(!std::is_const_v<T>,
+                "place_for_schedule writes every page once: pass non-const data");
   return detail::openmp::distribute(data, count * sizeof(T), schedule, options, true);
 }
 
@@ -90,7 +99,8 @@ team_migration follow_threads(T* data, std::size_t count, const static_schedule&
 /// one query of every page through the path `automatic` picks. Throws as team_bindings() does,
 /// std::invalid_argument as place_for_schedule() does, and std::system_error as locate() does.
 template <class T>
-locality_report locality_for_schedule(const T* data, std::size_t count, const static_schedule& schedule,
+locality_report locality_for_schedule(const T* data, std::size_t count,
+                                      const static_schedule& schedule,
                                       proc_bind bind = proc_bind::inherit) {
   bytes_per_iteration(count * sizeof(T), schedule);
   locality_report report;

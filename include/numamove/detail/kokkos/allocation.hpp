@@ -16,6 +16,7 @@
 #include <string>
 #include <system_error>
 
+#include "../../kokkos/allocation_failure.hpp"
 #include "../../placement.hpp"
 #include "../call_checks.hpp"
 #include "../engine/memory_policy.hpp"
@@ -25,28 +26,6 @@
 #include "../../openmp.hpp"
 #include "../linux/syscalls.hpp"
 #endif
-
-namespace numamove::kokkos {
-
-/// What NumaSpace throws when it cannot give memory: a std::bad_alloc, as Kokkos users catch
-/// for a View that does not fit, with the errno that says why (ENOMEM from mmap, or the error
-/// of applying the placement: mbind's errno, EHOSTUNREACH where mbind is refused and a node has
-/// no CPU this process may run on).
-class allocation_failure : public std::bad_alloc {
- public:
-  allocation_failure(int error, const std::string& label, std::size_t bytes)
-      : code_(error, std::generic_category()),
-        what_("numamove::kokkos::NumaSpace: cannot allocate " + std::to_string(bytes) + " bytes for \"" + label +
-              "\": " + code_.message()) {}
-  const char* what() const noexcept override { return what_.c_str(); }
-  const std::error_code& code() const noexcept { return code_; }
-
- private:
-  std::error_code code_;
-  std::string what_;
-};
-
-}  // namespace numamove::kokkos
 
 namespace numamove::detail::kokkos {
 
@@ -74,7 +53,8 @@ struct space_state {
 /// Throws std::system_error as numamove::allocator does for a placement no allocation can take.
 inline void validate(const placement& where) {
   if (where.kind == placement::policy::interleave && where.nodes.empty())
-    throw std::system_error(EINVAL, std::generic_category(), "numamove::kokkos::NumaSpace: interleave over no nodes");
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "numamove::kokkos::NumaSpace: interleave over no nodes");
   for (const int node : where.nodes) {
     if (const int error = check_target_node(node))
       throw std::system_error(error, std::generic_category(),
@@ -92,7 +72,8 @@ inline std::size_t header_bytes(std::size_t bytes, std::size_t logical) noexcept
 /// The data bytes split into schedule.iterations equal slices, the last ones short by less than
 /// a byte per slice: place_for_schedule() wants slices of one size, so the mapping extends past
 /// the data by those few bytes.
-inline std::size_t scheduled_bytes(std::size_t data_bytes, const numamove::openmp::static_schedule& schedule) noexcept {
+inline std::size_t scheduled_bytes(std::size_t data_bytes,
+                                   const numamove::openmp::static_schedule& schedule) noexcept {
   const std::size_t slice = (data_bytes + schedule.iterations - 1) / schedule.iterations;
   return slice * schedule.iterations;
 }
@@ -100,7 +81,8 @@ inline std::size_t scheduled_bytes(std::size_t data_bytes, const numamove::openm
 
 /// The length of the mapping behind an allocation of `bytes` (`logical` of them data): whole
 /// pages, at least one.
-inline std::size_t mapped_length(const space_state* state, std::size_t bytes, std::size_t logical) noexcept {
+inline std::size_t mapped_length(const space_state* state, std::size_t bytes,
+                                 std::size_t logical) noexcept {
   std::size_t needed = bytes;
 #ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
   if (state != nullptr && state->schedule) {
@@ -118,9 +100,11 @@ inline std::size_t mapped_length(const space_state* state, std::size_t bytes, st
 /// Maps fresh pages for `bytes` (`logical` of them data) and places them as `state` says
 /// (nullptr: first touch). Throws numamove::kokkos::allocation_failure, or what
 /// numamove::openmp::place_for_schedule() throws for a team it cannot run.
-inline void* allocate(const space_state* state, const char* label, std::size_t bytes, std::size_t logical) {
+inline void* allocate(const space_state* state, const char* label, std::size_t bytes,
+                      std::size_t logical) {
   const std::size_t length = mapped_length(state, bytes, logical);
-  void* memory = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) throw numamove::kokkos::allocation_failure(errno, label, bytes);
   if (state == nullptr) return memory;
 #ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
@@ -130,7 +114,8 @@ inline void* allocate(const space_state* state, const char* label, std::size_t b
     const std::size_t header = header_bytes(bytes, logical);
     try {
       numamove::openmp::place_for_schedule(static_cast<char*>(memory) + header,
-                                           scheduled_bytes(bytes - header, *state->schedule), *state->schedule);
+                                           scheduled_bytes(bytes - header, *state->schedule),
+                                           *state->schedule);
     } catch (...) {
       ::munmap(memory, length);
       throw;
@@ -145,7 +130,8 @@ inline void* allocate(const space_state* state, const char* label, std::size_t b
   return memory;
 }
 
-inline void deallocate(const space_state* state, void* memory, std::size_t bytes, std::size_t logical) noexcept {
+inline void deallocate(const space_state* state, void* memory, std::size_t bytes,
+                       std::size_t logical) noexcept {
   ::munmap(memory, mapped_length(state, bytes, logical));
 }
 

@@ -1,41 +1,25 @@
-// Where a rank runs: its affinity mask, the CPU it is on, and its node by the OpenMP layer's
-// rule (numamove::openmp::node_of_cpus), gathered over the ranks of one host. The struct is a
-// public name, reached through numamove/mpi.hpp.
+// Where a rank runs, behind numamove::mpi::rank_binding: the calling thread's binding by the
+// OpenMP layer's node rule (numamove::openmp::node_of_cpus), the bindings of the ranks of one
+// host, and rebinding every thread of the process.
 #pragma once
 
 #include <mpi.h>
-#include <dirent.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <cstdlib>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "../../mpi/binding.hpp"
+#include "../../openmp/schedule.hpp"
 #include "../../topology.hpp"
-#include "../openmp/plan.hpp"
 #include "../linux/proc.hpp"
+#include "../linux/sys.hpp"
 #include "../linux/syscalls.hpp"
 #include "errors.hpp"
-
-namespace numamove::mpi {
-
-/// Where one rank ran when numamove looked.
-struct rank_binding {
-  int rank = -1;          ///< rank in the communicator asked about
-  int local_rank = -1;    ///< rank among the ranks of its host (MPI_COMM_TYPE_SHARED); -1 when not asked
-  int cpu = -1;           ///< the CPU it ran on
-  std::vector<int> cpus;  ///< its affinity mask, ascending: what the launcher's binding (or a rebind) allows
-  int node = -1;          ///< the node for its data, as numamove::openmp::node_of_cpus() decides it
-  bool pinned = false;    ///< true when the mask lies within `node` (the rank cannot drift off it)
-};
-
-}  // namespace numamove::mpi
 
 namespace numamove::detail::mpi {
 
@@ -54,26 +38,11 @@ inline numamove::mpi::rank_binding current_binding(const topology& machine) {
 /// puts the CPU on a node with memory that the process's cpuset leaves out (hwloc shows only
 /// the allowed nodes), ENODEV when its node has no memory.
 inline int unreachable_node_error(int cpu) {
-  int node = -1;
-  if (DIR* dir = ::opendir(("/sys/devices/system/cpu/cpu" + std::to_string(cpu)).c_str())) {
-    while (const dirent* entry = ::readdir(dir))
-      if (std::strncmp(entry->d_name, "node", 4) == 0 && entry->d_name[4] >= '0' && entry->d_name[4] <= '9')
-        node = std::atoi(entry->d_name + 4);
-    ::closedir(dir);
-  }
-  const std::vector<int> with_memory = parse_id_list(read_text("/sys/devices/system/node/has_memory"));
-  return node >= 0 && std::find(with_memory.begin(), with_memory.end(), node) != with_memory.end() ? EACCES : ENODEV;
-}
-
-/// Thread ids of this process (/proc/self/task), the caller's included.
-inline std::vector<pid_t> thread_ids() {
-  std::vector<pid_t> ids;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return {static_cast<pid_t>(::syscall(SYS_gettid))};
-  while (const dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.') ids.push_back(static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10)));
-  ::closedir(dir);
-  return ids;
+  const int node = node_of_cpu(cpu);
+  const std::vector<int> with_memory = nodes_with_memory();
+  const bool has_memory =
+      std::find(with_memory.begin(), with_memory.end(), node) != with_memory.end();
+  return node >= 0 && has_memory ? EACCES : ENODEV;
 }
 
 /// Sets the affinity of every thread of the process to `cpus`. Returns 0 or the errno of the
@@ -97,11 +66,13 @@ inline int set_process_affinity(const std::vector<int>& cpus) {
 
 /// The ranks of `comm` that share this host (MPI_COMM_TYPE_SHARED), one binding each, by local
 /// rank. Collective over `comm`. Throws std::system_error in the MPI category.
-inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm comm, const topology& machine) {
+inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm comm,
+                                                                     const topology& machine) {
   int rank = 0;
   check(MPI_Comm_rank(comm, &rank), "numamove::mpi: MPI_Comm_rank");
   MPI_Comm host = MPI_COMM_NULL;
-  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host), "numamove::mpi: MPI_Comm_split_type");
+  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
+        "numamove::mpi: MPI_Comm_split_type");
   struct release {
     MPI_Comm* c;
     ~release() { MPI_Comm_free(c); }
@@ -111,7 +82,8 @@ inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm co
   const numamove::mpi::rank_binding mine = current_binding(machine);
   const int fixed[4] = {rank, mine.cpu, mine.node, static_cast<int>(mine.cpus.size())};
   std::vector<int> all(static_cast<std::size_t>(size) * 4);
-  check(MPI_Allgather(fixed, 4, MPI_INT, all.data(), 4, MPI_INT, host), "numamove::mpi: MPI_Allgather");
+  check(MPI_Allgather(fixed, 4, MPI_INT, all.data(), 4, MPI_INT, host),
+        "numamove::mpi: MPI_Allgather");
   std::vector<int> counts(static_cast<std::size_t>(size));
   std::vector<int> offsets(static_cast<std::size_t>(size));
   int total = 0;
@@ -121,7 +93,8 @@ inline std::vector<numamove::mpi::rank_binding> gather_host_bindings(MPI_Comm co
     total += counts[r];
   }
   std::vector<int> cpus(static_cast<std::size_t>(total));
-  check(MPI_Allgatherv(mine.cpus.data(), fixed[3], MPI_INT, cpus.data(), counts.data(), offsets.data(), MPI_INT, host),
+  check(MPI_Allgatherv(mine.cpus.data(), fixed[3], MPI_INT, cpus.data(), counts.data(),
+                       offsets.data(), MPI_INT, host),
         "numamove::mpi: MPI_Allgatherv");
   std::vector<numamove::mpi::rank_binding> bindings(static_cast<std::size_t>(size));
   for (std::size_t r = 0; r < bindings.size(); ++r) {

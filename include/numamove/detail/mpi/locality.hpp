@@ -1,6 +1,5 @@
-// The locality report: per rank, its binding, its node, bytes per node and the local fraction
-// of an array or of its private memory, gathered at one rank and printed as a table. The
-// structs are public names, reached through numamove/mpi.hpp.
+// The locality report behind numamove::mpi::gather_locality(): each rank's binding and bytes
+// per node, gathered at one rank.
 #pragma once
 
 #include <mpi.h>
@@ -12,87 +11,19 @@
 #include <string>
 #include <vector>
 
+#include "../../mpi/binding.hpp"
+#include "../../mpi/locality.hpp"
+#include "../../topology.hpp"
 #include "affinity.hpp"
 #include "errors.hpp"
-
-namespace numamove::mpi {
-
-/// One rank's line of the report.
-struct rank_locality {
-  rank_binding binding;                  ///< where it ran (local_rank: among the ranks of its host)
-  std::string host;                      ///< MPI_Get_processor_name
-  std::size_t bytes = 0;                 ///< bytes looked at
-  std::size_t local_bytes = 0;           ///< of those, bytes on binding.node
-  std::map<int, std::size_t> bytes_on;   ///< bytes per node, or per negative page status (-ENOENT: never touched)
-
-  /// local_bytes / bytes; 1 for no bytes.
-  double fraction() const noexcept {
-    return bytes == 0 ? 1.0 : static_cast<double>(local_bytes) / static_cast<double>(bytes);
-  }
-};
-
-/// The report as the root rank has it (other ranks get an empty one).
-struct locality_table {
-  std::vector<rank_locality> ranks;  ///< by rank
-
-  /// Local bytes over all bytes, every rank together; 1 for no bytes.
-  double fraction() const noexcept {
-    std::size_t bytes = 0;
-    std::size_t local = 0;
-    for (const rank_locality& r : ranks) {
-      bytes += r.bytes;
-      local += r.local_bytes;
-    }
-    return bytes == 0 ? 1.0 : static_cast<double>(local) / static_cast<double>(bytes);
-  }
-
-  /// One line per rank: rank, host, local rank, CPUs, node, pinned, local fraction, MiB per node.
-  /// Empty for an empty table (the ranks other than the root).
-  std::string to_string() const {
-    if (ranks.empty()) return {};
-    std::set<int> columns;
-    for (const rank_locality& r : ranks)
-      for (const auto& [node, bytes] : r.bytes_on) columns.insert(node);
-    std::string out = "rank  host             local  cpus          node  pinned  local%";
-    char cell[96];
-    for (const int c : columns) {
-      if (c >= 0) std::snprintf(cell, sizeof cell, "  %8s", ("N" + std::to_string(c) + " MiB").c_str());
-      else std::snprintf(cell, sizeof cell, "  %8s", c == -2 ? "absent" : ("err" + std::to_string(-c)).c_str());
-      out += cell;
-    }
-    out += "\n";
-    for (const rank_locality& r : ranks) {
-      std::string cpus;
-      for (std::size_t i = 0; i < r.binding.cpus.size(); ++i) {
-        std::size_t j = i;
-        while (j + 1 < r.binding.cpus.size() && r.binding.cpus[j + 1] == r.binding.cpus[j] + 1) ++j;
-        cpus += (cpus.empty() ? "" : ",") + std::to_string(r.binding.cpus[i]) +
-                (j > i ? "-" + std::to_string(r.binding.cpus[j]) : "");
-        i = j;
-      }
-      std::snprintf(cell, sizeof cell, "%4d  %-15.15s  %5d  %-12.12s  %4d  %-6s  %6.1f", r.binding.rank, r.host.c_str(),
-                    r.binding.local_rank, cpus.c_str(), r.binding.node, r.binding.pinned ? "yes" : "no",
-                    100.0 * r.fraction());
-      out += cell;
-      for (const int c : columns) {
-        const auto found = r.bytes_on.find(c);
-        std::snprintf(cell, sizeof cell, "  %8.1f", found == r.bytes_on.end() ? 0.0 : static_cast<double>(found->second) / (1 << 20));
-        out += cell;
-      }
-      out += "\n";
-    }
-    return out;
-  }
-};
-
-}  // namespace numamove::mpi
 
 namespace numamove::detail::mpi {
 
 /// Gathers at `root` each rank's binding and bytes per node. Collective over `comm`. Throws
 /// std::system_error in the MPI category.
-inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std::size_t>& bytes_on, MPI_Comm comm,
-                                                        int root, const topology& machine) {
+inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std::size_t>& bytes_on,
+                                                        MPI_Comm comm, int root,
+                                                        const topology& machine) {
   int rank = 0;
   int size = 0;
   check(MPI_Comm_rank(comm, &rank), "numamove::mpi: MPI_Comm_rank");
@@ -106,8 +37,12 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
   check(MPI_Get_processor_name(name, &name_length), "numamove::mpi: MPI_Get_processor_name");
   // One message of long longs per rank: local rank, cpu, node, pinned, #cpus, #nodes, the cpus,
   // (node, bytes) pairs, then the host name's characters.
-  std::vector<long long> message = {mine.local_rank, mine.cpu, mine.node, mine.pinned ? 1 : 0,
-                                    static_cast<long long>(mine.cpus.size()), static_cast<long long>(bytes_on.size())};
+  std::vector<long long> message = {mine.local_rank,
+                                    mine.cpu,
+                                    mine.node,
+                                    mine.pinned ? 1 : 0,
+                                    static_cast<long long>(mine.cpus.size()),
+                                    static_cast<long long>(bytes_on.size())};
   for (const int c : mine.cpus) message.push_back(c);
   for (const auto& [node, bytes] : bytes_on) {
     message.push_back(node);
@@ -116,7 +51,8 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
   for (int i = 0; i < name_length; ++i) message.push_back(name[i]);
   const int length = static_cast<int>(message.size());
   std::vector<int> lengths(static_cast<std::size_t>(size));
-  check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm), "numamove::mpi: MPI_Gather");
+  check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm),
+        "numamove::mpi: MPI_Gather");
   std::vector<int> offsets(static_cast<std::size_t>(size));
   int total = 0;
   for (std::size_t r = 0; r < lengths.size(); ++r) {
@@ -124,8 +60,8 @@ inline numamove::mpi::locality_table gather_locality_of(const std::map<int, std:
     total += lengths[r];
   }
   std::vector<long long> all(rank == root ? static_cast<std::size_t>(total) : 0);
-  check(MPI_Gatherv(message.data(), length, MPI_LONG_LONG, all.data(), lengths.data(), offsets.data(), MPI_LONG_LONG,
-                    root, comm),
+  check(MPI_Gatherv(message.data(), length, MPI_LONG_LONG, all.data(), lengths.data(),
+                    offsets.data(), MPI_LONG_LONG, root, comm),
         "numamove::mpi: MPI_Gatherv");
   numamove::mpi::locality_table table;
   if (rank != root) return table;

@@ -1,8 +1,7 @@
 // Shared-memory windows (MPI_Win_allocate_shared): each rank's segment on its rank's node, and
 // an allocation whose parts own their pages. Open MPI's osc/sm allocates one segment for all
 // ranks, first touch decides where its pages go, and a rank's part starts mid-page, so
-// neighbours share their boundary pages. The structs are public names, reached through
-// numamove/mpi.hpp.
+// neighbours share their boundary pages.
 #pragma once
 
 #include <mpi.h>
@@ -16,52 +15,12 @@
 
 #include "../../flags.hpp"
 #include "../../migration_result.hpp"
+#include "../../mpi/windows.hpp"
 #include "../engine/memory_policy.hpp"
 #include "../engine/migration.hpp"
 #include "../linux/proc.hpp"
 #include "../linux/syscalls.hpp"
 #include "errors.hpp"
-
-namespace numamove::mpi {
-
-/// How place_window_segments() places a segment.
-struct window_options {
-  bool strict = true;      ///< MPOL_BIND for pages yet to be touched; false: MPOL_PREFERRED
-  /// Move pages other ranks have mapped too (MPOL_MF_MOVE_ALL), which needs CAP_SYS_NICE: with
-  /// it false, or without the capability, those pages stay and count in `needs_move_all`.
-  bool move_shared = true;
-  backend path = backend::automatic;  ///< the path of the move (the userspace path cannot move shared pages)
-};
-
-/// What one rank's place_window_segments() did with its segment.
-struct window_placement {
-  int rank = -1;                  ///< rank in the window's group
-  int node = -1;                  ///< the node its segment was placed on
-  void* segment = nullptr;        ///< its segment, as MPI_Win_shared_query gives it
-  std::size_t bytes = 0;          ///< the segment's size
-  std::size_t pages = 0;          ///< pages it placed: its whole pages, and boundary pages whose middle byte is its
-  std::size_t moved = 0;          ///< of those, pages moved here from another node
-  std::size_t already_local = 0;  ///< pages already on `node`, allocated there by the policy or a writer
-  /// Pages that hold bytes of its segment but went to a neighbour (whose part holds their
-  /// middle byte): its bytes there are on the neighbour's node. The page-aligned allocation of
-  /// allocate_shared_aligned() has none.
-  std::vector<void*> boundary_pages;
-  /// Pages other ranks had mapped, which only MPOL_MF_MOVE_ALL moves (with CAP_SYS_NICE): left
-  /// where they were.
-  std::size_t needs_move_all = 0;
-  std::size_t failed = 0;         ///< pages with another negative status
-  bool move_all_used = false;     ///< MPOL_MF_MOVE_ALL was passed
-  backend used = backend::kernel; ///< the path of the move
-  /// EINVAL: not a shared-memory window; ENODEV: the rank is on a node without memory; the
-  /// errno of mbind(2) or of the move (EPERM, ENOSYS where the kernel refuses); MPI errors in
-  /// the MPI category.
-  std::error_code error;
-
-  /// True when no error, no page failed and no page was left for want of MPOL_MF_MOVE_ALL.
-  explicit operator bool() const noexcept { return !error && failed == 0 && needs_move_all == 0; }
-};
-
-}  // namespace numamove::mpi
 
 namespace numamove::detail::mpi {
 
@@ -73,8 +32,10 @@ inline std::error_code check_shared_window(MPI_Win win) {
   if (win == MPI_WIN_NULL) return std::error_code(EINVAL, std::generic_category());
   int* flavor = nullptr;
   int found = 0;
-  if (const int code = MPI_Win_get_attr(win, MPI_WIN_CREATE_FLAVOR, &flavor, &found)) return mpi_error(code);
-  if (!found || flavor == nullptr || *flavor != MPI_WIN_FLAVOR_SHARED) return std::error_code(EINVAL, std::generic_category());
+  if (const int code = MPI_Win_get_attr(win, MPI_WIN_CREATE_FLAVOR, &flavor, &found))
+    return mpi_error(code);
+  if (!found || flavor == nullptr || *flavor != MPI_WIN_FLAVOR_SHARED)
+    return std::error_code(EINVAL, std::generic_category());
   return {};
 }
 
@@ -124,8 +85,8 @@ inline bool holds_middle(std::uintptr_t p, const segment& part, const std::vecto
 /// it; for a shared mapping the policy is the segment object's), a read maps each one here (the
 /// kernel moves only pages the caller has mapped), and the pages elsewhere are moved, with
 /// MPOL_MF_MOVE_ALL where options and CAP_SYS_NICE allow.
-inline void place_part(const segment& part, const std::vector<segment>& parts, int node, const window_options& options,
-                       window_placement& result) {
+inline void place_part(const segment& part, const std::vector<segment>& parts, int node,
+                       const window_options& options, window_placement& result) {
   const std::size_t page = page_size();
   result.node = node;
   result.segment = reinterpret_cast<void*>(part.base);
@@ -135,15 +96,17 @@ inline void place_part(const segment& part, const std::vector<segment>& parts, i
   const std::uintptr_t end = part.base + part.bytes;
   std::vector<void*> mine;
   for (std::uintptr_t p = part.base / page * page; p < end; p += page) {
-    if (holds_middle(p, part, parts)) mine.push_back(reinterpret_cast<void*>(p));
-    else result.boundary_pages.push_back(reinterpret_cast<void*>(p));
+    if (holds_middle(p, part, parts))
+      mine.push_back(reinterpret_cast<void*>(p));
+    else
+      result.boundary_pages.push_back(reinterpret_cast<void*>(p));
   }
   result.pages = mine.size();
   if (mine.empty()) return;
   const node_mask mask(std::vector<int>{node});
   // The pages it owns are consecutive: one mbind for the run.
-  if (sys_mbind(mine.front(), mine.size() * page, options.strict ? mpol_bind : mpol_preferred, mask.words.data(),
-                mask.maxnode, 0) != 0 &&
+  if (sys_mbind(mine.front(), mine.size() * page, options.strict ? mpol_bind : mpol_preferred,
+                mask.words.data(), mask.maxnode, 0) != 0 &&
       errno != EPERM && errno != ENOSYS) {
     result.error = std::error_code(errno, std::generic_category());
     return;
@@ -153,14 +116,17 @@ inline void place_part(const segment& part, const std::vector<segment>& parts, i
   move.path = options.path;
   result.move_all_used = options.move_shared && has_cap_sys_nice();
   move.flags = result.move_all_used ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE;
-  const migration_result r = migrate_pages(std::move(mine), std::vector<int>(result.pages, node), move);
+  const migration_result r =
+      migrate_pages(std::move(mine), std::vector<int>(result.pages, node), move);
   result.used = r.used;
   result.error = r.error;
   result.moved = r.moved;
   result.already_local = r.already_there;
   for (const int status : r.status) {
-    if (status == -EACCES) ++result.needs_move_all;
-    else if (status < 0) ++result.failed;
+    if (status == -EACCES)
+      ++result.needs_move_all;
+    else if (status < 0)
+      ++result.failed;
   }
 }
 

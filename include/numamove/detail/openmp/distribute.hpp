@@ -12,18 +12,19 @@
 #include <system_error>
 #include <vector>
 
-#include "../../migration_result.hpp"
-#include "../../topology.hpp"
 #include "../../capabilities.hpp"
+#include "../../migration_result.hpp"
+#include "../../openmp/schedule.hpp"
+#include "../../openmp/team.hpp"
+#include "../../topology.hpp"
 #include "../engine/backend_choice.hpp"
+#include "../engine/migration.hpp"
 #include "../linux/huge_pages.hpp"
 #include "../linux/maps.hpp"
-#include "../engine/migration.hpp"
 #include "../linux/proc.hpp"
-#include "plan.hpp"
-#include "team.hpp"
-#include "../linux/syscalls.hpp"
 #include "../linux/sys.hpp"
+#include "../linux/syscalls.hpp"
+#include "team.hpp"
 
 namespace numamove::detail::openmp {
 
@@ -84,9 +85,11 @@ inline void move_share(const api::schedule_plan& plan, api::thread_migration& mi
   pages.reserve(mine.pages);
   for (const api::page_run& run : plan.runs[t]) {
     if (touch) touch_run(run, begin);
-    for (std::size_t i = 0; i < run.pages; ++i) pages.push_back(static_cast<char*>(run.first) + i * page_size());
+    for (std::size_t i = 0; i < run.pages; ++i)
+      pages.push_back(static_cast<char*>(run.first) + i * page_size());
   }
-  const migration_result r = migrate_pages(std::move(pages), std::vector<int>(mine.pages, plan.nodes[t]), options);
+  const migration_result r =
+      migrate_pages(std::move(pages), std::vector<int>(mine.pages, plan.nodes[t]), options);
   mine.moved = r.moved;
   mine.already_local = r.already_there;
   mine.not_present = r.not_present;
@@ -99,12 +102,13 @@ inline void move_share(const api::schedule_plan& plan, api::thread_migration& mi
 /// place_for_schedule() and follow_threads(): one parallel region in which every thread finds
 /// its node, one thread plans, and every thread then moves its own pages.
 inline api::team_migration distribute(const void* data, std::size_t bytes,
-                                      const api::static_schedule& schedule, const api::team_options& options,
-                                      bool touch) {
+                                      const api::static_schedule& schedule,
+                                      const api::team_options& options, bool touch) {
   const auto started = std::chrono::steady_clock::now();
   api::bytes_per_iteration(bytes, schedule);  // throws before any thread starts
   const topology& machine = topology::system();
-  const data_mapping mapping = bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
+  const data_mapping mapping =
+      bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
   api::team_migration result;
   result.used = path_for(options.migrate);
   result.granule = mapping.granule;
@@ -124,7 +128,8 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
     });
     if (errors.failed()) return;
     errors.guard([&] {
-      move_share(plan, mine, touch && mapping.writable, reinterpret_cast<std::uintptr_t>(data), options.migrate);
+      move_share(plan, mine, touch && mapping.writable, reinterpret_cast<std::uintptr_t>(data),
+                 options.migrate);
     });
   };
   in_team(schedule.threads, options.bind, body);

@@ -1,8 +1,8 @@
-// Next-touch in user space (the kernel has none): the marked pages are made inaccessible, and
-// the first access to each one faults into a callback that moves the page to the node of the
-// CPU the touching thread runs on, then gives the page its protection back. The move is
-// move_pages(2) where the kernel path works, else the page is re-backed by the toucher itself
-// (rebuild_on_touch). The class is a public name, reached through numamove/openmp.hpp.
+// Next-touch in user space (the kernel has none), behind numamove/openmp/next_touch.hpp: the
+// marked pages are made inaccessible, and the first access to each one faults into a callback
+// that moves the page to the node of the CPU the touching thread runs on, then gives the page
+// its protection back. The move is move_pages(2) where the kernel path works, else the page is
+// re-backed by the toucher itself (rebuild_on_touch).
 #pragma once
 
 #include <fcntl.h>
@@ -15,17 +15,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <system_error>
 #include <vector>
 
 #include "../../flags.hpp"
 #include "../../topology.hpp"
 #include "../engine/backend_choice.hpp"
+#include "../engine/migration.hpp"
 #include "../linux/fault_handler.hpp"
+#include "../linux/fd.hpp"
 #include "../linux/maps.hpp"
 #include "../linux/pagemap.hpp"
-#include "../engine/migration.hpp"
 #include "../linux/proc.hpp"
 #include "../linux/syscalls.hpp"
 
@@ -38,12 +38,12 @@ struct next_touch_region {
 
   std::uintptr_t first = 0;  // page-aligned
   std::size_t pages = 0;
-  int protection = 0;                            // what the pages get back
-  bool shared_mapping = false;                   // MAP_SHARED: the userspace path leaves it
-  int mem_fd = -1;                               // the userspace path: /proc/self/mem, read-write
-  int pagemap_fd = -1;                           // and /proc/self/pagemap
+  int protection = 0;           // what the pages get back
+  bool shared_mapping = false;  // MAP_SHARED: the userspace path leaves it
+  unique_fd mem;                // the userspace path: /proc/self/mem, read-write
+  pagemap_file pagemap;         // and /proc/self/pagemap
   std::unique_ptr<std::atomic<unsigned char>[]> state;  // per page
-  const topology* machine = nullptr;             // whose nodes the touchers' CPUs are on
+  const topology* machine = nullptr;                    // whose nodes the touchers' CPUs are on
   std::atomic<std::size_t> armed_pages{0};
   std::atomic<std::size_t> moved{0};
   std::atomic<std::size_t> local{0};
@@ -64,11 +64,6 @@ struct next_touch_region {
     }
   }
 
-  ~next_touch_region() {
-    if (mem_fd >= 0) ::close(mem_fd);
-    if (pagemap_fd >= 0) ::close(pagemap_fd);
-  }
-
   /// The node of the CPU the calling thread runs on, or -1 (unknown, or a node without memory).
   /// Allocation-free, as the handler needs.
   int toucher_node() const noexcept { return machine->current_node(); }
@@ -82,7 +77,8 @@ struct next_touch_region {
   /// Gives page i its protection back. When that fails (vm.max_map_count), every page gets it
   /// back, page i counts as failed, and the result is false.
   bool restore(std::size_t i) noexcept {
-    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0) return true;
+    if (::mprotect(reinterpret_cast<void*>(first + i * page_size()), page_size(), protection) == 0)
+      return true;
     finish(i, failed);
     release_all();
     return false;
@@ -103,8 +99,10 @@ struct next_touch_region {
     if (node < 0) return finish(i, failed);
     // Query first, so that a page already there counts as local, not as moved. On this node
     // already, or never touched (this access allocates it here): local.
-    if (sys_move_pages(0, 1, &page, nullptr, &status, 0) != 0 || status == node || status < 0) return finish(i, local);
-    const bool went = sys_move_pages(0, 1, &page, &node, &status, MPOL_MF_MOVE) >= 0 && status == node;
+    if (sys_move_pages(0, 1, &page, nullptr, &status, 0) != 0 || status == node || status < 0)
+      return finish(i, local);
+    const bool went =
+        sys_move_pages(0, 1, &page, &node, &status, MPOL_MF_MOVE) >= 0 && status == node;
     finish(i, went ? moved : failed);
   }
 
@@ -127,7 +125,7 @@ struct next_touch_region {
     const std::size_t size = page_size();
     const std::uintptr_t at = first + i * size;
     std::uint64_t entry = 0;
-    if (!read_pagemap_entries(pagemap_fd, at, 1, &entry)) entry = pagemap_bit::present;  // unknown: treated as present
+    if (!pagemap.read(at, 1, &entry)) entry = pagemap_bit::present;  // unknown: treated as present
     const bool present = (entry & pagemap_bit::present) != 0;
     const bool swapped = (entry & pagemap_bit::swapped) != 0;
     if (!present && !swapped) return unprotect(i, local);
@@ -136,7 +134,7 @@ struct next_touch_region {
     if (spare == MAP_FAILED) return unprotect(i, failed);
     void* page = reinterpret_cast<void*>(at);
     const auto offset = static_cast<off_t>(at);
-    const bool copied = ::pread(mem_fd, spare, size, offset) == static_cast<ssize_t>(size);
+    const bool copied = ::pread(mem.get(), spare, size, offset) == static_cast<ssize_t>(size);
     if (copied && present && (entry & pagemap_bit::exclusive) == 0) {
       // Mapped elsewhere too: the zero page (its write allocates here) stays local; a page
       // shared copy-on-write with another process stays where it is.
@@ -149,7 +147,7 @@ struct next_touch_region {
       return unprotect(i, failed);
     }
     bool spare_in_place = false;
-    while (::pwrite(mem_fd, spare, size, offset) != static_cast<ssize_t>(size)) {
+    while (::pwrite(mem.get(), spare, size, offset) != static_cast<ssize_t>(size)) {
       if (::mremap(spare, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, page) != MAP_FAILED) {
         spare_in_place = true;
         break;
@@ -168,8 +166,10 @@ struct next_touch_region {
     const std::size_t i = (reinterpret_cast<std::uintptr_t>(address) - self.first) / page_size();
     unsigned char expected = armed;
     if (self.state[i].compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) {
-      if (self.mem_fd >= 0) self.rebuild_on_touch(i);
-      else self.move_on_touch(i);
+      if (self.mem)
+        self.rebuild_on_touch(i);
+      else
+        self.move_on_touch(i);
     }
     while (self.state[i].load(std::memory_order_acquire) != done) ::sched_yield();
     return true;
@@ -189,7 +189,8 @@ struct next_touch_region {
         expected = armed;
         if (!state[end].compare_exchange_strong(expected, claimed)) break;
       }
-      ::mprotect(reinterpret_cast<void*>(first + i * page_size()), (end - i) * page_size(), protection);
+      ::mprotect(reinterpret_cast<void*>(first + i * page_size()), (end - i) * page_size(),
+                 protection);
       for (std::size_t k = i; k < end; ++k) state[k].store(done, std::memory_order_release);
       armed_pages.fetch_sub(end - i);
       i = end;
@@ -200,113 +201,73 @@ struct next_touch_region {
   }
 };
 
+/// The userspace path: opens /proc/self/mem (read-write) and /proc/self/pagemap for `region`.
+/// Throws std::system_error with ENOSYS when either cannot be opened: no path can move a page.
+inline void open_userspace_path(next_touch_region& region) {
+  region.mem = open_proc(0, "mem", O_RDWR);
+  region.pagemap = pagemap_file::of(0);
+  if (!region.mem || !region.pagemap.is_open())
+    throw std::system_error(
+        ENOSYS, std::generic_category(),
+        "numamove::openmp::next_touch: neither move_pages(2) nor /proc/self/mem here");
+}
+
+/// Sets region.protection and region.shared_mapping from the mappings that hold the region's
+/// pages. Throws std::system_error with EINVAL when its first page is not mapped, or when the
+/// pages are not one run of mappings with equal permissions.
+inline void read_protection(next_touch_region& region) {
+  const std::uintptr_t end = region.first + region.pages * page_size();
+  const std::vector<mapping> maps = read_mappings(0);
+  const mapping* m = find_mapping(maps, region.first);
+  if (m == nullptr)
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "numamove::openmp::next_touch: not mapped");
+  region.protection = m->protection();
+  region.shared_mapping = m->shared();
+  for (std::uintptr_t at = m->end; at < end;) {
+    const mapping* next = find_mapping(maps, at);
+    if (next == nullptr || next->perms != m->perms)
+      throw std::system_error(
+          EINVAL, std::generic_category(),
+          "numamove::openmp::next_touch: the range spans mappings with other permissions");
+    at = next->end;
+  }
+}
+
+/// Routes the faults of the region's pages to its callback, then makes the pages
+/// inaccessible. Throws std::system_error with ENOSPC when 256 ranges are marked already, and
+/// with register_fault_range's or mprotect's errno; nothing stays marked then.
+inline void arm(next_touch_region& region) {
+  void* const first = reinterpret_cast<void*>(region.first);
+  const std::size_t bytes = region.pages * page_size();
+  region.id = register_fault_range(first, bytes, &next_touch_region::on_fault, &region);
+  if (region.id < 0)
+    throw std::system_error(errno, std::generic_category(),
+                            "numamove::openmp::next_touch: register_fault_range");
+  if (::mprotect(first, bytes, PROT_NONE) != 0) {
+    const int error = errno;
+    ::mprotect(first, bytes, region.protection);
+    unregister_fault_range(region.id);
+    throw std::system_error(error, std::generic_category(),
+                            "numamove::openmp::next_touch: mprotect");
+  }
+}
+
+/// Marks the pages that bytes [data, data + bytes) touch for next-touch, as the constructor of
+/// numamove::openmp::next_touch says (and throws).
+inline std::unique_ptr<next_touch_region> mark_next_touch(const void* data, std::size_t bytes) {
+  auto made = std::make_unique<next_touch_region>();
+  if (!kernel_path_available()) open_userspace_path(*made);
+  const page_span span = pages_spanned(data, bytes);
+  made->first = span.first;
+  made->pages = span.count;
+  if (span.count == 0) return made;
+  read_protection(*made);
+  made->machine = &topology::system();
+  made->state = std::make_unique<std::atomic<unsigned char>[]>(span.count);
+  made->armed_pages = span.count;
+  arm(*made);
+  return made;
+}
+
 }  // namespace numamove::detail::openmp
-
-namespace numamove::openmp {
-
-/// Marks memory so that each page moves to the node of the thread that next touches it (reads
-/// or writes it), then behaves as before: the kernel has no next-touch, so numamove makes the
-/// pages inaccessible and moves each one in the SIGSEGV handler that its first access raises
-/// (detail/fault_handler.hpp, shared with the userspace migrator). Concurrent first touches of a
-/// page from several nodes move it once, to one of them, and lose no write. Addresses and
-/// contents stay as they were. A page never touched is allocated by the touch, on the toucher's
-/// node. Unmarked when destroyed (or by disarm()): pages not touched by then get their
-/// protection back where they are.
-///
-/// The path is the one backend::automatic takes. On the kernel path pages move with
-/// move_pages(2). Where move_pages(2) is refused (a container's seccomp profile, a kernel
-/// without NUMA), the toucher re-backs each page itself through /proc/self/mem: the new page is
-/// allocated by its touch, so it lands where that thread's first touch would (its node, unless a
-/// memory policy of the range or thread says otherwise). That path cannot ask where a page was,
-/// so every present page it re-backs counts as moved(); pages shared with another process and
-/// pages of MAP_SHARED mappings stay where they are and count as failed().
-///
-/// While marked: do not change the protection of the range, nor unmap it; every first touch
-/// costs a fault, an mprotect and a move (two move_pages calls, or four more syscalls and two
-/// page copies on the userspace path), and a one-page mprotect splits the mapping, so touches
-/// scattered over more pages than vm.max_map_count allows end the marking early (every page
-/// left gets its protection back at once and counts as failed).
-class next_touch {
- public:
-  /// Marks the pages that data[0 .. count) touches. Throws std::system_error with ENOSYS where
-  /// move_pages(2) is refused and /proc/self/mem or /proc/self/pagemap cannot be opened (no
-  /// path can move a page), EINVAL when the pages are not one run of mappings with equal
-  /// permissions, ENOSPC when 256 ranges are marked already, and mprotect's or sigaction's
-  /// errno when marking fails (nothing stays marked then).
-  template <class T>
-  next_touch(T* data, std::size_t count) : region_(mark(data, count * sizeof(T))) {}
-
-  ~next_touch() { disarm(); }
-  next_touch(const next_touch&) = delete;
-  next_touch& operator=(const next_touch&) = delete;
-
-  /// Unmarks now (the destructor does it otherwise); later calls do nothing.
-  void disarm() noexcept {
-    if (region_ && region_->id >= 0) {
-      region_->disarm();
-      region_->id = -1;
-    }
-  }
-
-  std::size_t pages() const noexcept { return region_->pages; }
-  /// Pages not touched yet.
-  std::size_t armed() const noexcept { return region_->armed_pages.load(); }
-  /// Pages that a touch moved to the toucher's node (on the userspace path: re-backed there).
-  std::size_t moved() const noexcept { return region_->moved.load(); }
-  /// Pages touched that were on the toucher's node already, or allocated there by the touch.
-  std::size_t local() const noexcept { return region_->local.load(); }
-  /// Pages touched that stayed where they were: the move failed (-EBUSY, no memory), the
-  /// toucher ran on a CPU of a node without memory, the page is shared (userspace path), or
-  /// the marking ended early.
-  std::size_t failed() const noexcept { return region_->failed.load(); }
-
- private:
-  using region = numamove::detail::openmp::next_touch_region;
-
-  static std::unique_ptr<region> mark(const void* data, std::size_t bytes) {
-    namespace d = numamove::detail;
-    auto made = std::make_unique<region>();
-    if (!d::kernel_path_available()) {
-      made->mem_fd = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-      made->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-      if (made->mem_fd < 0 || made->pagemap_fd < 0)
-        throw std::system_error(ENOSYS, std::generic_category(),
-                                "numamove::openmp::next_touch: neither move_pages(2) nor /proc/self/mem here");
-    }
-    const d::page_span span = d::pages_spanned(data, bytes);
-    made->first = span.first;
-    made->pages = span.count;
-    if (span.count == 0) return made;
-    const std::uintptr_t end = span.first + span.count * d::page_size();
-    const std::vector<d::mapping> maps = d::read_mappings(0);
-    const d::mapping* m = d::find_mapping(maps, span.first);
-    if (m == nullptr) throw std::system_error(EINVAL, std::generic_category(), "numamove::openmp::next_touch: not mapped");
-    made->protection = m->protection();
-    made->shared_mapping = m->shared();
-    for (std::uintptr_t at = m->end; at < end;) {
-      const d::mapping* next = d::find_mapping(maps, at);
-      if (next == nullptr || next->perms != m->perms)
-        throw std::system_error(EINVAL, std::generic_category(),
-                                "numamove::openmp::next_touch: the range spans mappings with other permissions");
-      at = next->end;
-    }
-    made->machine = &topology::system();
-    made->state = std::make_unique<std::atomic<unsigned char>[]>(span.count);
-    made->armed_pages = span.count;
-    made->id = d::register_fault_range(reinterpret_cast<void*>(span.first), span.count * d::page_size(),
-                                       &region::on_fault, made.get());
-    if (made->id < 0)
-      throw std::system_error(errno, std::generic_category(), "numamove::openmp::next_touch: register_fault_range");
-    if (::mprotect(reinterpret_cast<void*>(span.first), span.count * d::page_size(), PROT_NONE) != 0) {
-      const int error = errno;
-      ::mprotect(reinterpret_cast<void*>(span.first), span.count * d::page_size(), made->protection);
-      d::unregister_fault_range(made->id);
-      throw std::system_error(error, std::generic_category(), "numamove::openmp::next_touch: mprotect");
-    }
-    return made;
-  }
-
-  std::unique_ptr<region> region_;
-};
-
-}  // namespace numamove::openmp

@@ -1,108 +1,18 @@
-// The live half of numamove/openmp.hpp: what a team reports (public names, reached through
-// numamove/openmp.hpp), where the calling thread is bound, and running one body per thread of
-// a team with a given proc_bind.
+// How the team calls of numamove/openmp.hpp run a team: one parallel region with a given
+// proc_bind, the binding of the calling thread, and the first exception of any thread.
 #pragma once
 
 #include <omp.h>
 #include <sched.h>
 
-#include <cerrno>
-#include <chrono>
-#include <cstddef>
 #include <exception>
-#include <system_error>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
-#include "../../flags.hpp"
-#include "../../migration_result.hpp"
+#include "../../openmp/schedule.hpp"
+#include "../../openmp/team.hpp"
 #include "../../topology.hpp"
 #include "../linux/syscalls.hpp"
-#include "plan.hpp"
-
-namespace numamove::openmp {
-
-/// The proc_bind clause of the loop a schedule describes. `inherit` is a loop without the
-/// clause (the binding OMP_PROC_BIND and OMP_PLACES give); the others are the clause's values.
-/// Without places (OMP_PLACES unset and OMP_PROC_BIND false) runtimes bind nothing, whatever
-/// the clause says.
-enum class proc_bind { inherit, primary, close, spread };
-
-/// Where one thread of a team ran when numamove looked.
-struct thread_binding {
-  int thread = 0;          ///< omp_get_thread_num()
-  int place = -1;          ///< omp_get_place_num(): -1 when the runtime bound it to no place
-  int cpu = -1;            ///< the CPU it ran on
-  std::vector<int> cpus;   ///< its affinity mask, ascending: what the place or a re-pin allows
-  int node = -1;           ///< the node for its data, as node_of_cpus() decides it
-  bool pinned = false;     ///< true when the mask lies within `node` (the node cannot drift)
-};
-
-/// How place_for_schedule() and follow_threads() run their team.
-struct team_options {
-  proc_bind bind = proc_bind::inherit;  ///< the proc_bind clause of the loop the schedule describes
-  migrate_options migrate{};            ///< how each thread moves its pages (flags, path, retries)
-};
-
-/// What one thread did in place_for_schedule() or follow_threads().
-struct thread_migration {
-  thread_binding binding;          ///< where the thread ran; its pages went to binding.node
-  std::size_t pages = 0;           ///< base pages the plan gave it
-  std::size_t moved = 0;           ///< of those, pages it moved to its node
-  std::size_t already_local = 0;   ///< pages that were on its node before it moved any
-  std::size_t not_present = 0;     ///< pages never touched, left unallocated (follow_threads only)
-  std::size_t failed = 0;          ///< pages with another negative status (-EBUSY, -EFAULT, ...)
-  std::size_t bytes = 0;           ///< bytes moved
-  std::error_code error;           ///< call-level error of its moves, as migrate() reports them
-  std::chrono::nanoseconds elapsed{0};  ///< time the thread spent on its pages
-};
-
-/// What a team did in place_for_schedule() or follow_threads().
-struct team_migration {
-  std::vector<thread_migration> threads;  ///< one per thread of the schedule
-  backend used = backend::kernel;         ///< the path the moves took (never automatic)
-  std::size_t granule = 0;                ///< bytes of the blocks pages were given out in
-  std::chrono::nanoseconds elapsed{0};    ///< the whole call, planning included
-
-  std::size_t moved() const noexcept { return sum(&thread_migration::moved); }
-  std::size_t already_local() const noexcept { return sum(&thread_migration::already_local); }
-  std::size_t failed() const noexcept { return sum(&thread_migration::failed); }
-  std::size_t bytes() const noexcept { return sum(&thread_migration::bytes); }
-
-  /// True when no thread had a call-level error and no page failed.
-  explicit operator bool() const noexcept {
-    for (const thread_migration& t : threads)
-      if (t.error || t.failed != 0) return false;
-    return true;
-  }
-
- private:
-  std::size_t sum(std::size_t thread_migration::*field) const noexcept {
-    std::size_t total = 0;
-    for (const thread_migration& t : threads) total += t.*field;
-    return total;
-  }
-};
-
-/// The fraction of each thread's chunk on its thread's node.
-struct locality_report {
-  std::vector<thread_binding> bindings;   ///< where each thread ran when the report was made
-  std::vector<thread_locality> threads;   ///< per thread, from one query of every page
-
-  /// Local bytes over all bytes, every thread together; 1 for no bytes.
-  double fraction() const noexcept {
-    std::size_t bytes = 0;
-    std::size_t local = 0;
-    for (const thread_locality& t : threads) {
-      bytes += t.bytes;
-      local += t.local_bytes;
-    }
-    return bytes == 0 ? 1.0 : static_cast<double>(local) / static_cast<double>(bytes);
-  }
-};
-
-}  // namespace numamove::openmp
 
 namespace numamove::detail::openmp {
 
@@ -154,8 +64,10 @@ template <class Body>
 void in_team(int threads, numamove::openmp::proc_bind bind, Body& body) {
   int team = threads;
   const auto sized = [&] {
-    if (omp_get_num_threads() == threads) body();
-    else if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+    if (omp_get_num_threads() == threads)
+      body();
+    else if (omp_get_thread_num() == 0)
+      team = omp_get_num_threads();
   };
   run_team(threads, bind, sized);
   if (team != threads)
@@ -177,7 +89,9 @@ class team_errors {
     }
   }
   /// Whether a thread has failed; read it only after a barrier.
-  bool failed() const noexcept { return static_cast<bool>(first_); }
+  bool failed() const noexcept {
+    return static_cast<bool>(first_);
+  }
   void rethrow() const {
     if (first_) std::rethrow_exception(first_);
   }

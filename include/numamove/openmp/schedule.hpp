@@ -1,7 +1,8 @@
-// The pure half of numamove/openmp.hpp: which thread of a static schedule owns which pages, and
-// how much of each thread's chunk is local. No OpenMP and no system calls, so the logic can be
-// tested on synthetic topologies; numamove/openmp.hpp feeds it the live binding and the kernel's
-// page statuses. These names are public and reached through numamove/openmp.hpp.
+// numamove/openmp/schedule.hpp: the pure planning of numamove/openmp.hpp: which thread of a
+// static schedule owns which pages, and how much of each thread's chunk is local. No OpenMP and
+// no system calls, so the logic can be tested on synthetic topologies (and the MPI layer uses
+// node_of_cpus() without OpenMP); numamove/openmp.hpp feeds it the live binding and the
+// kernel's page statuses.
 #pragma once
 
 #include <algorithm>
@@ -11,9 +12,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "../../topology.hpp"
-#include "../linux/proc.hpp"
-#include "../linux/syscalls.hpp"
+#include "../detail/linux/syscalls.hpp"
+#include "../topology.hpp"
 
 namespace numamove::openmp {
 
@@ -80,8 +80,8 @@ struct page_run {
 
 /// Which thread places which pages of an array, and where.
 struct schedule_plan {
-  std::vector<int> nodes;                    ///< per thread: the node its pages go to (-1: none)
-  std::vector<std::vector<page_run>> runs;   ///< per thread: its pages, in address order
+  std::vector<int> nodes;                   ///< per thread: the node its pages go to (-1: none)
+  std::vector<std::vector<page_run>> runs;  ///< per thread: its pages, in address order
 
   /// Base pages thread `t` places.
   std::size_t pages_of(int t) const {
@@ -94,13 +94,16 @@ struct schedule_plan {
 /// Bytes of one iteration when `bytes` are split evenly over `schedule`'s iterations. Throws
 /// std::invalid_argument for a team of fewer than one thread or bytes that do not split evenly.
 inline std::size_t bytes_per_iteration(std::size_t bytes, const static_schedule& schedule) {
-  if (schedule.threads < 1) throw std::invalid_argument("numamove::openmp: a schedule needs at least one thread");
+  if (schedule.threads < 1)
+    throw std::invalid_argument("numamove::openmp: a schedule needs at least one thread");
   if (schedule.iterations == 0) {
-    if (bytes != 0) throw std::invalid_argument("numamove::openmp: data for a schedule of no iterations");
+    if (bytes != 0)
+      throw std::invalid_argument("numamove::openmp: data for a schedule of no iterations");
     return 0;
   }
   if (bytes % schedule.iterations != 0)
-    throw std::invalid_argument("numamove::openmp: the data does not split evenly over the iterations");
+    throw std::invalid_argument(
+        "numamove::openmp: the data does not split evenly over the iterations");
   return bytes / schedule.iterations;
 }
 
@@ -112,7 +115,8 @@ inline std::size_t bytes_per_iteration(std::size_t bytes, const static_schedule&
 /// byte of the block's part inside the array. Every base page the bytes touch is in exactly one
 /// run. Throws std::invalid_argument for a thread_nodes size other than schedule.threads, a
 /// granule that is not a multiple of the base page, or as bytes_per_iteration() does.
-inline schedule_plan plan_for_schedule(const void* data, std::size_t bytes, const static_schedule& schedule,
+inline schedule_plan plan_for_schedule(const void* data, std::size_t bytes,
+                                       const static_schedule& schedule,
                                        const std::vector<int>& thread_nodes,
                                        std::size_t granule = detail::page_size()) {
   const std::size_t slice = bytes_per_iteration(bytes, schedule);
@@ -120,7 +124,8 @@ inline schedule_plan plan_for_schedule(const void* data, std::size_t bytes, cons
     throw std::invalid_argument("numamove::openmp: one node per thread of the schedule expected");
   const std::size_t page = detail::page_size();
   if (granule == 0 || granule % page != 0)
-    throw std::invalid_argument("numamove::openmp: the granule must be a multiple of the page size");
+    throw std::invalid_argument(
+        "numamove::openmp: the granule must be a multiple of the page size");
   schedule_plan plan;
   plan.nodes = thread_nodes;
   plan.runs.resize(thread_nodes.size());
@@ -137,7 +142,8 @@ inline schedule_plan plan_for_schedule(const void* data, std::size_t bytes, cons
     const std::uintptr_t from = std::max(block, first_page);
     const std::uintptr_t to = std::min(block + granule, end_page);
     std::vector<page_run>& runs = plan.runs[static_cast<std::size_t>(t)];
-    if (!runs.empty() && reinterpret_cast<std::uintptr_t>(runs.back().first) + runs.back().pages * page == from)
+    if (!runs.empty() &&
+        reinterpret_cast<std::uintptr_t>(runs.back().first) + runs.back().pages * page == from)
       runs.back().pages += (to - from) / page;
     else
       runs.push_back({reinterpret_cast<void*>(from), (to - from) / page});
@@ -148,10 +154,10 @@ inline schedule_plan plan_for_schedule(const void* data, std::size_t bytes, cons
 /// How much of one thread's share of an array is on the thread's node.
 struct thread_locality {
   int thread = 0;
-  int node = -1;                          ///< the thread's node (-1: on no node with memory)
-  std::size_t bytes = 0;                  ///< bytes of the thread's iterations
-  std::size_t local_bytes = 0;            ///< of those, bytes on `node`
-  std::map<int, std::size_t> bytes_on;    ///< bytes per node, or per negative page status
+  int node = -1;                        ///< the thread's node (-1: on no node with memory)
+  std::size_t bytes = 0;                ///< bytes of the thread's iterations
+  std::size_t local_bytes = 0;          ///< of those, bytes on `node`
+  std::map<int, std::size_t> bytes_on;  ///< bytes per node, or per negative page status
 
   /// local_bytes / bytes; 1 for a thread with no bytes.
   double fraction() const noexcept {
