@@ -27,7 +27,8 @@ class async_mover {
 
   /// The process's mover (a fork()ed child's own, once it has forked).
   static async_mover& shared() {
-    static const int registered = ::pthread_atfork(nullptr, nullptr, [] { current() = new async_mover; });
+    static const int registered =
+        ::pthread_atfork(nullptr, nullptr, [] { current() = new async_mover; });
     static const stop_at_exit stopper;
     (void)registered;
     (void)stopper;
