@@ -330,3 +330,38 @@ TEST_CASE("migrate_async: writers, the caller among them, lose no increment whil
           return wrong;
         }) == "");
 }
+
+TEST_CASE("migrate_async moves pages between nodes as migrate() does; writers lose nothing",
+          "[async][multinode]") {
+  const std::vector<int> nodes = numamove::topology::system().nodes();
+  REQUIRE(nodes.size() >= 2);
+  CHECK(in_child([&]() -> std::string {
+          constexpr std::size_t pages = 64;
+          mapping m(pages);
+          std::memset(m.data, 0, pages * page());
+          const auto counter = [&](std::size_t p) {
+            return reinterpret_cast<std::uint64_t*>(m.data + p * page());
+          };
+          std::string wrong;
+          std::uint64_t written = 0;
+          for (int round = 0; round < 10 && wrong.empty(); ++round) {
+            const int to = nodes[static_cast<std::size_t>(round % 2 == 0 ? 1 : 0)];
+            std::future<numamove::migration_result> moving =
+                numamove::migrate_async(m.data, pages * page(), to);
+            for (std::size_t i = 0; moving.wait_for(0s) != std::future_status::ready;
+                 ++i, ++written)
+              ++*counter(i % pages);
+            const numamove::migration_result r = moving.get();
+            if (!r || r.moved != pages || r.status != std::vector<int>(pages, to))
+              wrong = "round " + std::to_string(round) + ": moved " + std::to_string(r.moved);
+            if (numamove::locate(m.data, pages * page()) != std::vector<int>(pages, to))
+              wrong += " not on the target";
+            wrong += differences(numamove::migrate_async(m.data, pages * page(), to).get(),
+                                 numamove::migrate(m.data, pages * page(), to));
+          }
+          std::uint64_t sum = 0;
+          for (std::size_t p = 0; p < pages; ++p) sum += *counter(p);
+          if (sum != written) wrong += "lost " + std::to_string(written - sum) + " increments";
+          return wrong;
+        }) == "");
+}
