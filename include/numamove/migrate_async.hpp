@@ -21,7 +21,9 @@ namespace numamove {
 /// where migrate() would throw it. The call itself throws only std::bad_alloc.
 ///
 /// Requests run one at a time, in the order they were made, on one thread the first request
-/// starts and every later one reuses. Until the future is ready the data must stay allocated
+/// starts and every later one reuses; it inherits the CPU affinity of the thread that made the
+/// first request (to overlap, make that one from a thread allowed on a core the computation
+/// leaves free). Until the future is ready the data must stay allocated
 /// and mapped (the move reads it then); the program's threads may go on reading and writing
 /// it: on the userspace path a write to a page being copied waits until the page is in place
 /// and none is lost (the path stops the process's threads, the caller's included, while each
