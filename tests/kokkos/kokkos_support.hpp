@@ -10,10 +10,9 @@
 
 #include "multinode/guest_support.hpp"
 
-namespace numamove_kokkos_test {
+namespace numamove_test {
 
 using numamove::kokkos::NumaSpace;
-using numamove_test::page;
 
 template <class T, class... P>
 using view = Kokkos::View<T, P...>;
@@ -38,7 +37,7 @@ std::size_t pages_of(const View& v) {
 /// Where the kernel says each page of the contiguous View `v` is (raw move_pages(2) query).
 template <class View>
 std::vector<int> kernel_nodes_of(const View& v) {
-  return numamove_test::where(first_page_of(v), pages_of(v));
+  return kernel_query(first_page_of(v), pages_of(v));
 }
 
 /// Writes a value that depends on the element's position and `seed` into every element.
@@ -57,4 +56,4 @@ bool holds_pattern(const View& v, double seed) {
   return true;
 }
 
-}  // namespace numamove_kokkos_test
+}  // namespace numamove_test

@@ -6,10 +6,8 @@
 
 #include "kokkos_support.hpp"
 
-using namespace numamove_kokkos_test;
+using namespace numamove_test;
 using numamove::placement;
-using numamove_test::memory_nodes;
-using numamove_test::to_text;
 
 TEST_CASE("on_node places every page of a View on that node", "[kokkos][multinode]") {
   for (const int node : memory_nodes()) {

@@ -1,7 +1,6 @@
 // NumaSpace on any machine: construction errors, Views placed before Kokkos touches them,
 // kernels, deep copies, mirrors, subviews, unmanaged Views, kokkos_malloc, Kokkos Tools, and
 // migrate/locate/bytes_per_node on Views. Pages are checked with the kernel's own query.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +12,10 @@
 #include <vector>
 
 #include "kokkos_support.hpp"
+#include "support/child.hpp"
 
-using namespace numamove_kokkos_test;
+using namespace numamove_test;
 using numamove::placement;
-using numamove_test::home;
 
 namespace {
 
@@ -49,16 +48,11 @@ TEST_CASE("a node outside the cpuset is EACCES when the space is constructed", "
   NUMAMOVE_SKIP_UNLESS(why.empty(), "cpuset", why);
   numamove_test::cpuset_cgroup group(std::to_string(nodes.front()));
   REQUIRE(group.error() == "");
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {  // no Kokkos and no OpenMP here: only the constructor's checks
-    if (group.enter() != 0) ::_exit(100);
-    ::_exit(construction_error(placement::on_node(nodes.back())));
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == EACCES);
+  // In a child, with no Kokkos and no OpenMP: only the constructor's checks.
+  CHECK(in_child([&] {
+          if (group.enter() != 0) return 100;
+          return construction_error(placement::on_node(nodes.back()));
+        }) == EACCES);
 }
 
 TEST_CASE("every page of a View is placed before Kokkos touches it", "[kokkos]") {

@@ -12,7 +12,7 @@
 #include <set>
 #include <vector>
 
-using namespace numamove_kokkos_test;
+using namespace numamove_test;
 using policy = Kokkos::RangePolicy<Kokkos::OpenMP>;
 
 namespace {

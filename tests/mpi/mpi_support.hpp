@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-namespace numamove_mpi_test {
+namespace numamove_test {
 
 // ------------------------------------------------------------------------- driver side ----
 
@@ -140,4 +140,4 @@ inline constexpr int mpol_preferred = 1;
 inline constexpr int mpol_bind = 2;
 inline constexpr int mpol_interleave = 3;
 
-}  // namespace numamove_mpi_test
+}  // namespace numamove_test

@@ -17,10 +17,10 @@
 
 namespace {
 
-using numamove_mpi_test::job_ranks;
-using numamove_mpi_test::mpirun;
-using numamove_mpi_test::run_job;
-using numamove_mpi_test::test_file;
+using numamove_test::job_ranks;
+using numamove_test::mpirun;
+using numamove_test::run_job;
+using numamove_test::test_file;
 
 /// This binary (in the guests it is /numamove_tests).
 std::string self() {
@@ -42,9 +42,9 @@ std::string preload() { return test_file("NUMAMOVE_MPI_PRELOAD", "libnumamove_mp
 
 /// Runs `argv` and checks that the job passed: exit status 0, and each of the `ranks` ranks
 /// printed `per_rank` once.
-numamove_mpi_test::job_result job(const std::vector<std::string>& argv, int ranks, const std::string& per_rank) {
-  const numamove_mpi_test::job_result r = run_job(argv);
-  INFO("$ " << numamove_mpi_test::shown(argv) << "\n" << r.output);
+numamove_test::job_result job(const std::vector<std::string>& argv, int ranks, const std::string& per_rank) {
+  const numamove_test::job_result r = run_job(argv);
+  INFO("$ " << numamove_test::shown(argv) << "\n" << r.output);
   CHECK_FALSE(r.timed_out);
   CHECK(r.status == 0);
   CHECK(r.count(per_rank) == static_cast<std::size_t>(ranks));
@@ -170,8 +170,8 @@ TEST_CASE("place_rank in a cpuset that leaves out some ranks' nodes: EACCES ther
   REQUIRE(cgroup.error().empty());
   const int ranks = job_ranks();
   const std::vector<std::string> argv = with(mpirun(ranks, {}), {self(), "--ranks", "--use-colour", "no", "[ranks-cpuset]"});
-  const numamove_mpi_test::job_result r = run_job(argv, std::chrono::seconds(240), cgroup.path());
-  INFO("$ " << numamove_mpi_test::shown(argv) << "\n" << r.output);
+  const numamove_test::job_result r = run_job(argv, std::chrono::seconds(240), cgroup.path());
+  INFO("$ " << numamove_test::shown(argv) << "\n" << r.output);
   CHECK(r.status == 0);
   CHECK(r.count("All tests passed") == static_cast<std::size_t>(ranks));
 }

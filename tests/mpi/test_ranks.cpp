@@ -25,10 +25,6 @@
 namespace {
 
 using namespace numamove_test;
-using numamove_mpi_test::mpol_bind;
-using numamove_mpi_test::mpol_interleave;
-using numamove_mpi_test::mpol_preferred;
-using numamove_mpi_test::policy_of_this_thread;
 namespace mpi = numamove::mpi;
 
 int world_rank() {
@@ -97,7 +93,7 @@ class bystander {
       policy_ = policy_of_this_thread();
       region mine(4);
       fill(mine.data, mine.bytes, 7);
-      status_ = where(mine.data, mine.pages);
+      status_ = kernel_query(mine.data, mine.pages);
     }) {}
   ~bystander() {
     if (thread_.joinable()) report();
@@ -108,7 +104,7 @@ class bystander {
     go_ = true;
     thread_.join();
   }
-  numamove_mpi_test::thread_policy policy_;
+  numamove_test::thread_policy policy_;
   std::vector<int> status_;
 
  private:
@@ -162,7 +158,7 @@ TEST_CASE("place_rank local: every thread's policy, earlier and later memory on 
   thread.report();
   region after(256);
   fill(after.data, after.bytes, 2);
-  const numamove_mpi_test::thread_policy main_policy = policy_of_this_thread();
+  const numamove_test::thread_policy main_policy = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
 
@@ -181,8 +177,8 @@ TEST_CASE("place_rank local: every thread's policy, earlier and later memory on 
   CHECK(thread.policy_.mode == mpol_bind);
   CHECK(thread.policy_.nodes == std::set<int>{binding.node});
   CHECK(pages_on(thread.status_, binding.node) == thread.status_.size());
-  CHECK(pages_on(where(before.data, before.pages), binding.node) == before.pages);
-  CHECK(pages_on(where(after.data, after.pages), binding.node) == after.pages);
+  CHECK(pages_on(kernel_query(before.data, before.pages), binding.node) == before.pages);
+  CHECK(pages_on(kernel_query(after.data, after.pages), binding.node) == after.pages);
   CHECK(first_mismatch(before.data, before.bytes, 1) == SIZE_MAX);
   CHECK(r.used == numamove::backend::kernel);
   if (elsewhere >= 0) {
@@ -197,7 +193,7 @@ TEST_CASE("place_rank preferred: MPOL_PREFERRED on the rank's node", "[ranks]") 
   mpi::policy_options options;
   options.strict = false;
   const mpi::rank_placement r = mpi::place_rank(options);
-  const numamove_mpi_test::thread_policy seen = policy_of_this_thread();
+  const numamove_test::thread_policy seen = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
   if (binding.node < 0) return;
@@ -217,7 +213,7 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   const mpi::rank_placement r = mpi::place_rank(options);
   region fresh(64);
   fill(fresh.data, fresh.bytes, 3);
-  const numamove_mpi_test::thread_policy seen = policy_of_this_thread();
+  const numamove_test::thread_policy seen = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
   INFO("rank " << world_rank() << " cpus " << to_text(binding.cpus));
@@ -231,7 +227,7 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   CHECK(std::set<int>(r.nodes.begin(), r.nodes.end()) == cpu_nodes);
   CHECK(seen.mode == mpol_interleave);
   CHECK(seen.nodes == cpu_nodes);
-  const std::vector<int> status = where(fresh.data, fresh.pages);
+  const std::vector<int> status = kernel_query(fresh.data, fresh.pages);
   std::size_t placed = 0;
   for (const int n : cpu_nodes) {
     CHECK(pages_on(status, n) >= fresh.pages / cpu_nodes.size() - 1);
@@ -288,13 +284,13 @@ TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; on
   mpi::place_rank();
   region data(1024);
   fill(data.data, data.bytes, 4);
-  const std::vector<int> placed = where(data.data, data.pages);
+  const std::vector<int> placed = kernel_query(data.data, data.pages);
   // The next node with CPUs after the rank's own.
   int next = -1;
   for (std::size_t i = 0; i < with_cpus.size(); ++i)
     if (with_cpus[i] == binding.node) next = with_cpus[(i + 1) % with_cpus.size()];
   mpi::rank_placement followed;
-  numamove_mpi_test::thread_policy seen;
+  numamove_test::thread_policy seen;
   std::vector<int> after_follow;
   numamove::migration_result back;
   std::vector<int> after_back;
@@ -302,10 +298,10 @@ TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; on
     CHECK(mpi::bind_process(numamove::topology::system().cpus_of(next)) == 0);
     followed = mpi::follow_rank();
     seen = policy_of_this_thread();
-    after_follow = where(data.data, data.pages);
+    after_follow = kernel_query(data.data, data.pages);
     mpi::bind_process(binding.cpus);
     back = mpi::follow_rank(data.data, data.bytes);
-    after_back = where(data.data, data.pages);
+    after_back = kernel_query(data.data, data.pages);
     mpi::follow_rank();
   }
   reset_policy();
@@ -357,7 +353,7 @@ struct written_window {
     const std::uintptr_t end = (s.base + s.bytes) / page() * page();
     if (end <= first) return {};
     for (std::uintptr_t p = first; p < end; p += page()) (void)*reinterpret_cast<volatile char*>(p);
-    return where(reinterpret_cast<void*>(first), (end - first) / page());
+    return kernel_query(reinterpret_cast<void*>(first), (end - first) / page());
   }
 
   MPI_Comm comm = MPI_COMM_NULL;
@@ -447,7 +443,7 @@ TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each 
   const int next = (rank + 1) % ranks;
   const mpi::window_part& theirs = parts[static_cast<std::size_t>(next)];
   for (std::size_t i = 0; i < theirs.bytes; i += page()) (void)static_cast<volatile char*>(theirs.base)[i];
-  const std::vector<int> status = where(theirs.base, theirs.bytes / page());
+  const std::vector<int> status = kernel_query(theirs.base, theirs.bytes / page());
   MPI_Barrier(comm);
   MPI_Win_free(&w.win);
   MPI_Comm_free(&comm);

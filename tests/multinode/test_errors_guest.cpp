@@ -33,11 +33,8 @@ TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves not
     CHECK(errno == ENODEV);
 
     // numamove::move_pages on the kernel path passes it on.
-    std::vector<void*> addresses{m.at_page(0), m.at_page(1), m.at_page(2), m.at_page(3)};
-    std::vector<int> targets(pages, node);
     errno = 0;
-    CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                               numamove::backend::kernel) == -1);
+    CHECK(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, node), status) == -1);
     CHECK(errno == ENODEV);
 
     // migrate() reports it as the call's error.
@@ -46,7 +43,7 @@ TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves not
     CHECK(r.error == std::error_code(ENODEV, std::generic_category()));
     CHECK(r.moved == 0);
 
-    CHECK(where(m.data, pages) == std::vector<int>(pages, nodes.front()));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, nodes.front()));
     CHECK(first_mismatch(m.data, m.bytes, 41) == SIZE_MAX);
   }
 }
@@ -73,13 +70,9 @@ TEST_CASE("a node outside the caller's cpuset is EACCES", "[multinode][cpuset]")
         mapping m(pages);
         fill(m.data, m.bytes, 51);
         ch.send(reinterpret_cast<std::intptr_t>(m.data));         // 2
-        std::vector<void*> addresses(pages);
-        for (std::size_t i = 0; i < pages; ++i) addresses[i] = m.at_page(i);
-        std::vector<int> targets(pages, outside);
-        std::vector<int> status(pages, INT32_MIN);
+        std::vector<int> status;
         errno = 0;
-        ch.send(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                                     numamove::backend::kernel));  // 3
+        ch.send(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, outside), status));  // 3
         ch.send(errno);                                           // 4
         const numamove::migration_result away = numamove::migrate(m.data, m.bytes, outside);
         ch.send(away.error.value());                              // 5
@@ -114,7 +107,7 @@ TEST_CASE("a node outside the caller's cpuset is EACCES", "[multinode][cpuset]")
   CHECK(r.values[9] == EACCES);
   CHECK(r.values[10] == 1);
   // The parent's own query of the child: everything inside the cpuset.
-  CHECK(where(first, pages, child.pid()) == std::vector<int>(pages, allowed));
+  CHECK(kernel_query(first, pages, child.pid()) == std::vector<int>(pages, allowed));
   // The kernel holds the target's cpuset against whoever asks: the parent cannot move the
   // child's pages out of it either.
   std::vector<int> status;
@@ -154,17 +147,13 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
     CHECK(r.status == std::vector<int>(pages, -EACCES));
     CHECK(r.failed == pages);
     CHECK(r.moved == 0);
-    CHECK(where(m.data, pages) == std::vector<int>(pages, from));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, from));
   }
   SECTION("move_pages() without MPOL_MF_MOVE_ALL") {
-    std::vector<void*> addresses(pages);
-    for (std::size_t i = 0; i < pages; ++i) addresses[i] = m.at_page(i);
-    std::vector<int> targets(pages, to);
-    std::vector<int> got(pages, INT32_MIN);
-    CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), got.data(), MPOL_MF_MOVE,
-                               numamove::backend::kernel) == 0);
+    std::vector<int> got;
+    CHECK(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, to), got) == 0);
     CHECK(got == std::vector<int>(pages, -EACCES));
-    CHECK(where(m.data, pages) == std::vector<int>(pages, from));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, from));
   }
   SECTION("migrate() with MPOL_MF_MOVE_ALL") {
     numamove::migrate_options all;
@@ -173,9 +162,9 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
     CHECK(r);
     CHECK(r.moved == pages);
     CHECK(r.status == std::vector<int>(pages, to));
-    CHECK(where(m.data, pages) == std::vector<int>(pages, to));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, to));
     // The same physical pages: the child's view moved too.
-    CHECK(where(m.data, pages, child.pid()) == std::vector<int>(pages, to));
+    CHECK(kernel_query(m.data, pages, child.pid()) == std::vector<int>(pages, to));
   }
   CHECK(first_mismatch(m.data, m.bytes, 61) == SIZE_MAX);
   child.proceed();
@@ -203,7 +192,7 @@ TEST_CASE("MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM", "[multinode][shared]
         all.flags = MPOL_MF_MOVE_ALL;
         const numamove::migration_result moved = numamove::migrate(m.data, m.bytes, nodes.back(), all);
         ch.send(moved.error.value());                                                // 4
-        ch.send(where(m.data, pages) == std::vector<int>(pages, nodes.front()));      // 5
+        ch.send(kernel_query(m.data, pages) == std::vector<int>(pages, nodes.front()));      // 5
         return 0;
       },
       child_options{numa_filter::none, true});

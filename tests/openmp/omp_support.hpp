@@ -18,7 +18,7 @@
 #include "support/catch.hpp"
 #include "support/pages.hpp"
 
-namespace numamove_openmp_test {
+namespace numamove_test {
 
 inline bool set_affinity(const std::vector<int>& cpus) {
   cpu_set_t set;
@@ -154,4 +154,4 @@ inline std::vector<int> nodes_of(const std::vector<numamove::openmp::thread_bind
   return nodes;
 }
 
-}  // namespace numamove_openmp_test
+}  // namespace numamove_test

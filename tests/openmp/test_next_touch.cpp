@@ -14,10 +14,9 @@
 #include <numamove/openmp.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 #include "support/seccomp_child.hpp"
-#include "unit/test_userspace_support.hpp"
 
 using numamove_test::home;
 using numamove_test::mapping;
@@ -219,12 +218,12 @@ TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shar
     cow.touch(0, 1, 70);
     numamove_test::held_child sharer([] {});
     for (char* target : {shared, cow.data}) {
-      const std::uint64_t frame = numamove_us::pfn(target);
+      const std::uint64_t frame = numamove_test::pfn(target);
       numamove::openmp::next_touch marked(target, page());
       const char seen = target[0];
       ch.send(static_cast<std::int64_t>(marked.failed()));  // 2, 5
       ch.send(seen == (target == shared ? 60 : 70));        // 3, 6
-      ch.send(numamove_us::pfn(target) == frame);           // 4, 7
+      ch.send(numamove_test::pfn(target) == frame);           // 4, 7
     }
     return 0;
   });

@@ -103,7 +103,7 @@ TEST_CASE("follow_threads after placement finds everything local and moves nothi
   CHECK(r.bytes() == 0);
   const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, s);
   REQUIRE(report.threads.size() == team);
-  const auto kernel = numamove_openmp_test::kernel_locality(m.data, m.bytes, s, {home, home});
+  const auto kernel = numamove_test::kernel_locality(m.data, m.bytes, s, {home, home});
   for (std::size_t t = 0; t < team; ++t) {
     CHECK(report.threads[t].fraction() == 1.0);
     CHECK(report.threads[t].bytes == 16 * page());
@@ -137,8 +137,8 @@ TEST_CASE("place_for_schedule moves but does not write a read-only mapping", "[t
 
 TEST_CASE("place_for_schedule gives out huge pages whole where THPs may back the data", "[team]") {
   const std::size_t huge = numamove::detail::thp_size();
-  mapping m(3 * huge / page());
-  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
+  const numamove_test::aligned_mapping m(huge, huge);
+  char* aligned = m.data;
   const std::size_t bytes = huge;
   if (::madvise(aligned, bytes, MADV_HUGEPAGE) != 0) {
     WARN("skipped: madvise(MADV_HUGEPAGE) failed (errno " << errno << "): no THP here");

@@ -1,17 +1,7 @@
-// Run a function in a child process whose NUMA system calls are refused the way Docker's
-// default seccomp profile refuses them, and let the parent check, with its own move_pages(2)
-// query of the child's pid, what the child's code placed.
-//
-// Docker's default profile (moby profiles/seccomp/default.json):
-//   move_pages, migrate_pages                          -> EPERM, always
-//   mbind, set_mempolicy, get_mempolicy,
-//   set_mempolicy_home_node                            -> EPERM unless the container has
-//                                                         CAP_SYS_NICE
-// The filter here is raw classic BPF (<linux/seccomp.h>, <linux/filter.h>), no libseccomp:
-// prctl(PR_SET_NO_NEW_PRIVS) and then prctl(PR_SET_SECCOMP). Whether the child holds
-// CAP_SYS_NICE is read with capget(2) when the filter is built, as Docker decides from the
-// container's capabilities when it starts it. Only the native ABI is filtered (x86-64 on
-// x86-64; x32 and i386 calls pass), which is all a test binary uses.
+// Run a function in a forked child, under the Docker-like NUMA filter of
+// tests/support/seccomp_filter.hpp (or none), that reports back to the parent while it runs, and
+// let the parent check, with its own move_pages(2) query of the child's pid, what the child's
+// code placed.
 //
 //   numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
 //     ... runs in the child, under the filter ...
@@ -31,14 +21,8 @@
 #pragma once
 
 #include <fcntl.h>
-#include <linux/audit.h>
-#include <linux/capability.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,20 +39,10 @@
 #include <utility>
 #include <vector>
 
+#include "support/child.hpp"
+#include "support/seccomp_filter.hpp"
+
 namespace numamove_test {
-
-/// Which NUMA system calls the child's filter refuses.
-enum class numa_filter {
-  docker_default,  ///< move_pages, migrate_pages always; the mempolicy calls unless CAP_SYS_NICE
-  refuse_all,      ///< all five, as Docker's default profile does without CAP_SYS_NICE
-  none,            ///< no filter: the same child machinery, for controls and cpuset tests
-};
-
-inline const char* to_string(numa_filter f) {
-  return f == numa_filter::docker_default ? "docker_default"
-         : f == numa_filter::refuse_all   ? "refuse_all"
-                                          : "none";
-}
 
 struct child_options {
   numa_filter filter = numa_filter::docker_default;
@@ -78,94 +52,6 @@ struct child_options {
   /// How long wait() and receive() wait for the child before killing it.
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};
 };
-
-/// True when capability `cap` (e.g. CAP_SYS_NICE) is in the calling thread's effective set.
-inline bool has_effective_capability(int cap) {
-  __user_cap_header_struct header{};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  header.pid = 0;
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capget, &header, data) != 0) return false;
-  const auto word = static_cast<unsigned>(cap) / 32;
-  const auto bit = static_cast<unsigned>(cap) % 32;
-  return word < _LINUX_CAPABILITY_U32S_3 && (data[word].effective >> bit & 1u) != 0;
-}
-
-/// Removes `cap` from the calling thread's effective, permitted and inheritable sets.
-/// Returns 0 or an errno.
-inline int drop_capability(int cap) {
-  __user_cap_header_struct header{};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  header.pid = 0;
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capget, &header, data) != 0) return errno;
-  const auto word = static_cast<unsigned>(cap) / 32;
-  const std::uint32_t mask = ~(1u << (static_cast<unsigned>(cap) % 32));
-  data[word].effective &= mask;
-  data[word].permitted &= mask;
-  data[word].inheritable &= mask;
-  return ::syscall(SYS_capset, &header, data) == 0 ? 0 : errno;
-}
-
-/// The system call numbers the filter refuses for `filter`, given whether the caller holds
-/// CAP_SYS_NICE.
-inline std::vector<long> refused_numa_syscalls(numa_filter filter, bool cap_sys_nice) {
-  std::vector<long> refused;
-  if (filter == numa_filter::none) return refused;
-  refused.push_back(SYS_move_pages);
-  refused.push_back(SYS_migrate_pages);
-  if (filter == numa_filter::refuse_all || !cap_sys_nice) {
-    refused.push_back(SYS_mbind);
-    refused.push_back(SYS_set_mempolicy);
-    refused.push_back(SYS_get_mempolicy);
-#ifdef SYS_set_mempolicy_home_node
-    refused.push_back(SYS_set_mempolicy_home_node);
-#endif
-  }
-  return refused;
-}
-
-/// Installs the filter in the calling thread (and so in everything it later creates).
-/// Irreversible. Returns 0 or the errno of the prctl that failed.
-inline int install_numa_filter(numa_filter filter) {
-  if (filter == numa_filter::none) return 0;
-  const std::vector<long> refused = refused_numa_syscalls(filter, has_effective_capability(CAP_SYS_NICE));
-
-#if defined(__x86_64__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_AARCH64;
-#elif defined(__i386__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_I386;
-#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_PPC64LE;
-#elif defined(__riscv) && __riscv_xlen == 64
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_RISCV64;
-#else
-#error "seccomp_child.hpp: add this architecture's AUDIT_ARCH_* value"
-#endif
-
-  std::vector<sock_filter> program;
-  program.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
-  program.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, native_arch, 1, 0));
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  program.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
-  const std::size_t k = refused.size();
-  for (std::size_t i = 0; i < k; ++i) {
-    // Matched: jump over the remaining comparisons and the "allow" to the refusal.
-    program.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(refused[i]),
-                               static_cast<unsigned char>(k - i), 0));
-  }
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(EPERM) & SECCOMP_RET_DATA)));
-
-  sock_fprog prog{};
-  prog.len = static_cast<unsigned short>(program.size());
-  prog.filter = program.data();
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
-  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return errno;
-  return 0;
-}
 
 /// What a child's function and the child process did, as the parent saw it.
 struct child_report {

@@ -17,12 +17,12 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "test_userspace_support.hpp"
+#include "support/child.hpp"
 
 namespace {
 
 using numamove::detail::kernel_workers;
-using numamove_us::in_child;
+using numamove_test::in_child;
 
 std::size_t threads_of_process() {
   std::size_t n = 0;

@@ -98,8 +98,8 @@ TEST_CASE("migrate reports call-level errors and leaves the data as it was", "[m
 
 TEST_CASE("migrate over transparent huge pages", "[migrate][thp]") {
   const std::size_t huge = numamove_test::huge_page_bytes;
-  mapping m(3 * huge / page());
-  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
+  const numamove_test::aligned_mapping m(huge, huge);
+  char* aligned = m.data;
   ::madvise(aligned, huge, MADV_HUGEPAGE);
   std::memset(aligned, 5, huge);
   const numamove::migration_result r = numamove::migrate(aligned, huge, home);

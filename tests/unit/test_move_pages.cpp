@@ -14,45 +14,17 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 
 using numamove::backend;
+using numamove_test::drop_capability;
 using numamove_test::held_child;
+using numamove_test::in_child;
 using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
-
-namespace {
-
-// Runs `body` in a forked child and returns its exit code (the body's return value).
-template <class Body>
-int in_child(Body body) {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(body());
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Drops CAP_SYS_NICE from the calling process's effective set.
-bool drop_cap_sys_nice() {
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (::syscall(SYS_capget, &header, data) != 0) return false;
-  data[0].effective &= ~(1U << CAP_SYS_NICE);
-  return ::syscall(SYS_capset, &header, data) == 0;
-}
-
-// A pid that no process has: a child that has exited and been reaped.
-pid_t vanished_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);
-  return child;
-}
-
-}  // namespace
+using numamove_test::vanished_pid;
 
 TEST_CASE("count 0 returns 0 without reading the arrays", "[move_pages]") {
   errno = 0;
@@ -122,7 +94,7 @@ TEST_CASE("call-level errors come in the kernel's order", "[move_pages][errors]"
   SECTION("EPERM: MPOL_MF_MOVE_ALL without CAP_SYS_NICE, also when querying, before ESRCH") {
     const pid_t gone = vanished_pid();
     CHECK(in_child([&] {
-            if (!drop_cap_sys_nice()) return 90;
+            if (drop_capability(CAP_SYS_NICE) != 0) return 90;
             if (call(0, nodes.data(), MPOL_MF_MOVE_ALL) != EPERM) return 91;
             if (call(0, nullptr, MPOL_MF_MOVE_ALL) != EPERM) return 92;
             if (call(gone, nullptr, MPOL_MF_MOVE_ALL) != EPERM) return 93;

@@ -31,6 +31,7 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
@@ -434,8 +435,7 @@ int fault_and_escape(volatile char* forbidden, int times) {
 /// that failed. A death by SIGSEGV is the failure this guards against.
 template <class Install>
 int child_after_migration(Install install) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
+  return numamove_test::in_child([&] {
     install();
     numamove_test::mapping data(64);
     data.touch(0, 64);
@@ -474,12 +474,8 @@ int child_after_migration(Install install) {
     stop.store(true);
     writer.join();
     numamove::detail::unregister_fault_range(id);
-    ::_exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) return 100 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+    return 0;
+  });
 }
 
 }  // namespace
@@ -547,7 +543,7 @@ TEST_CASE("userspace: a shared file mapping whose file was unlinked moves with M
   fill(shared, pages, 9);
   REQUIRE(::msync(shared, pages * page(), MS_SYNC) == 0);
   std::vector<int> status;
-  REQUIRE(numamove_us::force_move(shared, pages, home, status, MPOL_MF_MOVE_ALL) == 0);
+  REQUIRE(numamove_test::force_move(shared, pages, home, status, MPOL_MF_MOVE_ALL) == 0);
   for (std::size_t i = 0; i < pages; ++i) {
     INFO("page " << i);
     // Through /proc/self/map_files (root here); without CAP_SYS_ADMIN the file cannot be

@@ -15,9 +15,7 @@
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::home;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 
 namespace {
 

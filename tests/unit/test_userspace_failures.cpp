@@ -19,13 +19,12 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::home;
-using numamove_test::huge_page_bytes;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -55,25 +54,6 @@ struct reservations {
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
 };
 
-struct snapshot {
-  std::vector<std::uint64_t> frames;
-  std::vector<std::string> perms;
-  explicit snapshot(const char* first, std::size_t pages) {
-    for (std::size_t p = 0; p < pages; ++p) {
-      frames.push_back(pfn(first + p * page()));
-      perms.push_back(perms_of(first + p * page()));
-    }
-  }
-};
-
-// Checks page p: moved (new frame) or left exactly as it was (same frame and protection).
-void check_page(const snapshot& before, const char* first, std::size_t p, bool moved) {
-  INFO("page " << p << (moved ? " should have moved" : " should be as it was"));
-  const std::uint64_t now = pfn(first + p * page());
-  if (before.frames[p] != 0) CHECK((now != before.frames[p]) == moved);
-  CHECK(perms_of(first + p * page()) == before.perms[p]);
-}
-
 }  // namespace
 
 TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were", "[userspace][failure]") {
@@ -82,7 +62,7 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
   const std::size_t per_chunk = huge_page_bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   const auto point = us::failure_point::commit;
   relocation_options options;
   options.force = true;
@@ -118,7 +98,7 @@ TEST_CASE("userspace: when the other threads cannot be stopped every page stays 
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   relocation_options options;
   options.force = true;
   std::vector<int> status;
@@ -143,7 +123,7 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   aligned_mapping a(4 * page(), huge_page_bytes);
   aligned_mapping b(4 * page(), huge_page_bytes);
   aligned_mapping c(4 * page(), huge_page_bytes);
-  for (aligned_mapping* m : {&a, &b, &c}) fill_pattern(m->data, 4, 5);
+  for (aligned_mapping* m : {&a, &b, &c}) fill(m->data, 4 * page(), 5);
   std::vector<void*> pages;
   for (aligned_mapping* m : {&a, &b, &c})
     for (std::size_t p = 0; p < 4; ++p) pages.push_back(m->data + p * page());
@@ -185,9 +165,9 @@ TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says
           // mapping cannot fit.
           const std::size_t big_pages = 32768;
           numamove_test::mapping big(big_pages);
-          fill_pattern(big.data, 1);
-          fill_pattern(big.at_page(big_pages - 1), 1, 4);
-          fill_pattern(small.data, 1, 9);
+          fill(big.data, page());
+          fill(big.at_page(big_pages - 1), page(), 4);
+          fill(small.data, page(), 9);
           const std::uint64_t big_frame = pfn(big.data);
           std::ifstream in("/proc/self/status");
           std::size_t vm_kb = 0;

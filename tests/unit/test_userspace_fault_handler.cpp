@@ -14,8 +14,8 @@
 #include <numamove/detail/linux/fault_handler.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
-#include "test_userspace_support.hpp"
 
 using numamove::detail::register_fault_range;
 using numamove::detail::unregister_fault_range;
@@ -137,7 +137,7 @@ TEST_CASE("fault handler: a handler installed later is chained to by the next re
 }
 
 TEST_CASE("fault handler: with no handler before it, a declined fault kills as SIGSEGV does", "[userspace][fault_handler]") {
-  const int code = numamove_us::in_child([] {
+  const int code = numamove_test::in_child([] {
     ::signal(SIGSEGV, SIG_DFL);
     static callback_log log;
     log.resolve = false;

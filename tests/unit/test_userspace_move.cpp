@@ -1,10 +1,7 @@
 // The userspace migrator's copy path and its call-level contract, on this machine: forced moves
 // to the node the pages are on relocate them for real (new page frames, same addresses,
 // contents, protections, huge pages); call-level errors match backend::kernel's.
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,17 +19,14 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
+#include "support/seccomp_filter.hpp"
 #include "test_userspace_support.hpp"
 
 using numamove::backend;
-using numamove_test::held_child;
-using numamove_test::home;
-using numamove_test::huge_page_bytes;
-using numamove_test::mapping;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -40,27 +34,6 @@ namespace {
 bool thp_available() {
   const std::string mode = numamove::capabilities::of_this_process().thp;
   return mode == "always" || mode == "madvise";
-}
-
-pid_t vanished_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);
-  return child;
-}
-
-// Makes process_vm_readv and process_vm_writev fail with EPERM in the calling process (as some
-// container profiles do), so that the pipe fallback for the caller's arrays runs.
-bool refuse_process_vm() {
-  sock_filter program[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_writev, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-  };
-  sock_fprog filter{static_cast<unsigned short>(sizeof program / sizeof program[0]), program};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) == 0;
 }
 
 // rc, or 1000 + errno for -1: one number to compare between the backends.
@@ -71,17 +44,12 @@ long outcome(long rc) { return rc == -1 ? 1000 + errno : rc; }
 TEST_CASE("userspace: a forced move keeps addresses, contents and protections", "[userspace][move]") {
   constexpr std::size_t pages = 12;
   mapping m(pages);
-  fill_pattern(m.data, pages, 3);
+  fill(m.data, pages * page(), 3);
   // Pages 0-2 rw, 3-5 read-only, 6-8 PROT_NONE, 9-11 read+exec.
   REQUIRE(::mprotect(m.at_page(3), 3 * page(), PROT_READ) == 0);
   REQUIRE(::mprotect(m.at_page(6), 3 * page(), PROT_NONE) == 0);
   REQUIRE(::mprotect(m.at_page(9), 3 * page(), PROT_READ | PROT_EXEC) == 0);
-  std::vector<std::string> perms;
-  std::vector<std::uint64_t> frames;
-  for (std::size_t i = 0; i < pages; ++i) {
-    perms.push_back(perms_of(m.at_page(i)));
-    frames.push_back(pfn(m.at_page(i)));
-  }
+  const snapshot before(m.data, pages);
   const bool protect = GENERATE(true, false);
   INFO("protect_writes " << protect);
   relocation_options options;
@@ -90,18 +58,14 @@ TEST_CASE("userspace: a forced move keeps addresses, contents and protections", 
   std::vector<int> status;
   REQUIRE(move(m.data, pages, home, status, MPOL_MF_MOVE, options) == 0);
   CHECK(status == std::vector<int>(pages, home));
-  for (std::size_t i = 0; i < pages; ++i) {
-    INFO("page " << i);
-    CHECK(perms_of(m.at_page(i)) == perms[i]);
-    if (frames[i] != 0) CHECK(pfn(m.at_page(i)) != frames[i]);
-  }
+  for (std::size_t i = 0; i < pages; ++i) check_page(before, m.data, i, true);
   REQUIRE(::mprotect(m.data, m.bytes, PROT_READ) == 0);
   CHECK(first_bad_page(m.data, pages, 3) == pages);
 }
 
 TEST_CASE("userspace: moved pages are still writable and private", "[userspace][move]") {
   mapping m(4);
-  fill_pattern(m.data, 4);
+  fill(m.data, 4 * page());
   std::vector<int> status;
   REQUIRE(force_move(m.data, 4, home, status) == 0);
   m.data[10] = 'x';
@@ -120,7 +84,7 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
   aligned_mapping m(2 * huge_page_bytes, huge_page_bytes);
   SECTION("THP-backed pages stay THP-backed") {
     REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
-    fill_pattern(m.data, m.bytes / page());
+    fill(m.data, m.bytes);
     if (anon_huge_bytes(m.data) < m.bytes) {
       WARN("SKIPPED (the kernel gave no huge pages: memory too fragmented)");
       return;
@@ -128,7 +92,7 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
   }
   SECTION("4 KiB pages of a region that now asks for huge pages get them (force re-backs)") {
     REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
-    fill_pattern(m.data, m.bytes / page());
+    fill(m.data, m.bytes);
     REQUIRE(anon_huge_bytes(m.data) == 0);
     REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
   }
@@ -150,7 +114,7 @@ TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole st
   aligned_mapping m(huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = huge_page_bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   REQUIRE(::madvise(m.data + 5 * page(), page(), MADV_DONTNEED) == 0);
   REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
   std::vector<int> status;
@@ -216,7 +180,7 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
   SECTION("EPERM: MPOL_MF_MOVE_ALL without CAP_SYS_NICE, before ESRCH") {
     const pid_t gone = vanished_pid();
     CHECK(in_child([&] {
-            if (!drop_effective(CAP_SYS_NICE)) return 90;
+            if (drop_capability(CAP_SYS_NICE) != 0) return 90;
             numamove::capabilities::refresh();
             void* p = pages[0];
             int s = 0;
@@ -281,7 +245,7 @@ TEST_CASE("userspace: without process_vm_readv the caller's arrays are read thro
   char* two = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   REQUIRE(::munmap(two + page(), page()) == 0);
   CHECK(in_child([&] {
-          if (!refuse_process_vm()) return 90;
+          if (refuse_syscalls({SYS_process_vm_readv, SYS_process_vm_writev}) != 0) return 90;
           std::vector<void*> pages{m.data, m.at_page(1)};
           std::vector<int> nodes{home, home};
           std::vector<int> status{99, 99};

@@ -16,15 +16,13 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
+#include "support/seccomp_child.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::held_child;
-using numamove_test::home;
-using numamove_test::mapping;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -171,36 +169,23 @@ TEST_CASE("userspace: private pages shared copy-on-write with a child need MPOL_
 TEST_CASE("userspace: the child's view of copy-on-write pages stays its own", "[userspace][rules]") {
   mapping m(1);
   m.touch(0, 1, 30);
-  int to_child[2];
-  int to_parent[2];
-  REQUIRE(::pipe(to_child) == 0);
-  REQUIRE(::pipe(to_parent) == 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    char byte = 0;
-    (void)!::write(to_parent[1], &byte, 1);
-    (void)!::read(to_child[0], &byte, 1);
-    ::_exit(*m.data == 30 ? 0 : 1);
-  }
-  char byte = 0;
-  REQUIRE(::read(to_parent[0], &byte, 1) == 1);
+  // The child reads its page once the parent has moved its own and written to it.
+  seccomp_child child(
+      [&](child_channel& channel) { return channel.wait_for_parent() && *m.data == 30 ? 0 : 1; },
+      child_options{numa_filter::none});
   std::vector<int> status;
   REQUIRE(force_move(m.data, 1, home, status, MPOL_MF_MOVE_ALL) == 0);
   CHECK(status == std::vector<int>{home});
   *m.data = 77;  // the parent's own page now
-  (void)!::write(to_child[1], &byte, 1);
-  int code = -1;
-  ::waitpid(child, &code, 0);
-  CHECK(WIFEXITED(code));
-  CHECK(WEXITSTATUS(code) == 0);
-  for (const int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) ::close(fd);
+  child.proceed();
+  CHECK(child.release() == 0);
 }
 
 TEST_CASE("userspace: MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM, as in the kernel", "[userspace][rules][errors]") {
   mapping m(1);
   m.touch(0, 1);
   CHECK(in_child([&] {
-          if (!drop_effective(CAP_SYS_NICE)) return 90;
+          if (drop_capability(CAP_SYS_NICE) != 0) return 90;
           numamove::capabilities::refresh();
           std::vector<int> status;
           errno = 0;
@@ -259,7 +244,7 @@ TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated 
   }
   char* m = static_cast<char*>(::mmap(nullptr, 4 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, file.fd, 0));
   REQUIRE(m != MAP_FAILED);
-  fill_pattern(m, 3);  // pages 0-2 dirty, page 3 never touched
+  fill(m, 3 * page());  // pages 0-2 dirty, page 3 never touched
   std::vector<int> status;
   REQUIRE(force_move(m, 4, home, status) == 0);
   CHECK(status == std::vector<int>{-EACCES, -EACCES, -EACCES, -ENOENT});
@@ -307,11 +292,9 @@ TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmap
   // when the 64 KiB-aligned one would begin before it. Every start of the mapping within 64 KiB,
   // with the moved pages ending on a 64 KiB boundary: the untouched pages after them stay unmapped.
   constexpr std::size_t window = 16;
-  const std::size_t region = 4u << 20;
-  char* reserved = static_cast<char*>(::mmap(nullptr, region, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  REQUIRE(reserved != MAP_FAILED);
-  const auto aligned = (reinterpret_cast<std::uintptr_t>(reserved) + (2u << 20) - 1) / (2u << 20) * (2u << 20);
-  char* base = reinterpret_cast<char*>(aligned) + 4 * window * page();  // 64 KiB-aligned, inside one huge page
+  const aligned_mapping reserved(huge_page_bytes, huge_page_bytes, PROT_NONE);
+  REQUIRE(reserved.raw != MAP_FAILED);
+  char* base = reserved.data + 4 * window * page();  // 64 KiB-aligned, inside one huge page
   for (std::size_t start = 0; start < window; ++start) {
     scratch_file file(2 * window);
     REQUIRE(file.fd >= 0);
@@ -323,7 +306,7 @@ TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmap
                                         MAP_SHARED | MAP_FIXED, file.fd, 0));
     REQUIRE(m == base + start * page());
     const std::size_t moved = window - start;  // pages [0, moved) end on the 64 KiB boundary
-    fill_pattern(m, moved);
+    fill(m, moved * page());
     std::vector<int> status;
     REQUIRE(force_move(m, moved, home, status, MPOL_MF_MOVE_ALL) == 0);
     INFO("mapping starts " << start << " pages after a 64 KiB boundary");
@@ -334,7 +317,6 @@ TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmap
     CHECK(mapped_after == 0);
     ::mmap(m, 2 * window * page(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   }
-  ::munmap(reserved, region);
 }
 
 TEST_CASE("userspace: private file pages: read ones relocated through the cache, written ones copied",
@@ -346,7 +328,7 @@ TEST_CASE("userspace: private file pages: read ones relocated through the cache,
     return;
   }
   std::vector<char> contents(3 * page());
-  fill_pattern(contents.data(), 3, 7);
+  fill(contents.data(), 3 * page(), 7);
   REQUIRE(::pwrite(file.fd, contents.data(), contents.size(), 0) == static_cast<ssize_t>(contents.size()));
   REQUIRE(::fsync(file.fd) == 0);
   char* m = static_cast<char*>(::mmap(nullptr, 3 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0));
@@ -461,7 +443,7 @@ TEST_CASE("userspace: the zero page is told apart without PFNs (no CAP_SYS_ADMIN
           m.touch(0, 1);
           (void)*reinterpret_cast<volatile char*>(m.at_page(1));  // the zero page
           std::memset(m.at_page(2), 0, page());                   // written, all zeros: a page of its own
-          if (!drop_effective(CAP_SYS_ADMIN)) return 90;
+          if (drop_capability(CAP_SYS_ADMIN) != 0) return 90;
           const numamove::capabilities& here = numamove::capabilities::refresh();
           if (here.pagemap_pfns) return 91;
           // PAGEMAP_SCAN where the kernel has it (6.7+), else the move_pages query, else contents.

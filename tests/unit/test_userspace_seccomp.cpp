@@ -15,10 +15,7 @@
 #include "support/seccomp_child.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::child_channel;
-using numamove_test::home;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 
 TEST_CASE("under the filter: the probe sees it, automatic takes the userspace path and really moves",
           "[userspace][seccomp]") {

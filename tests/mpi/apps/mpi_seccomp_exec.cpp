@@ -1,4 +1,4 @@
-// Runs a program under the Docker-like seccomp filter of tests/support/seccomp_child.hpp
+// Runs a program under the Docker-like seccomp filter of tests/support/seccomp_filter.hpp
 // (move_pages and migrate_pages refused; the mempolicy calls refused without CAP_SYS_NICE), as
 // each rank of a job in a container would: mpirun ... mpi_seccomp_exec ./app
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "support/seccomp_child.hpp"
+#include "support/seccomp_filter.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
