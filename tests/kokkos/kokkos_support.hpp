@@ -19,7 +19,9 @@ using view = Kokkos::View<T, P...>;
 
 /// A 2-D View in NumaSpace whose rows are one page each.
 using grid = Kokkos::View<double**, Kokkos::LayoutRight, NumaSpace>;
-inline std::size_t row_length() { return page() / sizeof(double); }
+inline std::size_t row_length() {
+  return page() / sizeof(double);
+}
 
 /// The first page of the bytes a contiguous View spans, and how many pages they touch.
 template <class View>

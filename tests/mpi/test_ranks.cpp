@@ -49,7 +49,8 @@ mpi::rank_binding me() {
 /// Anonymous memory of its own (its pages belong to nothing else).
 struct region {
   explicit region(std::size_t pages_) : pages(pages_), bytes(pages_ * page()) {
-    data = static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    data = static_cast<char*>(
+        ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   }
   ~region() { ::munmap(data, bytes); }
   region(const region&) = delete;
@@ -82,19 +83,22 @@ std::size_t pages_on(const std::vector<int>& status, int node) {
 }
 
 /// Every thread back to the default policy, for the next case.
-void reset_policy() { numamove::detail::mpi::set_policy_everywhere(numamove::detail::mpol_default, {}); }
+void reset_policy() {
+  numamove::detail::mpi::set_policy_everywhere(numamove::detail::mpol_default, {});
+}
 
 /// A thread started before the placement (as MPI_Init starts its own): after it, it reports its
 /// policy and where a page it first touches lands.
 class bystander {
  public:
-  bystander() : thread_([this] {
-      while (!go_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      policy_ = policy_of_this_thread();
-      region mine(4);
-      fill(mine.data, mine.bytes, 7);
-      status_ = kernel_query(mine.data, mine.pages);
-    }) {}
+  bystander()
+      : thread_([this] {
+          while (!go_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          policy_ = policy_of_this_thread();
+          region mine(4);
+          fill(mine.data, mine.bytes, 7);
+          status_ = kernel_query(mine.data, mine.pages);
+        }) {}
   ~bystander() {
     if (thread_.joinable()) report();
   }
@@ -143,10 +147,12 @@ TEST_CASE("rank_affinity: every rank of this host, from its own affinity mask", 
     CHECK_FALSE(mine.pinned);
     CHECK(std::find(mine.cpus.begin(), mine.cpus.end(), mine.cpu) != mine.cpus.end());
   }
-  if (!mine.pinned) CHECK(mine.node == machine.node_of_cpu(mine.cpu));  // where first touch puts its pages now
+  if (!mine.pinned)
+    CHECK(mine.node == machine.node_of_cpu(mine.cpu));  // where first touch puts its pages now
 }
 
-TEST_CASE("place_rank local: every thread's policy, earlier and later memory on the rank's node", "[ranks]") {
+TEST_CASE("place_rank local: every thread's policy, earlier and later memory on the rank's node",
+          "[ranks]") {
   const mpi::rank_binding binding = me();
   const int elsewhere = other_node(binding.node);
   region before(1024);  // 4 MiB touched before the placement, on another node where there is one
@@ -207,7 +213,8 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   const mpi::rank_binding binding = me();
   std::set<int> cpu_nodes;
   for (const int c : binding.cpus)
-    if (numamove::topology::system().node_of_cpu(c) >= 0) cpu_nodes.insert(numamove::topology::system().node_of_cpu(c));
+    if (numamove::topology::system().node_of_cpu(c) >= 0)
+      cpu_nodes.insert(numamove::topology::system().node_of_cpu(c));
   mpi::policy_options options;
   options.policy = mpi::policy::interleave;
   const mpi::rank_placement r = mpi::place_rank(options);
@@ -236,7 +243,9 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   CHECK(placed == fresh.pages);
 }
 
-TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt over the nodes and pinned", "[ranks]") {
+TEST_CASE(
+    "place_rank spread: bound ranks on their node, unbound ranks dealt over the nodes and pinned",
+    "[ranks]") {
   const mpi::rank_binding binding = me();
   const std::vector<int> original = binding.cpus;
   mpi::policy_options options;
@@ -268,7 +277,8 @@ TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt ove
       dealt_unbound.insert(all[i]);
       ++unbound_ranks;
     }
-  CHECK(dealt_unbound.size() == std::min<std::size_t>(static_cast<std::size_t>(unbound_ranks), machine.nodes().size()));
+  CHECK(dealt_unbound.size() ==
+        std::min<std::size_t>(static_cast<std::size_t>(unbound_ranks), machine.nodes().size()));
   REQUIRE(dealt >= 0);
   if (!machine.cpus_of(dealt).empty()) {
     CHECK(r.pinned_by_numamove);
@@ -278,7 +288,8 @@ TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt ove
   }
 }
 
-TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; one array too", "[ranks][multinode]") {
+TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; one array too",
+          "[ranks][multinode]") {
   const mpi::rank_binding binding = me();
   const std::vector<int> with_cpus = nodes_with_cpus();
   mpi::place_rank();
@@ -306,7 +317,8 @@ TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; on
   }
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   if (!binding.pinned || binding.node < 0) return;  // an unbound rank has no node to leave
   INFO("rank " << world_rank() << " from node " << binding.node << " to " << next);
   CHECK(pages_on(placed, binding.node) == data.pages);
@@ -333,7 +345,8 @@ struct written_window {
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &ranks);
     void* base = nullptr;
-    MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes_per_rank), 1, MPI_INFO_NULL, comm, &base, &win);
+    MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes_per_rank), 1, MPI_INFO_NULL, comm, &base,
+                            &win);
     numamove::detail::mpi::query_segments(win, ranks, parts);
     if (rank == 0)
       for (const auto& s : parts) std::memset(reinterpret_cast<void*>(s.base), 0x5a, s.bytes);
@@ -365,7 +378,8 @@ struct written_window {
 
 }  // namespace
 
-TEST_CASE("place_window_segments: each rank's segment on its node, although rank 0 wrote it all", "[ranks]") {
+TEST_CASE("place_window_segments: each rank's segment on its node, although rank 0 wrote it all",
+          "[ranks]") {
   const std::size_t bytes = 3 * page() + 100;  // segments start mid-page: neighbours share pages
   written_window w(bytes);
   const mpi::window_placement p = mpi::place_window_segments(w.win);
@@ -376,11 +390,13 @@ TEST_CASE("place_window_segments: each rank's segment on its node, although rank
   const std::vector<int> theirs = w.whole_pages_of(next);
   bool intact = true;
   const auto& mine = w.parts[static_cast<std::size_t>(w.rank)];
-  for (std::size_t i = 0; i < mine.bytes; ++i) intact = intact && reinterpret_cast<const char*>(mine.base)[i] == 0x5a;
+  for (std::size_t i = 0; i < mine.bytes; ++i)
+    intact = intact && reinterpret_cast<const char*>(mine.base)[i] == 0x5a;
   MPI_Barrier(w.comm);
 
-  INFO("rank " << w.rank << " node " << p.node << ": " << p.error.message() << "; rank " << next << " on node "
-               << nodes[static_cast<std::size_t>(next)] << ", its pages " << to_text(theirs));
+  INFO("rank " << w.rank << " node " << p.node << ": " << p.error.message() << "; rank " << next
+               << " on node " << nodes[static_cast<std::size_t>(next)] << ", its pages "
+               << to_text(theirs));
   CHECK(intact);
   if (nodes[static_cast<std::size_t>(next)] >= 0) {
     CHECK_FALSE(theirs.empty());
@@ -401,10 +417,13 @@ TEST_CASE("place_window_segments: each rank's segment on its node, although rank
   const std::size_t spanned = (mine.base + mine.bytes - first + page() - 1) / page();
   CHECK(p.pages + p.boundary_pages.size() == spanned);
   CHECK(p.pages >= 2);  // its whole pages at least
-  CHECK(p.pages + p.boundary_pages.size() > 3);  // a segment of 3 pages and 100 bytes that starts mid-page
+  CHECK(p.pages + p.boundary_pages.size() >
+        3);  // a segment of 3 pages and 100 bytes that starts mid-page
 }
 
-TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapped stay, and are counted", "[ranks][multinode]") {
+TEST_CASE(
+    "place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapped stay, and are counted",
+    "[ranks][multinode]") {
   written_window w(4 * page());
   mpi::window_options options;
   options.move_shared = false;
@@ -412,7 +431,8 @@ TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapp
   int node_of_0 = p.node;
   MPI_Bcast(&node_of_0, 1, MPI_INT, 0, w.comm);
   MPI_Barrier(w.comm);
-  NUMAMOVE_SKIP_UNLESS(nodes_with_cpus().size() >= 2, "cpu-memory-nodes", "needs ranks on two nodes");
+  NUMAMOVE_SKIP_UNLESS(nodes_with_cpus().size() >= 2, "cpu-memory-nodes",
+                       "needs ranks on two nodes");
   CHECK_FALSE(p.move_all_used);
   if (w.rank == 0 || p.node == node_of_0) {
     CHECK(p.needs_move_all == 0);
@@ -424,7 +444,8 @@ TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapp
   CHECK_FALSE(p);
 }
 
-TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each on its rank's node", "[ranks]") {
+TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each on its rank's node",
+          "[ranks]") {
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &comm);
   int rank = 0;
@@ -442,7 +463,8 @@ TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each 
   MPI_Barrier(comm);
   const int next = (rank + 1) % ranks;
   const mpi::window_part& theirs = parts[static_cast<std::size_t>(next)];
-  for (std::size_t i = 0; i < theirs.bytes; i += page()) (void)static_cast<volatile char*>(theirs.base)[i];
+  for (std::size_t i = 0; i < theirs.bytes; i += page())
+    (void)static_cast<volatile char*>(theirs.base)[i];
   const std::vector<int> status = kernel_query(theirs.base, theirs.bytes / page());
   MPI_Barrier(comm);
   MPI_Win_free(&w.win);
@@ -468,7 +490,8 @@ TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each 
       CHECK((x + parts[a].bytes <= y || y + parts[b].bytes <= x));
     }
   }
-  if (nodes[static_cast<std::size_t>(next)] >= 0) CHECK(pages_on(status, nodes[static_cast<std::size_t>(next)]) == status.size());
+  if (nodes[static_cast<std::size_t>(next)] >= 0)
+    CHECK(pages_on(status, nodes[static_cast<std::size_t>(next)]) == status.size());
 }
 
 TEST_CASE("gather_locality: the table of an array and of each process, at the root", "[ranks]") {
@@ -491,19 +514,25 @@ TEST_CASE("gather_locality: the table of an array and of each process, at the ro
     CHECK(line.binding.rank == static_cast<int>(r));
     INFO(table.to_string());
     CHECK(line.bytes == field.bytes);
-    if (line.binding.node >= 0) CHECK(line.fraction() == 1.0);
-    else every_rank_has_a_node = false;  // a CPU of a node without memory: no local memory
+    if (line.binding.node >= 0)
+      CHECK(line.fraction() == 1.0);
+    else
+      every_rank_has_a_node = false;  // a CPU of a node without memory: no local memory
     CHECK_FALSE(line.host.empty());
     CHECK(processes.ranks[r].bytes > 0);
   }
-  if (every_rank_has_a_node) CHECK(table.fraction() == 1.0);
-  else CHECK(table.fraction() < 1.0);
+  if (every_rank_has_a_node)
+    CHECK(table.fraction() == 1.0);
+  else
+    CHECK(table.fraction() < 1.0);
   const std::string text = table.to_string();
   CHECK(text.rfind("rank  host", 0) == 0);
-  CHECK(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) == table.ranks.size() + 1);
+  CHECK(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) ==
+        table.ranks.size() + 1);
 }
 
-TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI's words", "[ranks]") {
+TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI's words",
+          "[ranks]") {
   char memory[64];
   MPI_Win plain = MPI_WIN_NULL;
   MPI_Win_create(memory, sizeof memory, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &plain);
@@ -532,7 +561,8 @@ TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI'
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
   MPI_Error_string(MPI_ERR_COMM, text, &length);
-  CHECK(mpi::mpi_category().message(MPI_ERR_COMM) == std::string(text, static_cast<std::size_t>(length)));
+  CHECK(mpi::mpi_category().message(MPI_ERR_COMM) ==
+        std::string(text, static_cast<std::size_t>(length)));
   CHECK(std::string(mpi::mpi_category().name()) == "mpi");
 }
 
@@ -542,7 +572,8 @@ TEST_CASE("place_rank in a cpuset without the rank's node: EACCES", "[ranks-cpus
   const mpi::rank_placement r = mpi::place_rank();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
-  INFO("rank " << world_rank() << " node " << binding.node << ", mems allowed " << to_text(allowed));
+  INFO("rank " << world_rank() << " node " << binding.node << ", mems allowed "
+               << to_text(allowed));
   if (std::find(allowed.begin(), allowed.end(), binding.node) == allowed.end())
     CHECK(r.error == std::error_code(EACCES, std::generic_category()));
   else

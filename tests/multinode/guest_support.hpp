@@ -63,16 +63,16 @@ inline std::string vm_shape() {
 
 /// Skips the rest of the test case, saying why, when `condition` is false; fails instead when
 /// the guest's shape promises `feature`.
-#define NUMAMOVE_SKIP_UNLESS(condition, feature, why)                                              \
-  do {                                                                                             \
-    if (!(condition)) {                                                                            \
-      if (numamove_test::vm_expects(feature)) {                                                    \
-        FAIL("the guest shape '" << numamove_test::vm_shape() << "' promises '" << (feature)        \
-                                 << "' but: " << why);                                             \
-      }                                                                                            \
-      WARN("SKIPPED (no " << (feature) << " here): " << why);                                       \
-      return;                                                                                      \
-    }                                                                                              \
+#define NUMAMOVE_SKIP_UNLESS(condition, feature, why)                                        \
+  do {                                                                                       \
+    if (!(condition)) {                                                                      \
+      if (numamove_test::vm_expects(feature)) {                                              \
+        FAIL("the guest shape '" << numamove_test::vm_shape() << "' promises '" << (feature) \
+                                 << "' but: " << why);                                       \
+      }                                                                                      \
+      WARN("SKIPPED (no " << (feature) << " here): " << why);                                \
+      return;                                                                                \
+    }                                                                                        \
   } while (false)
 
 namespace numamove_test {
@@ -91,7 +91,9 @@ inline std::vector<int> parse_list(const std::string& text) {
   std::vector<int> ids;
   std::istringstream in(text);
   for (std::string part; std::getline(in, part, ',');) {
-    part.erase(std::remove_if(part.begin(), part.end(), [](char c) { return c == '\n' || c == ' ' || c == '\t'; }), part.end());
+    part.erase(std::remove_if(part.begin(), part.end(),
+                              [](char c) { return c == '\n' || c == ' ' || c == '\t'; }),
+               part.end());
     if (part.empty()) continue;
     const auto dash = part.find('-');
     const int first = std::stoi(part.substr(0, dash));
@@ -104,7 +106,9 @@ inline std::vector<int> parse_list(const std::string& text) {
 inline const std::string sys_node = "/sys/devices/system/node";
 
 /// Node lists as the kernel states them: "online", "possible", "has_memory", "has_cpu".
-inline std::vector<int> kernel_nodes(const char* state) { return parse_list(read_file(sys_node + "/" + state)); }
+inline std::vector<int> kernel_nodes(const char* state) {
+  return parse_list(read_file(sys_node + "/" + state));
+}
 
 inline std::vector<int> kernel_cpus_of(int node) {
   return parse_list(read_file(sys_node + "/node" + std::to_string(node) + "/cpulist"));
@@ -134,7 +138,7 @@ inline std::vector<int> nonexistent_nodes() {
   for (int id = 0; id <= possible.back(); ++id)
     if (!std::binary_search(possible.begin(), possible.end(), id)) ids.push_back(id);
   ids.push_back(possible.back() + 1);
-  ids.push_back(1024);   // MAX_NUMNODES of the distributions' kernels (NODES_SHIFT=10)
+  ids.push_back(1024);  // MAX_NUMNODES of the distributions' kernels (NODES_SHIFT=10)
   ids.push_back(1 << 20);
   return ids;
 }
@@ -144,8 +148,8 @@ inline std::vector<int> nonexistent_nodes() {
 /// numamove::move_pages on `path` of the targets.size() pages from `first` of process `pid`, page
 /// i to targets[i]: the pages array built, `status` filled with INT32_MIN first, so that an
 /// entry the call did not write shows. Returns what numamove::move_pages returns.
-inline long numamove_move(numamove::backend path, const void* first, const std::vector<int>& targets,
-                          std::vector<int>& status, int pid = 0) {
+inline long numamove_move(numamove::backend path, const void* first,
+                          const std::vector<int>& targets, std::vector<int>& status, int pid = 0) {
   std::vector<void*> addresses = page_addresses(first, targets.size());
   status.assign(targets.size(), INT32_MIN);
   return numamove::move_pages(pid, targets.size(), addresses.data(), targets.data(), status.data(),
@@ -219,7 +223,8 @@ inline const std::string cgroup_root = "/sys/fs/cgroup";
 inline std::string cpuset_unavailable() {
   const std::string controllers = read_file(cgroup_root + "/cgroup.controllers");
   if (controllers.empty()) return "no cgroup v2 hierarchy at " + cgroup_root;
-  if (controllers.find("cpuset") == std::string::npos) return "the cgroup v2 root has no cpuset controller";
+  if (controllers.find("cpuset") == std::string::npos)
+    return "the cgroup v2 root has no cpuset controller";
   if (read_file(cgroup_root + "/cgroup.subtree_control").find("cpuset") == std::string::npos) {
     std::ofstream enable(cgroup_root + "/cgroup.subtree_control");
     enable << "+cpuset";
@@ -235,7 +240,8 @@ class cpuset_cgroup {
  public:
   explicit cpuset_cgroup(const std::string& mems) {
     static int serial = 0;
-    path_ = cgroup_root + "/numamove-test-" + std::to_string(::getpid()) + "-" + std::to_string(++serial);
+    path_ = cgroup_root + "/numamove-test-" + std::to_string(::getpid()) + "-" +
+            std::to_string(++serial);
     if (::mkdir(path_.c_str(), 0755) != 0) {
       error_ = "mkdir " + path_ + ": " + std::strerror(errno);
       return;

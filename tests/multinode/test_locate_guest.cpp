@@ -39,7 +39,8 @@ TEST_CASE("locate() reports the node of each page, as the kernel does", "[multin
   CHECK(first_mismatch(m.data, m.bytes, 21) == SIZE_MAX);
 }
 
-TEST_CASE("locate() says -ENOENT for a page never touched, on every kernel", "[multinode][locate]") {
+TEST_CASE("locate() says -ENOENT for a page never touched, on every kernel",
+          "[multinode][locate]") {
   constexpr std::size_t pages = 4;
   mapping m(pages);
   fill(m.at_page(1), page(), 1);  // page 1 touched, 0, 2 and 3 not
@@ -65,7 +66,8 @@ TEST_CASE("locate() says -EFAULT for the zero page (read, never written)", "[mul
   CHECK(located[1] >= 0);
 }
 
-TEST_CASE("migrate() leaves pages never touched untouched, on any target", "[multinode][locate][migrate]") {
+TEST_CASE("migrate() leaves pages never touched untouched, on any target",
+          "[multinode][locate][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   constexpr std::size_t pages = 8;
   mapping m(pages);

@@ -19,7 +19,8 @@ TEST_CASE("migrate() moves every page between every pair of nodes", "[multinode]
       if (from == to) continue;
       INFO("from node " << from << " to node " << to);
       mapping m(pages);
-      const std::uint64_t seed = static_cast<std::uint64_t>(from) * 1000 + static_cast<std::uint64_t>(to);
+      const std::uint64_t seed =
+          static_cast<std::uint64_t>(from) * 1000 + static_cast<std::uint64_t>(to);
       fill(m.data, m.bytes, seed);
       std::vector<int> status;
       REQUIRE(kernel_move(m.data, pages, from, status) == 0);
@@ -52,7 +53,8 @@ TEST_CASE("migrate() moves every page between every pair of nodes", "[multinode]
   }
 }
 
-TEST_CASE("migrate() of a container keeps data() and the contents, node after node", "[multinode][migrate]") {
+TEST_CASE("migrate() of a container keeps data() and the contents, node after node",
+          "[multinode][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   SECTION("std::vector (heap memory, partial pages at both ends)") {
     std::vector<std::uint64_t> v(20000);
@@ -65,12 +67,15 @@ TEST_CASE("migrate() of a container keeps data() and the contents, node after no
       CHECK(r);
       CHECK(v.data() == before);
       CHECK(kernel_query(r.first_page, r.status.size()) == std::vector<int>(r.status.size(), to));
-      CHECK(numamove::bytes_per_node(v.data(), v.size()) == std::map<int, std::size_t>{{to, v.size() * sizeof v[0]}});
+      CHECK(numamove::bytes_per_node(v.data(), v.size()) ==
+            std::map<int, std::size_t>{{to, v.size() * sizeof v[0]}});
       CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], 7) == SIZE_MAX);
     }
   }
   SECTION("numamove::vector placed on the first node") {
-    numamove::vector<std::uint64_t> v(3 * page(), 0, numamove::allocator<std::uint64_t>(numamove::placement::on_node(nodes.front())));
+    numamove::vector<std::uint64_t> v(
+        3 * page(), 0,
+        numamove::allocator<std::uint64_t>(numamove::placement::on_node(nodes.front())));
     fill(v.data(), v.size() * sizeof v[0], 11);
     const std::size_t pages = v.size() * sizeof v[0] / page();
     REQUIRE(kernel_query(v.data(), pages) == std::vector<int>(pages, nodes.front()));
@@ -134,7 +139,8 @@ TEST_CASE("one move_pages() call sends each page to its own node", "[multinode][
   CHECK(queried == targets);
 }
 
-TEST_CASE("move_pages() moves another process's pages, as the kernel sees them", "[multinode][move_pages]") {
+TEST_CASE("move_pages() moves another process's pages, as the kernel sees them",
+          "[multinode][move_pages]") {
   const std::vector<int> nodes = memory_nodes();
   constexpr std::size_t pages = 8;
   seccomp_child child(
@@ -166,7 +172,8 @@ TEST_CASE("move_pages() moves another process's pages, as the kernel sees them",
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as one call", "[multinode][migrate]") {
+TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as one call",
+          "[multinode][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   const int from = nodes.front();
   const int to = nodes.back();

@@ -12,7 +12,8 @@
 
 using namespace numamove_test;
 
-TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM", "[multinode][seccomp]") {
+TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM",
+          "[multinode][seccomp]") {
   const numamove::topology& t = numamove::topology::system();
   // The child places its pages by first touch (the filter is already in place): from a node
   // with CPUs, to another node.
@@ -28,14 +29,15 @@ TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says E
     numamove::migrate_options options;
     options.path = numamove::backend::kernel;
     const numamove::migration_result r = numamove::migrate(m.data, m.bytes, to, options);
-    ch.send(r.error.value());                          // 1
-    ch.send(static_cast<bool>(r));                     // 2
-    ch.send(static_cast<std::int64_t>(r.moved));       // 3
+    ch.send(r.error.value());                     // 1
+    ch.send(static_cast<bool>(r));                // 2
+    ch.send(static_cast<std::int64_t>(r.moved));  // 3
     std::vector<int> status;
     errno = 0;
-    ch.send(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, to), status));  // 4
-    ch.send(errno);                                    // 5
-    ch.send(status == std::vector<int>(pages, INT32_MIN));  // 6: nothing claimed
+    ch.send(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, to),
+                          status));                             // 4
+    ch.send(errno);                                             // 5
+    ch.send(status == std::vector<int>(pages, INT32_MIN));      // 6: nothing claimed
     ch.send(first_mismatch(m.data, m.bytes, 101) == SIZE_MAX);  // 7
     ch.wait_for_parent();
     return 0;
@@ -68,13 +70,13 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
     fill(m.data, m.bytes, 102);
     ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 0
     const numamove::migration_result r = numamove::migrate(m.data, m.bytes, to);
-    ch.send(static_cast<int>(r.used));                 // 1
-    ch.send(r.error.value());                          // 2
-    ch.send(static_cast<bool>(r));                     // 3
-    ch.send(static_cast<std::int64_t>(r.moved));       // 4
+    ch.send(static_cast<int>(r.used));                          // 1
+    ch.send(r.error.value());                                   // 2
+    ch.send(static_cast<bool>(r));                              // 3
+    ch.send(static_cast<std::int64_t>(r.moved));                // 4
     ch.send(first_mismatch(m.data, m.bytes, 102) == SIZE_MAX);  // 5
-    ch.send(static_cast<std::int64_t>(r.status.size()));  // 6
-    for (const int st : r.status) ch.send(st);         // 7 ...
+    ch.send(static_cast<std::int64_t>(r.status.size()));        // 6
+    for (const int st : r.status) ch.send(st);                  // 7 ...
     ch.wait_for_parent();
     return 0;
   });
@@ -87,8 +89,8 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
   const char* first = reinterpret_cast<const char*>(static_cast<std::intptr_t>(r.values[0]));
   const auto used = static_cast<numamove::backend>(r.values[1]);
   const std::vector<int> status(r.values.begin() + 7, r.values.end());
-  INFO("migrate() used backend::" << numamove::to_string(used) << ", error " << r.values[2] << ", moved "
-                                  << r.values[4] << ", status " << to_text(status));
+  INFO("migrate() used backend::" << numamove::to_string(used) << ", error " << r.values[2]
+                                  << ", moved " << r.values[4] << ", status " << to_text(status));
   CHECK(used != numamove::backend::automatic);
   CHECK(r.values[5] == 1);  // contents intact
   const std::vector<int> placed = kernel_query(first, pages, child.pid());
@@ -110,8 +112,9 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("under the filter the allocator places with mbind, or by first touch where mbind is refused",
-          "[multinode][seccomp][allocator]") {
+TEST_CASE(
+    "under the filter the allocator places with mbind, or by first touch where mbind is refused",
+    "[multinode][seccomp][allocator]") {
   const std::vector<int> nodes = memory_nodes();
   const int target = nodes.back();
   constexpr std::size_t pages = 8;
@@ -126,9 +129,10 @@ TEST_CASE("under the filter the allocator places with mbind, or by first touch w
         // First touch from a CPU of another node, so only the policy can put pages on target.
         pin_to_cpu pin(cpu_of_other_memory_node(target));
         try {
-          numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(numamove::placement::on_node(target)));
+          numamove::vector<char> v(pages * page(), 0,
+                                   numamove::allocator<char>(numamove::placement::on_node(target)));
           fill(v.data(), v.size(), 111);
-          ch.send(0);                                     // 0: no error
+          ch.send(0);                                          // 0: no error
           ch.send(reinterpret_cast<std::intptr_t>(v.data()));  // 1
           ch.wait_for_parent();
         } catch (const std::system_error& e) {

@@ -19,7 +19,8 @@ constexpr std::size_t huge = huge_page_bytes;
 // A 2 MiB-aligned region of `count` huge pages with MADV_HUGEPAGE, written (from a CPU of a
 // node with memory) with fill(seed), so each is a THP where the kernel can make one.
 struct thp_region {
-  thp_region(std::size_t count, std::uint64_t seed) : mapped(count * huge, huge), data(mapped.data), bytes(mapped.bytes) {
+  thp_region(std::size_t count, std::uint64_t seed)
+      : mapped(count * huge, huge), data(mapped.data), bytes(mapped.bytes) {
     REQUIRE(mapped.raw != MAP_FAILED);
     advised = ::madvise(data, bytes, MADV_HUGEPAGE) == 0;
     const int cpu = cpu_of_a_memory_node();
@@ -39,14 +40,15 @@ std::string thp_unavailable(const thp_region& r) {
   if (mode.empty()) return "no /sys/kernel/mm/transparent_hugepage";
   if (mode.find("[never]") != std::string::npos) return "THP disabled: " + mode;
   if (anon_huge_bytes(r.data) < r.bytes)
-    return "the kernel backed " + std::to_string(anon_huge_bytes(r.data)) + " of " + std::to_string(r.bytes) +
-           " bytes with huge pages";
+    return "the kernel backed " + std::to_string(anon_huge_bytes(r.data)) + " of " +
+           std::to_string(r.bytes) + " bytes with huge pages";
   return "";
 }
 
 }  // namespace
 
-TEST_CASE("move_pages() over every address of a THP: the head moves it, tails say -EBUSY", "[multinode][thp]") {
+TEST_CASE("move_pages() over every address of a THP: the head moves it, tails say -EBUSY",
+          "[multinode][thp]") {
   const std::vector<int> nodes = memory_nodes();
   thp_region r(1, 81);
   const std::string why = thp_unavailable(r);
@@ -60,8 +62,8 @@ TEST_CASE("move_pages() over every address of a THP: the head moves it, tails sa
   for (std::size_t i = 0; i < pages; ++i) addresses[i] = r.data + i * page();
   std::vector<int> targets(pages, to);
   std::vector<int> status(pages, INT32_MIN);
-  CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                             numamove::backend::kernel) == 0);
+  CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(),
+                             MPOL_MF_MOVE, numamove::backend::kernel) == 0);
   const auto busy = static_cast<std::size_t>(std::count(status.begin(), status.end(), -EBUSY));
   const auto there = static_cast<std::size_t>(std::count(status.begin(), status.end(), to));
   INFO(busy << " entries -EBUSY, " << there << " on node " << to);
@@ -72,7 +74,8 @@ TEST_CASE("move_pages() over every address of a THP: the head moves it, tails sa
   CHECK(first_mismatch(r.data, r.bytes, 81) == SIZE_MAX);
 }
 
-TEST_CASE("migrate() of THPs moves every byte and reports no failure", "[multinode][thp][migrate]") {
+TEST_CASE("migrate() of THPs moves every byte and reports no failure",
+          "[multinode][thp][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   thp_region r(2, 91);
   const std::string why = thp_unavailable(r);

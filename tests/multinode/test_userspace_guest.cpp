@@ -41,10 +41,12 @@ struct fenced {
 
 }  // namespace
 
-TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like filter", "[multinode][userspace]") {
+TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like filter",
+          "[multinode][userspace]") {
   const std::vector<int> nodes = memory_nodes();
   const bool drop = GENERATE(false, true);
-  INFO((drop ? "without" : "with") << " CAP_SYS_NICE (mbind " << (drop ? "refused" : "allowed") << ")");
+  INFO((drop ? "without" : "with")
+       << " CAP_SYS_NICE (mbind " << (drop ? "refused" : "allowed") << ")");
   child_options options;
   options.drop_cap_sys_nice = drop;
   constexpr std::size_t pages = 24;
@@ -105,11 +107,13 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a spread mapping is unknown",
-          "[multinode][userspace][locate]") {
+TEST_CASE(
+    "userspace: where the query is refused, numa_maps tells nodes, and a spread mapping is unknown",
+    "[multinode][userspace][locate]") {
   const numamove::topology& t = numamove::topology::system();
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   const int a = with_cpus[0];
   const int b = with_cpus[1];
   seccomp_child child([&](child_channel& ch) {
@@ -147,13 +151,14 @@ TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a s
   CHECK(r.values[3] == 4);
   CHECK(r.values[4] == 0);
   CHECK(r.values[5] == 1);
-  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[6])), 4, child.pid()) ==
-        std::vector<int>(4, a));
+  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[6])), 4,
+                     child.pid()) == std::vector<int>(4, a));
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: the allocator places on every node where mbind is refused", "[multinode][userspace][allocator]") {
+TEST_CASE("userspace: the allocator places on every node where mbind is refused",
+          "[multinode][userspace][allocator]") {
   const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
   child_options options;
@@ -162,7 +167,8 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
       [&](child_channel& ch) {
         for (const int node : nodes) {
           try {
-            auto* v = new numamove::vector<char>(8 * page(), 3, numamove::allocator<char>(numamove::placement::on_node(node)));
+            auto* v = new numamove::vector<char>(
+                8 * page(), 3, numamove::allocator<char>(numamove::placement::on_node(node)));
             ch.send(reinterpret_cast<std::intptr_t>(v->data()));
           } catch (const std::system_error& e) {
             ch.send(-e.code().value());
@@ -182,16 +188,18 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
       continue;
     }
     REQUIRE(r.values[k] > 0);
-    CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[k])), 8, child.pid()) ==
-          std::vector<int>(8, nodes[k]));
+    CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[k])), 8,
+                       child.pid()) == std::vector<int>(8, nodes[k]));
   }
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: writers lose nothing while their range moves between nodes", "[multinode][userspace][concurrency]") {
+TEST_CASE("userspace: writers lose nothing while their range moves between nodes",
+          "[multinode][userspace][concurrency]") {
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   constexpr std::size_t pages = 64;
   seccomp_child child([&](child_channel& ch) {
     mapping m(pages);
@@ -225,14 +233,16 @@ TEST_CASE("userspace: writers lose nothing while their range moves between nodes
   REQUIRE(r.values.size() == 3);
   CHECK(r.values[0] == 1);
   CHECK(r.values[1] == 1);
-  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[2])), pages, child.pid()) ==
-        std::vector<int>(pages, with_cpus[1]));
+  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[2])), pages,
+                     child.pid()) == std::vector<int>(pages, with_cpus[1]));
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for the documented differences",
-          "[multinode][userspace][equivalence]") {
+TEST_CASE(
+    "userspace and kernel: the same scenarios, the same statuses but for the documented "
+    "differences",
+    "[multinode][userspace][equivalence]") {
   const move_across across;
   const int from = across.from;
   const int to = across.to;
@@ -241,7 +251,8 @@ TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for t
     scenario s;
     std::vector<int> targets(s.pages.size(), to);
     std::vector<int> status(s.pages.size(), 1000);
-    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), targets.data(), status.data(), flags, path);
+    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), targets.data(),
+                                         status.data(), flags, path);
     // Whatever a backend says is on `to`, the kernel must agree.
     std::vector<int> placed(s.pages.size(), -1);
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
@@ -260,7 +271,8 @@ TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for t
     REQUIRE(urc == 0);
     REQUIRE(kinds == ukinds);
     for (std::size_t i = 0; i < kinds.size(); ++i) {
-      INFO(scenario::name(kinds[i]) << ", flags " << flags << ": kernel " << kernel[i] << ", userspace " << userspace[i]);
+      INFO(scenario::name(kinds[i])
+           << ", flags " << flags << ": kernel " << kernel[i] << ", userspace " << userspace[i]);
       if (userspace[i] == to) CHECK(uplaced[i] == to);
       if (kernel[i] == to) CHECK(kplaced[i] == to);
       switch (kinds[i]) {
@@ -286,7 +298,8 @@ TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for t
           // userspace path moves the huge page whole and reports every address.
           CHECK((userspace[i] == kernel[i] || (kernel[i] == -EBUSY && userspace[i] == to)));
           break;
-        default: CHECK(userspace[i] == kernel[i]);
+        default:
+          CHECK(userspace[i] == kernel[i]);
       }
     }
   }

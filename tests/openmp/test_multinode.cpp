@@ -37,7 +37,8 @@ namespace {
 std::vector<int> one_thread_per_node() {
   std::vector<int> nodes;
   for (const int node : numamove::topology::system().nodes())
-    if (!numamove::topology::system().cpus_of(node).empty() && nodes.size() < 4) nodes.push_back(node);
+    if (!numamove::topology::system().cpus_of(node).empty() && nodes.size() < 4)
+      nodes.push_back(node);
   return nodes;
 }
 
@@ -68,7 +69,8 @@ void check_all_local(const mapping& m, const static_schedule& s, const std::vect
 
 TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
   fill(m.data, m.bytes);  // by this thread: every page starts on its node
@@ -92,9 +94,11 @@ TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]"
   check_all_local(m, s, nodes);
 }
 
-TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node", "[multinode]") {
+TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node",
+          "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
   fill(m.data, m.bytes);
@@ -127,7 +131,8 @@ TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread chan
   check_all_local(m, s, nodes);
 }
 
-TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places", "[multinode]") {
+TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places",
+          "[multinode]") {
   NUMAMOVE_SKIP_UNLESS(one_thread_per_node().size() >= 2, "cpu-memory-nodes",
                        "needs two nodes with memory and CPUs, a place on each");
   const std::vector<std::string> env{"OMP_PLACES=threads", "OMP_PROC_BIND=close"};
@@ -143,7 +148,8 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
   numamove::openmp::team_options close;
   close.bind = proc_bind::close;
   REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s, close));
-  const auto close_nodes = numamove_test::nodes_of(numamove::openmp::team_bindings(2, proc_bind::close));
+  const auto close_nodes =
+      numamove_test::nodes_of(numamove::openmp::team_bindings(2, proc_bind::close));
   check_all_local(m, s, close_nodes, proc_bind::close);
 
   // spread, then primary (every thread on the primary thread's place), then close again.
@@ -157,7 +163,8 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
     for (std::size_t t = 0; t < 2; ++t) {
       INFO("proc_bind " << static_cast<int>(bind) << " thread " << t << " on node " << nodes[t]);
       CHECK(r.threads[t].binding.node == nodes[t]);
-      const bool was_local = before[t].bytes_on.count(nodes[t]) != 0 && before[t].bytes_on.at(nodes[t]) == m.bytes / 2;
+      const bool was_local =
+          before[t].bytes_on.count(nodes[t]) != 0 && before[t].bytes_on.at(nodes[t]) == m.bytes / 2;
       CHECK(r.threads[t].moved == (was_local ? 0 : 64));
     }
     CHECK(intact(m.data, m.bytes));
@@ -169,7 +176,8 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
 
 TEST_CASE("next_touch pages land on the node of the thread that touches them", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   const std::size_t per_thread = 16;
   test_mapping m(per_thread * nodes.size());
@@ -207,9 +215,11 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
   CHECK(std::count(nodes.begin(), nodes.end(), start) == 1);
 }
 
-TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write", "[multinode]") {
+TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write",
+          "[multinode]") {
   const std::vector<int> all = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const std::vector<int> nodes{all[0], all[1]};
   const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
@@ -223,7 +233,8 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       ready.fetch_add(1);
-      while (ready.load() < 2) {}
+      while (ready.load() < 2) {
+      }
       auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
       for (std::uint32_t k = 0; k < writes; ++k)
         for (std::size_t p = 0; p < 8; ++p) ++counters[p * page() / sizeof(std::uint32_t) + t];
@@ -241,9 +252,11 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
   }
 }
 
-TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node", "[multinode][userspace]") {
+TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node",
+          "[multinode][userspace]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const std::size_t per_thread = 16;
   const std::size_t pages = per_thread * nodes.size();
   const numamove::topology& machine = numamove::topology::system();
@@ -273,7 +286,7 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
       ch.send(static_cast<std::int64_t>(marked.moved()));                                // 2
       ch.send(static_cast<std::int64_t>(marked.failed()));                               // 3
     }
-    ch.send(intact(m.data, m.bytes));                                // 4
+    ch.send(intact(m.data, m.bytes));                  // 4
     ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 5
     ch.wait_for_parent();
     return 0;
@@ -286,8 +299,8 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
   CHECK(r.values[2] == static_cast<std::int64_t>(pages));  // all present: each one re-backed
   CHECK(r.values[3] == 0);
   CHECK(r.values[4] == 1);
-  const auto status =
-      numamove_test::kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[5])), pages, child.pid());
+  const auto status = numamove_test::kernel_query(
+      reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[5])), pages, child.pid());
   for (std::size_t p = 0; p < pages; ++p) {
     INFO("page " << p);
     CHECK(status[p] == nodes[p / per_thread]);
@@ -296,8 +309,9 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, which stays where it is",
-          "[multinode]") {
+TEST_CASE(
+    "a thread on a CPU of a node without memory: ENODEV for its chunk, which stays where it is",
+    "[multinode]") {
   const numamove::topology& machine = numamove::topology::system();
   int orphan = -1;  // a CPU that no node with memory claims
   for (int cpu = 0; cpu < static_cast<int>(::sysconf(_SC_NPROCESSORS_CONF)) && orphan < 0; ++cpu)
@@ -339,7 +353,8 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
 #pragma omp parallel num_threads(2)
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      for (std::size_t p = t * 64; p < (t + 1) * 64; ++p) words[p * per_page] = words[p * per_page] ^ 0;
+      for (std::size_t p = t * 64; p < (t + 1) * 64; ++p)
+        words[p * per_page] = words[p * per_page] ^ 0;
     }
     CHECK(marked.armed() == 0);
     CHECK(marked.local() == 64);
@@ -353,12 +368,14 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
   }
 }
 
-TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages", "[multinode]") {
+TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages",
+          "[multinode]") {
   // The guests start with balancing off; this case turns it on for itself.
   const numamove_test::numa_balancing_on balancing;
   REQUIRE(balancing.enabled());
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   mapping m(64 * nodes.size());  // left to the balancer
   fill(m.data, m.bytes);
   // Keep busy until the balancer samples pages: on Linux 6.1 a query then says -ENOENT for
@@ -374,10 +391,13 @@ TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from m
   std::size_t sampled = 0;
   while ((sampled = hidden()) == 0 && std::chrono::steady_clock::now() < deadline) {
     const auto busy = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-    while (std::chrono::steady_clock::now() < busy) {}
+    while (std::chrono::steady_clock::now() < busy) {
+    }
   }
   if (sampled == 0) {
-    WARN("skipped: no page was hidden within 6 s (a kernel where move_pages sees sampled pages, 6.5+)");
+    WARN(
+        "skipped: no page was hidden within 6 s (a kernel where move_pages sees sampled pages, "
+        "6.5+)");
     return;
   }
   const numamove_test::team_pin pin(nodes);

@@ -21,7 +21,9 @@
 
 namespace numamove_test {
 
-inline std::size_t page() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+inline std::size_t page() {
+  return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
 
 /// The node the one-node tests move pages to: the lowest node with memory, where pages already are.
 inline const int home = numamove::topology::system().nodes().front();
@@ -30,7 +32,9 @@ constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 
 /// An address (with a few pages after it) that no mapping holds: below vm.mmap_min_addr, where
 /// mmap never places anything, unlike a munmapped address, which another thread may map again.
-inline char* never_mapped() { return reinterpret_cast<char*>(3 * page()); }
+inline char* never_mapped() {
+  return reinterpret_cast<char*>(3 * page());
+}
 
 // ------------------------------------------------------------------------ mappings ---------
 
@@ -103,7 +107,8 @@ inline long kernel_move(void* first, std::size_t pages, int node, std::vector<in
   std::vector<void*> addresses = page_addresses(first, pages);
   std::vector<int> nodes(pages, node);
   status.assign(pages, INT32_MIN);
-  return ::syscall(SYS_move_pages, pid, pages, addresses.data(), nodes.data(), status.data(), flags);
+  return ::syscall(SYS_move_pages, pid, pages, addresses.data(), nodes.data(), status.data(),
+                   flags);
 }
 
 // ------------------------------------------------------------------------ /proc --------------
@@ -114,18 +119,23 @@ inline std::uint64_t pagemap(const void* address) {
   const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   const auto at = reinterpret_cast<std::uintptr_t>(address) / page() * sizeof entry;
-  if (::pread(fd, &entry, sizeof entry, static_cast<off_t>(at)) != static_cast<ssize_t>(sizeof entry))
+  if (::pread(fd, &entry, sizeof entry, static_cast<off_t>(at)) !=
+      static_cast<ssize_t>(sizeof entry))
     entry = 0;
   ::close(fd);
   return entry;
 }
 
 /// Bit 63 of the pagemap entry: is the page at `address` present?
-inline bool present(const void* address) { return (pagemap(address) >> 63 & 1) != 0; }
+inline bool present(const void* address) {
+  return (pagemap(address) >> 63 & 1) != 0;
+}
 
 /// The page frame number of the page holding `address` (0 without CAP_SYS_ADMIN): a page that
 /// was really moved has a new one.
-inline std::uint64_t pfn(const void* address) { return pagemap(address) & ((1ULL << 55) - 1); }
+inline std::uint64_t pfn(const void* address) {
+  return pagemap(address) & ((1ULL << 55) - 1);
+}
 
 /// The smaps record (header line and fields) of the mapping holding `address`, or "".
 inline std::string smaps_of(const void* address) {

@@ -55,17 +55,18 @@ struct child_options {
 
 /// What a child's function and the child process did, as the parent saw it.
 struct child_report {
-  bool started = false;   ///< the filter is in place and the function began
-  bool finished = false;  ///< the function returned (the child then waits for release())
-  int code = -1;          ///< the function's return value, when finished
+  bool started = false;              ///< the filter is in place and the function began
+  bool finished = false;             ///< the function returned (the child then waits for release())
+  int code = -1;                     ///< the function's return value, when finished
   std::vector<std::int64_t> values;  ///< every value the child sent, in order
   std::string notes;                 ///< every note the child sent, one per line
   std::string problem;               ///< why not finished: setup failure, signal, timeout
 
   /// Everything above in one line and the notes after it, for failure messages.
   std::string describe() const {
-    std::string text = "child: started=" + std::to_string(started) + " finished=" + std::to_string(finished) +
-                       " code=" + std::to_string(code) + " problem='" + problem + "' values";
+    std::string text = "child: started=" + std::to_string(started) +
+                       " finished=" + std::to_string(finished) + " code=" + std::to_string(code) +
+                       " problem='" + problem + "' values";
     for (const std::int64_t v : values) {
       text += ' ';
       text += std::to_string(v);
@@ -90,8 +91,15 @@ class child_channel {
 
  private:
   friend class seccomp_child;
-  enum : std::uint32_t { tag_value = 1, tag_note = 2, tag_started = 3, tag_setup_failed = 4, tag_done = 5 };
-  child_channel(int to_parent, int from_parent) : to_parent_(to_parent), from_parent_(from_parent) {}
+  enum : std::uint32_t {
+    tag_value = 1,
+    tag_note = 2,
+    tag_started = 3,
+    tag_setup_failed = 4,
+    tag_done = 5
+  };
+  child_channel(int to_parent, int from_parent)
+      : to_parent_(to_parent), from_parent_(from_parent) {}
 
   void put(std::uint32_t tag, const void* payload, std::size_t length) {
     const auto len32 = static_cast<std::uint32_t>(length);
@@ -156,7 +164,8 @@ class seccomp_child {
     if (!reaped_ && pid_ > 0) {
       ::kill(pid_, SIGKILL);
       int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     if (from_child_ >= 0) ::close(from_child_);
     if (to_child_ >= 0) ::close(to_child_);
@@ -167,20 +176,23 @@ class seccomp_child {
   /// Reads what the child sent until it has sent `count` values in all, finished or died.
   /// Returns the report so far; report().values.size() >= count unless something went wrong.
   const child_report& receive(std::size_t count) {
-    while (report_.values.size() < count && read_record()) {}
+    while (report_.values.size() < count && read_record()) {
+    }
     return report_;
   }
 
   /// Waits until the function returned (or the child died, or the timeout passed).
   const child_report& wait() {
-    while (read_record()) {}
+    while (read_record()) {
+    }
     return report_;
   }
 
   /// Lets a child blocked in wait_for_parent() go on.
   void proceed() {
     const char byte = 'p';
-    while (::write(to_child_, &byte, 1) < 0 && errno == EINTR) {}
+    while (::write(to_child_, &byte, 1) < 0 && errno == EINTR) {
+    }
   }
 
   /// Lets the child exit and reaps it. Returns the function's return value, 125 when the
@@ -199,10 +211,12 @@ class seccomp_child {
 
  private:
   template <class Function>
-  [[noreturn]] static void run_child(Function&& function, child_channel channel, const child_options& options) {
+  [[noreturn]] static void run_child(Function&& function, child_channel channel,
+                                     const child_options& options) {
     // The test framework's handlers for fatal signals belong to the parent: a child that
     // crashes must die of the signal, which the parent reports.
-    for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM, SIGINT}) ::signal(sig, SIG_DFL);
+    for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM, SIGINT})
+      ::signal(sig, SIG_DFL);
     int error = 0;
     if (options.drop_cap_sys_nice) error = drop_capability(CAP_SYS_NICE);
     if (error == 0) error = install_numa_filter(options.filter);
@@ -240,9 +254,11 @@ class seccomp_child {
     auto* at = static_cast<char*>(into);
     const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
     while (length > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
-        report_.problem = "timed out after " + std::to_string(options_.timeout.count()) + " ms waiting for the child";
+        report_.problem = "timed out after " + std::to_string(options_.timeout.count()) +
+                          " ms waiting for the child";
         ::kill(pid_, SIGKILL);
         return false;
       }
@@ -269,28 +285,38 @@ class seccomp_child {
     std::int64_t value = 0;
     if (payload.size() == sizeof value) std::memcpy(&value, payload.data(), sizeof value);
     switch (header[0]) {
-      case child_channel::tag_value: report_.values.push_back(value); return true;
-      case child_channel::tag_note: report_.notes.append(payload.begin(), payload.end()).append("\n"); return true;
-      case child_channel::tag_started: report_.started = true; return true;
+      case child_channel::tag_value:
+        report_.values.push_back(value);
+        return true;
+      case child_channel::tag_note:
+        report_.notes.append(payload.begin(), payload.end()).append("\n");
+        return true;
+      case child_channel::tag_started:
+        report_.started = true;
+        return true;
       case child_channel::tag_setup_failed:
-        report_.problem = std::string("the child could not set itself up (drop CAP_SYS_NICE, then the ") +
-                          to_string(options_.filter) + " filter): " + std::strerror(static_cast<int>(value));
+        report_.problem =
+            std::string("the child could not set itself up (drop CAP_SYS_NICE, then the ") +
+            to_string(options_.filter) + " filter): " + std::strerror(static_cast<int>(value));
         return false;
       case child_channel::tag_done:
         report_.finished = true;
         report_.code = static_cast<int>(value);
         return false;
-      default: report_.problem = "garbled message from the child"; return false;
+      default:
+        report_.problem = "garbled message from the child";
+        return false;
     }
   }
 
   bool died() {
     if (report_.problem.empty()) {
       const int status = reap();
-      report_.problem = status >= 128 ? "the child was killed by signal " + std::to_string(status - 128) + " (" +
-                                            strsignal(status - 128) + ")"
-                                      : "the child exited with status " + std::to_string(status) +
-                                            " before its function returned";
+      report_.problem = status >= 128
+                            ? "the child was killed by signal " + std::to_string(status - 128) +
+                                  " (" + strsignal(status - 128) + ")"
+                            : "the child exited with status " + std::to_string(status) +
+                                  " before its function returned";
     }
     return false;
   }
@@ -302,7 +328,10 @@ class seccomp_child {
     do got = ::waitpid(pid_, &status, 0);
     while (got < 0 && errno == EINTR);
     reaped_ = true;
-    exit_code_ = got < 0 ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
+    exit_code_ = got < 0               ? 255
+                 : WIFEXITED(status)   ? WEXITSTATUS(status)
+                 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                       : 255;
     return exit_code_;
   }
 
@@ -323,8 +352,8 @@ child_report run_in_seccomp_child(Function&& function, child_options options = {
   child_report report = child.wait();
   const int status = child.release();
   if (report.finished && status != (report.code & 0xff))
-    report.problem = "the child exited with status " + std::to_string(status) + " after its function returned " +
-                     std::to_string(report.code);
+    report.problem = "the child exited with status " + std::to_string(status) +
+                     " after its function returned " + std::to_string(report.code);
   return report;
 }
 

@@ -132,10 +132,12 @@ TEST_CASE("locate of memory that is not mapped reports -EFAULT", "[locate]") {
   CHECK(numamove::locate(gone, 1) == std::vector<int>{-EFAULT});
 }
 
-TEST_CASE("a range that does not fit in the address space is EFAULT, not a crash", "[migrate][errors]") {
+TEST_CASE("a range that does not fit in the address space is EFAULT, not a crash",
+          "[migrate][errors]") {
   auto* near_top = reinterpret_cast<std::uint64_t*>(UINTPTR_MAX - 64);
   CHECK(numamove::migrate(near_top, 1000, home).error == std::errc::bad_address);
-  CHECK(numamove::migrate(reinterpret_cast<std::uint64_t*>(4096), SIZE_MAX / 4, home).error == std::errc::bad_address);
+  CHECK(numamove::migrate(reinterpret_cast<std::uint64_t*>(4096), SIZE_MAX / 4, home).error ==
+        std::errc::bad_address);
   try {
     numamove::locate(near_top, 1000);
     FAIL("locate did not throw");

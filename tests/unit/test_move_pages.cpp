@@ -20,8 +20,8 @@
 using numamove::backend;
 using numamove_test::drop_capability;
 using numamove_test::held_child;
-using numamove_test::in_child;
 using numamove_test::home;
+using numamove_test::in_child;
 using numamove_test::mapping;
 using numamove_test::page;
 using numamove_test::vanished_pid;
@@ -40,9 +40,11 @@ TEST_CASE("query reports node, not present and no mapping per page", "[move_page
   volatile char sink = *m.at_page(3);
   (void)sink;
   // Any address inside a page names the page.
-  std::vector<void*> pages{m.at_page(0) + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3), gone};
+  std::vector<void*> pages{m.at_page(0) + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3),
+                           gone};
   std::vector<int> status(pages.size(), 99);
-  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0, backend::kernel) == 0);
+  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0,
+                               backend::kernel) == 0);
   CHECK(status == std::vector<int>{home, -ENOENT, home, -EFAULT, -EFAULT});
 }
 
@@ -54,10 +56,12 @@ TEST_CASE("moving to the node a page is on reports that node", "[move_pages]") {
   std::vector<int> nodes(8, home);
   std::vector<int> status(8, 99);
   SECTION("MPOL_MF_MOVE") {
-    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE, backend::kernel) == 0);
+    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
+                               backend::kernel) == 0);
   }
   SECTION("flags 0 moves like MPOL_MF_MOVE") {
-    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), 0, backend::kernel) == 0);
+    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), 0,
+                               backend::kernel) == 0);
   }
   CHECK(status == std::vector<int>(8, home));
   CHECK(*m.at_page(5) == 1 + 5);
@@ -69,7 +73,8 @@ TEST_CASE("a move does not allocate pages never touched", "[move_pages]") {
   std::vector<void*> pages{m.at_page(0), m.at_page(1)};
   std::vector<int> nodes{home, home};
   std::vector<int> status(2, 99);
-  REQUIRE(numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE, backend::kernel) == 0);
+  REQUIRE(numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
+                               backend::kernel) == 0);
   CHECK(status == std::vector<int>{home, -ENOENT});
   CHECK(numamove_test::kernel_query(m.data, 2)[1] < 0);
 }
@@ -81,7 +86,8 @@ TEST_CASE("call-level errors come in the kernel's order", "[move_pages][errors]"
   std::vector<int> status{99, 99};
   const auto call = [&](int pid, const int* nodes, int flags) {
     errno = 0;
-    const long rc = numamove::move_pages(pid, 2, pages.data(), nodes, status.data(), flags, backend::kernel);
+    const long rc =
+        numamove::move_pages(pid, 2, pages.data(), nodes, status.data(), flags, backend::kernel);
     return rc == -1 ? errno : static_cast<int>(1000 + rc);
   };
   const std::vector<int> nodes{home, home};

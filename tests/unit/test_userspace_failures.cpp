@@ -36,7 +36,8 @@ struct reservations {
     for (std::string line; std::getline(in, line);) {
       if (line.find(" ---p 00000000 00:00 0") == std::string::npos) continue;
       const std::size_t dash = line.find('-');
-      ranges.emplace_back(std::stoull(line.substr(0, dash), nullptr, 16), std::stoull(line.substr(dash + 1), nullptr, 16));
+      ranges.emplace_back(std::stoull(line.substr(0, dash), nullptr, 16),
+                          std::stoull(line.substr(dash + 1), nullptr, 16));
     }
   }
   // Those that are not part of a reservation that `before` had: new ones. A reservation split in
@@ -56,7 +57,8 @@ struct reservations {
 
 }  // namespace
 
-TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were", "[userspace][failure]") {
+TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were",
+          "[userspace][failure]") {
   // One run of three huge-page-sized chunks; the second chunk fails.
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
@@ -94,7 +96,8 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
-TEST_CASE("userspace: when the other threads cannot be stopped every page stays as it was", "[userspace][failure]") {
+TEST_CASE("userspace: when the other threads cannot be stopped every page stays as it was",
+          "[userspace][failure]") {
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
@@ -117,7 +120,8 @@ TEST_CASE("userspace: when the other threads cannot be stopped every page stays 
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
-TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was", "[userspace][failure]") {
+TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was",
+          "[userspace][failure]") {
   // Three mappings, so three runs; the second one fails.
   // Each at the start of a huge-page block, so that each run is one chunk.
   aligned_mapping a(4 * page(), huge_page_bytes);
@@ -138,11 +142,13 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   us::inject_failure(point, 1, ENOMEM);
   std::vector<int> nodes(pages.size(), home);
   std::vector<int> status(pages.size(), 1000);
-  const long rc = us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0, {true, true, 1});
+  const long rc = us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0,
+                                 {true, true, 1});
   us::clear_injected_failures();
   REQUIRE(rc == 0);
   for (std::size_t i = 0; i < pages.size(); ++i) {
-    const bool middle = static_cast<char*>(pages[i]) >= by_address[1] && static_cast<char*>(pages[i]) < by_address[1] + 4 * page();
+    const bool middle = static_cast<char*>(pages[i]) >= by_address[1] &&
+                        static_cast<char*>(pages[i]) < by_address[1] + 4 * page();
     INFO("entry " << i);
     CHECK(status[i] == (middle ? -ENOMEM : home));
   }
@@ -154,7 +160,8 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   CHECK(reservations().added_since(leftovers) == 0);
 }
 
-TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says -ENOMEM", "[userspace][failure]") {
+TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says -ENOMEM",
+          "[userspace][failure]") {
   CHECK(in_child([] {
           // Probe and warm up before the limit: the probe runs a thread.
           numamove_test::mapping small(1);
@@ -173,7 +180,8 @@ TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says
           std::size_t vm_kb = 0;
           for (std::string line; std::getline(in, line);)
             if (line.rfind("VmSize:", 0) == 0) vm_kb = std::strtoull(line.c_str() + 7, nullptr, 10);
-          // Room for a worker's stack, the arena and the small run's fresh pages, not the big run's.
+          // Room for a worker's stack, the arena and the small run's fresh pages, not the big
+          // run's.
           const rlim_t limit = (vm_kb + 40 * 1024) * 1024;
           const rlimit cap{limit, limit};
           if (::setrlimit(RLIMIT_AS, &cap) != 0) return 91;
@@ -181,12 +189,15 @@ TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says
           for (std::size_t p = 0; p < big_pages; ++p) pages.push_back(big.at_page(p));
           std::vector<int> nodes(pages.size(), home);
           status.assign(pages.size(), 1000);
-          if (us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0, {true, true, 1}) != 0)
+          if (us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0,
+                             {true, true, 1}) != 0)
             return 92;
           if (status[0] != home) return 93;
-          if (status[1] != -ENOMEM || status[big_pages] != -ENOMEM || status[2] != -ENOENT) return 94;
+          if (status[1] != -ENOMEM || status[big_pages] != -ENOMEM || status[2] != -ENOENT)
+            return 94;
           if (big_frame != 0 && pfn(big.data) != big_frame) return 95;
-          if (first_bad_page(big.data, 1) != 1 || first_bad_page(big.at_page(big_pages - 1), 1, 4) != 1 ||
+          if (first_bad_page(big.data, 1) != 1 ||
+              first_bad_page(big.at_page(big_pages - 1), 1, 4) != 1 ||
               first_bad_page(small.data, 1, 9) != 1)
             return 96;
           if (present(big.at_page(1))) return 97;

@@ -24,16 +24,18 @@ namespace numamove_test {
 using numamove::detail::userspace::relocation_options;
 
 /// The userspace path's move_pages with explicit options, over pages[i] = first + i pages.
-inline long move(char* first, std::size_t count, int node, std::vector<int>& status, int flags = MPOL_MF_MOVE,
-                 relocation_options options = {}) {
+inline long move(char* first, std::size_t count, int node, std::vector<int>& status,
+                 int flags = MPOL_MF_MOVE, relocation_options options = {}) {
   std::vector<void*> pages = page_addresses(first, count);
   std::vector<int> nodes(count, node);
   status.assign(count, 1000);
-  return numamove::detail::userspace::move_pages(0, count, pages.data(), nodes.data(), status.data(), flags, options);
+  return numamove::detail::userspace::move_pages(0, count, pages.data(), nodes.data(),
+                                                 status.data(), flags, options);
 }
 
 /// Forced move to `node` (the whole copy path even when the pages are there already).
-inline long force_move(char* first, std::size_t count, int node, std::vector<int>& status, int flags = MPOL_MF_MOVE) {
+inline long force_move(char* first, std::size_t count, int node, std::vector<int>& status,
+                       int flags = MPOL_MF_MOVE) {
   relocation_options options;
   options.force = true;
   return move(first, count, node, status, flags, options);
@@ -43,7 +45,8 @@ inline long force_move(char* first, std::size_t count, int node, std::vector<int
 inline int query(const void* page) {
   void* address = const_cast<void*>(page);
   int status = 1000;
-  if (numamove::move_pages(0, 1, &address, nullptr, &status, 0, numamove::backend::userspace) != 0) return 2000;
+  if (numamove::move_pages(0, 1, &address, nullptr, &status, 0, numamove::backend::userspace) != 0)
+    return 2000;
   return status;
 }
 
@@ -72,7 +75,8 @@ inline void check_page(const snapshot& before, const char* first, std::size_t p,
 inline void* vvar_page() {
   std::ifstream in("/proc/self/maps");
   for (std::string line; std::getline(in, line);)
-    if (line.find("[vvar]") != std::string::npos) return reinterpret_cast<void*>(std::strtoull(line.c_str(), nullptr, 16));
+    if (line.find("[vvar]") != std::string::npos)
+      return reinterpret_cast<void*>(std::strtoull(line.c_str(), nullptr, 16));
   return nullptr;
 }
 
@@ -81,20 +85,43 @@ inline void* vvar_page() {
 /// forked child that waits until the scenario is destroyed.
 struct scenario {
   enum kind {
-    touched, untouched, zero, unmapped, io, cow_shared, read_only, no_access, locked, dont_fork, shared_anonymous,
-    huge_head, huge_tail,
+    touched,
+    untouched,
+    zero,
+    unmapped,
+    io,
+    cow_shared,
+    read_only,
+    no_access,
+    locked,
+    dont_fork,
+    shared_anonymous,
+    huge_head,
+    huge_tail,
   };
   static const char* name(kind k) {
-    static const char* const names[] = {"touched", "untouched", "zero page", "unmapped", "io/pfnmap", "cow-shared",
-                                        "read-only", "PROT_NONE", "mlocked", "MADV_DONTFORK", "MAP_SHARED anonymous",
-                                        "THP head", "THP tail"};
+    static const char* const names[] = {"touched",
+                                        "untouched",
+                                        "zero page",
+                                        "unmapped",
+                                        "io/pfnmap",
+                                        "cow-shared",
+                                        "read-only",
+                                        "PROT_NONE",
+                                        "mlocked",
+                                        "MADV_DONTFORK",
+                                        "MAP_SHARED anonymous",
+                                        "THP head",
+                                        "THP tail"};
     return names[k];
   }
 
   scenario() : huge(huge_page_bytes, huge_page_bytes) {
     const std::size_t page = numamove_test::page();
-    area = static_cast<char*>(::mmap(nullptr, area_pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    shared = static_cast<char*>(::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    area = static_cast<char*>(::mmap(nullptr, area_pages * page, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    shared = static_cast<char*>(
+        ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     gone = never_mapped();
     // Pages 0-1 touched, 2 untouched, 3 zero page, 4 read-only, 5 PROT_NONE, 6 mlocked,
     // 7 MADV_DONTFORK, 8 copy-on-write shared; the odd protections split the mapping.
@@ -105,7 +132,8 @@ struct scenario {
     ::mprotect(area + 4 * page, page, PROT_READ);
     ::mprotect(area + 5 * page, page, PROT_NONE);
     // (Sanitizers make mlock a no-op that succeeds: check that the page is locked.)
-    locked_ok = ::mlock(area + 6 * page, page) == 0 && smaps_of(area + 6 * page).find(" lo") != std::string::npos;
+    locked_ok = ::mlock(area + 6 * page, page) == 0 &&
+                smaps_of(area + 6 * page).find(" lo") != std::string::npos;
     ::madvise(area + 7 * page, page, MADV_DONTFORK);
     shared[0] = 9;
     std::memset(huge.data, 5, huge.bytes);

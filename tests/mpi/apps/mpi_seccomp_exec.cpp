@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s PROGRAM [ARGS...]\n", argv[0]);
     return 2;
   }
-  if (const int error = numamove_test::install_numa_filter(numamove_test::numa_filter::docker_default)) {
+  if (const int error =
+          numamove_test::install_numa_filter(numamove_test::numa_filter::docker_default)) {
     std::fprintf(stderr, "mpi_seccomp_exec: cannot install the filter: %s\n", std::strerror(error));
     return 126;
   }
