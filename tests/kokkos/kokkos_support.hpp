@@ -10,17 +10,18 @@
 
 #include "multinode/guest_support.hpp"
 
-namespace numamove_kokkos_test {
+namespace numamove_test {
 
 using numamove::kokkos::NumaSpace;
-using numamove_test::page;
 
 template <class T, class... P>
 using view = Kokkos::View<T, P...>;
 
 /// A 2-D View in NumaSpace whose rows are one page each.
 using grid = Kokkos::View<double**, Kokkos::LayoutRight, NumaSpace>;
-inline std::size_t row_length() { return page() / sizeof(double); }
+inline std::size_t row_length() {
+  return page() / sizeof(double);
+}
 
 /// The first page of the bytes a contiguous View spans, and how many pages they touch.
 template <class View>
@@ -38,7 +39,7 @@ std::size_t pages_of(const View& v) {
 /// Where the kernel says each page of the contiguous View `v` is (raw move_pages(2) query).
 template <class View>
 std::vector<int> kernel_nodes_of(const View& v) {
-  return numamove_test::where(first_page_of(v), pages_of(v));
+  return kernel_query(first_page_of(v), pages_of(v));
 }
 
 /// Writes a value that depends on the element's position and `seed` into every element.
@@ -57,4 +58,4 @@ bool holds_pattern(const View& v, double seed) {
   return true;
 }
 
-}  // namespace numamove_kokkos_test
+}  // namespace numamove_test

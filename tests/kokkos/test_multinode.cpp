@@ -6,17 +6,16 @@
 
 #include "kokkos_support.hpp"
 
-using namespace numamove_kokkos_test;
+using namespace numamove_test;
 using numamove::placement;
-using numamove_test::memory_nodes;
-using numamove_test::to_text;
 
 TEST_CASE("on_node places every page of a View on that node", "[kokkos][multinode]") {
   for (const int node : memory_nodes()) {
     INFO("node " << node);
     grid a(Kokkos::view_alloc(NumaSpace(placement::on_node(node)), "a"), 32, row_length());
     CHECK(kernel_nodes_of(a) == std::vector<int>(pages_of(a), node));
-    CHECK(numamove::kokkos::bytes_per_node(a) == std::map<int, std::size_t>{{node, a.span() * sizeof(double)}});
+    CHECK(numamove::kokkos::bytes_per_node(a) ==
+          std::map<int, std::size_t>{{node, a.span() * sizeof(double)}});
   }
 }
 
@@ -34,7 +33,8 @@ TEST_CASE("interleave deals a View's pages round-robin over its nodes", "[kokkos
   CHECK(got == expected);
 }
 
-TEST_CASE("migrate moves a View's pages with their contents; locate sees them", "[kokkos][multinode]") {
+TEST_CASE("migrate moves a View's pages with their contents; locate sees them",
+          "[kokkos][multinode]") {
   const std::vector<int> nodes = memory_nodes();
   grid a(Kokkos::view_alloc(NumaSpace(placement::on_node(nodes.front())), "a"), 24, row_length());
   fill_pattern(a, 17);
@@ -68,8 +68,8 @@ TEST_CASE("migrate of a subview moves the pages of its elements only", "[kokkos]
   CHECK(holds_pattern(a, 23));
 
   // A column of a wider array: one element every two pages; the pages between stay.
-  Kokkos::View<double**, Kokkos::LayoutRight, NumaSpace> wide(Kokkos::view_alloc(NumaSpace(placement::on_node(from)), "wide"),
-                                                              8, 2 * row_length());
+  Kokkos::View<double**, Kokkos::LayoutRight, NumaSpace> wide(
+      Kokkos::view_alloc(NumaSpace(placement::on_node(from)), "wide"), 8, 2 * row_length());
   fill_pattern(wide, 29);
   auto column = Kokkos::subview(wide, Kokkos::ALL, 0);
   const numamove::migration_result c = numamove::kokkos::migrate(column, to);
@@ -80,14 +80,16 @@ TEST_CASE("migrate of a subview moves the pages of its elements only", "[kokkos]
     INFO("page " << p);
     CHECK(wide_nodes[p] == (p % 2 == 0 && p < 16 ? to : from));
   }
-  CHECK(numamove::kokkos::bytes_per_node(column) == std::map<int, std::size_t>{{to, 8 * sizeof(double)}});
+  CHECK(numamove::kokkos::bytes_per_node(column) ==
+        std::map<int, std::size_t>{{to, 8 * sizeof(double)}});
   CHECK(holds_pattern(wide, 29));
 }
 
 TEST_CASE("deep_copy into a placed View keeps it on its node", "[kokkos][multinode]") {
   const int node = memory_nodes().back();
   const std::size_t n = 40 * row_length();
-  Kokkos::View<double*, NumaSpace> a(Kokkos::view_alloc(NumaSpace(placement::on_node(node)), "a"), n);
+  Kokkos::View<double*, NumaSpace> a(Kokkos::view_alloc(NumaSpace(placement::on_node(node)), "a"),
+                                     n);
   Kokkos::View<double*, Kokkos::HostSpace> h("h", n);
   fill_pattern(h, 31);
   Kokkos::deep_copy(a, h);
@@ -98,7 +100,8 @@ TEST_CASE("deep_copy into a placed View keeps it on its node", "[kokkos][multino
   CHECK(kernel_nodes_of(a) == std::vector<int>(pages_of(a), node));
 }
 
-TEST_CASE("create_mirror, resize and realloc keep a View on its node", "[kokkos][multinode][mirror][resize]") {
+TEST_CASE("create_mirror, resize and realloc keep a View on its node",
+          "[kokkos][multinode][mirror][resize]") {
   const int node = memory_nodes().back();
   const NumaSpace space(placement::on_node(node));
   grid a(Kokkos::view_alloc(space, "a"), 12, row_length());

@@ -1,7 +1,6 @@
 // NumaSpace on any machine: construction errors, Views placed before Kokkos touches them,
 // kernels, deep copies, mirrors, subviews, unmanaged Views, kokkos_malloc, Kokkos Tools, and
 // migrate/locate/bytes_per_node on Views. Pages are checked with the kernel's own query.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +12,10 @@
 #include <vector>
 
 #include "kokkos_support.hpp"
+#include "support/child.hpp"
 
-using namespace numamove_kokkos_test;
+using namespace numamove_test;
 using numamove::placement;
-using numamove_test::home;
 
 namespace {
 
@@ -37,33 +36,31 @@ TEST_CASE("NumaSpace validates its placement when constructed", "[kokkos][errors
     CHECK(construction_error(placement::on_node(node)) == ENODEV);
     CHECK(construction_error(placement::interleave({home, node})) == ENODEV);
   }
-  for (const int node : numamove_test::memoryless_nodes()) CHECK(construction_error(placement::on_node(node)) == ENODEV);
+  for (const int node : numamove_test::memoryless_nodes())
+    CHECK(construction_error(placement::on_node(node)) == ENODEV);
   CHECK(construction_error(placement::interleave({})) == EINVAL);
   CHECK(construction_error(placement::on_node(home)) == 0);
   CHECK(construction_error(placement::first_touch()) == 0);
 }
 
-TEST_CASE("a node outside the cpuset is EACCES when the space is constructed", "[kokkos][errors][multinode]") {
+TEST_CASE("a node outside the cpuset is EACCES when the space is constructed",
+          "[kokkos][errors][multinode]") {
   const std::vector<int> nodes = numamove_test::memory_nodes();
   const std::string why = numamove_test::cpuset_unavailable();
   NUMAMOVE_SKIP_UNLESS(why.empty(), "cpuset", why);
   numamove_test::cpuset_cgroup group(std::to_string(nodes.front()));
   REQUIRE(group.error() == "");
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {  // no Kokkos and no OpenMP here: only the constructor's checks
-    if (group.enter() != 0) ::_exit(100);
-    ::_exit(construction_error(placement::on_node(nodes.back())));
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == EACCES);
+  // In a child, with no Kokkos and no OpenMP: only the constructor's checks.
+  CHECK(in_child([&] {
+          if (group.enter() != 0) return 100;
+          return construction_error(placement::on_node(nodes.back()));
+        }) == EACCES);
 }
 
 TEST_CASE("every page of a View is placed before Kokkos touches it", "[kokkos]") {
   const std::size_t rows = 64;
-  for (const placement& where : {placement::on_node(home), placement::interleave({home}), placement::first_touch()}) {
+  for (const placement& where :
+       {placement::on_node(home), placement::interleave({home}), placement::first_touch()}) {
     INFO("placement " << static_cast<int>(where.kind));
     const NumaSpace space(where);
     grid a(Kokkos::view_alloc(space, "a"), rows, row_length());
@@ -77,23 +74,27 @@ TEST_CASE("every page of a View is placed before Kokkos touches it", "[kokkos]")
       CHECK(nodes == std::vector<int>(pages_of(a), home));
     CHECK(numamove::kokkos::space_of(a) == space);
     double sum = 1;
-    Kokkos::parallel_reduce("sum", Kokkos::RangePolicy<NumaSpace::execution_space>(0, rows),
-                            KOKKOS_LAMBDA(const int i, double& s) { s += a(i, 0); }, sum);
+    Kokkos::parallel_reduce(
+        "sum", Kokkos::RangePolicy<NumaSpace::execution_space>(0, rows),
+        KOKKOS_LAMBDA(const int i, double& s) { s += a(i, 0); }, sum);
     CHECK(sum == 0.0);  // initialized by Kokkos
   }
 }
 
-TEST_CASE("an uninitialized View in a placed space is placed too (bound, not yet touched)", "[kokkos]") {
-  grid a(Kokkos::view_alloc(NumaSpace(placement::on_node(home)), "a", Kokkos::WithoutInitializing), 16, row_length());
+TEST_CASE("an uninitialized View in a placed space is placed too (bound, not yet touched)",
+          "[kokkos]") {
+  grid a(Kokkos::view_alloc(NumaSpace(placement::on_node(home)), "a", Kokkos::WithoutInitializing),
+         16, row_length());
   // Only the header's page was written; the rest stays untouched until the program writes it
   // (numamove's locate: the kernel's query says -EFAULT for those on Linux 4.3 to 6.11).
   const std::vector<int> nodes = numamove::kokkos::locate(a);
   CHECK(nodes.front() == home);
-  CHECK(std::vector<int>(nodes.begin() + 1, nodes.end()) == std::vector<int>(nodes.size() - 1, -ENOENT));
-  Kokkos::parallel_for("touch", Kokkos::RangePolicy<NumaSpace::execution_space>(0, 16),
-                       KOKKOS_LAMBDA(const int i) {
-                         for (std::size_t j = 0; j < a.extent(1); ++j) a(i, j) = i;
-                       });
+  CHECK(std::vector<int>(nodes.begin() + 1, nodes.end()) ==
+        std::vector<int>(nodes.size() - 1, -ENOENT));
+  Kokkos::parallel_for(
+      "touch", Kokkos::RangePolicy<NumaSpace::execution_space>(0, 16), KOKKOS_LAMBDA(const int i) {
+        for (std::size_t j = 0; j < a.extent(1); ++j) a(i, j) = i;
+      });
   CHECK(kernel_nodes_of(a) == std::vector<int>(nodes.size(), home));
 }
 
@@ -122,7 +123,8 @@ TEST_CASE("deep_copy to and from HostSpace keeps contents and placement", "[kokk
   CHECK(kernel_nodes_of(b) == std::vector<int>(pages_of(b), home));
 }
 
-TEST_CASE("a HostSpace View may hold a NumaSpace allocation, and says where it came from", "[kokkos]") {
+TEST_CASE("a HostSpace View may hold a NumaSpace allocation, and says where it came from",
+          "[kokkos]") {
   const NumaSpace space(placement::on_node(home));
   view<double*, NumaSpace> a(Kokkos::view_alloc(space, "a"), 1000);
   view<double*, Kokkos::HostSpace> h = a;
@@ -132,7 +134,10 @@ TEST_CASE("a HostSpace View may hold a NumaSpace allocation, and says where it c
   CHECK_FALSE(numamove::kokkos::space_of(plain).has_value());
 }
 
-TEST_CASE("create_mirror_view is the View itself; create_mirror keeps the placement only through numamove", "[kokkos][mirror]") {
+TEST_CASE(
+    "create_mirror_view is the View itself; create_mirror keeps the placement only through "
+    "numamove",
+    "[kokkos][mirror]") {
   const NumaSpace space(placement::on_node(home));
   grid a(Kokkos::view_alloc(space, "a"), 8, row_length());
   fill_pattern(a, 11);
@@ -157,7 +162,8 @@ TEST_CASE("create_mirror_view is the View itself; create_mirror keeps the placem
   CHECK(numamove::kokkos::space_of(kokkos_mirror) == NumaSpace());
 }
 
-TEST_CASE("resize and realloc keep the space, the label and (resize) the contents", "[kokkos][resize]") {
+TEST_CASE("resize and realloc keep the space, the label and (resize) the contents",
+          "[kokkos][resize]") {
   const NumaSpace space(placement::on_node(home));
   grid a(Kokkos::view_alloc(space, "field"), 4, row_length());
   fill_pattern(a, 5);
@@ -172,8 +178,10 @@ TEST_CASE("resize and realloc keep the space, the label and (resize) the content
   bool zero = true;
   for (std::size_t i = 0; i < 9; ++i)
     for (std::size_t j = 0; j < row_length(); ++j) {
-      if (i < 4) kept = kept && a(i, j) == before(i, j);
-      else zero = zero && a(i, j) == 0.0;
+      if (i < 4)
+        kept = kept && a(i, j) == before(i, j);
+      else
+        zero = zero && a(i, j) == 0.0;
     }
   CHECK(kept);
   CHECK(zero);
@@ -195,8 +203,10 @@ TEST_CASE("resize and realloc keep the space, the label and (resize) the content
   CHECK(numamove::kokkos::space_of(a) == NumaSpace());
 }
 
-TEST_CASE("subviews share their allocation's space; migrate, locate and bytes_per_node see their elements",
-          "[kokkos][subview]") {
+TEST_CASE(
+    "subviews share their allocation's space; migrate, locate and bytes_per_node see their "
+    "elements",
+    "[kokkos][subview]") {
   const NumaSpace space(placement::on_node(home));
   const std::size_t rows = 16;
   grid a(Kokkos::view_alloc(space, "a"), rows, row_length());
@@ -210,7 +220,8 @@ TEST_CASE("subviews share their allocation's space; migrate, locate and bytes_pe
   // A column has one element on each row's page (rows straddle two pages: the data starts 128
   // bytes into the first one), so 16 pages, 16 doubles.
   CHECK(numamove::kokkos::locate(column) == std::vector<int>(rows, home));
-  CHECK(numamove::kokkos::bytes_per_node(column) == std::map<int, std::size_t>{{home, rows * sizeof(double)}});
+  CHECK(numamove::kokkos::bytes_per_node(column) ==
+        std::map<int, std::size_t>{{home, rows * sizeof(double)}});
   CHECK(numamove::kokkos::bytes_per_node(middle) == std::map<int, std::size_t>{{home, 4 * page()}});
   const numamove::migration_result r = numamove::kokkos::migrate(column, home);
   CHECK(r);
@@ -219,8 +230,10 @@ TEST_CASE("subviews share their allocation's space; migrate, locate and bytes_pe
 }
 
 TEST_CASE("unmanaged Views: no space, but migrate, locate and bytes_per_node work", "[kokkos]") {
-  numamove::vector<double> storage(3 * row_length(), 1.0, numamove::allocator<double>(placement::on_node(home)));
-  view<double*, NumaSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> u(storage.data(), storage.size());
+  numamove::vector<double> storage(3 * row_length(), 1.0,
+                                   numamove::allocator<double>(placement::on_node(home)));
+  view<double*, NumaSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> u(storage.data(),
+                                                                      storage.size());
   CHECK_FALSE(numamove::kokkos::space_of(u).has_value());
   CHECK(numamove::kokkos::locate(u) == std::vector<int>(3, home));
   CHECK(numamove::kokkos::bytes_per_node(u) == std::map<int, std::size_t>{{home, 3 * page()}});
@@ -245,7 +258,8 @@ TEST_CASE("migrate of a View reports failures in its result, never throws", "[ko
   CHECK(kernel_nodes_of(a) == std::vector<int>(pages_of(a), home));
 }
 
-TEST_CASE("a View that cannot be mapped throws a std::bad_alloc that says why", "[kokkos][errors]") {
+TEST_CASE("a View that cannot be mapped throws a std::bad_alloc that says why",
+          "[kokkos][errors]") {
   const NumaSpace space(placement::on_node(home));
   bool caught = false;
   try {
@@ -286,11 +300,15 @@ std::vector<tools_event> allocations;
 std::vector<tools_event> deallocations;
 
 // Other spaces' events (Kokkos' own scratch memory) are not NumaSpace's to check.
-void on_allocate(Kokkos::Profiling::SpaceHandle handle, const char* label, const void* ptr, std::uint64_t size) {
-  if (std::string(handle.name) == NumaSpace::name()) allocations.push_back({handle.name, label, ptr, size});
+void on_allocate(Kokkos::Profiling::SpaceHandle handle, const char* label, const void* ptr,
+                 std::uint64_t size) {
+  if (std::string(handle.name) == NumaSpace::name())
+    allocations.push_back({handle.name, label, ptr, size});
 }
-void on_deallocate(Kokkos::Profiling::SpaceHandle handle, const char* label, const void* ptr, std::uint64_t size) {
-  if (std::string(handle.name) == NumaSpace::name()) deallocations.push_back({handle.name, label, ptr, size});
+void on_deallocate(Kokkos::Profiling::SpaceHandle handle, const char* label, const void* ptr,
+                   std::uint64_t size) {
+  if (std::string(handle.name) == NumaSpace::name())
+    deallocations.push_back({handle.name, label, ptr, size});
 }
 
 }  // namespace
@@ -302,7 +320,8 @@ TEST_CASE("Kokkos Tools see NumaSpace allocations and deallocations", "[kokkos][
   Kokkos::Tools::Experimental::set_deallocate_data_callback(on_deallocate);
   const void* header = nullptr;
   {
-    view<double*, NumaSpace> a(Kokkos::view_alloc(NumaSpace(placement::on_node(home)), "watched"), 1000);
+    view<double*, NumaSpace> a(Kokkos::view_alloc(NumaSpace(placement::on_node(home)), "watched"),
+                               1000);
     header = reinterpret_cast<const char*>(a.data()) - 128;
   }
   Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr);
@@ -326,6 +345,7 @@ TEST_CASE("migrate, locate and bytes_per_node work on HostSpace Views", "[kokkos
   CHECK(r.moved + r.already_there == pages_of(h));
   CHECK(kernel_nodes_of(h) == std::vector<int>(pages_of(h), home));
   CHECK(numamove::kokkos::locate(h) == kernel_nodes_of(h));
-  CHECK(numamove::kokkos::bytes_per_node(h) == std::map<int, std::size_t>{{home, h.span() * sizeof(double)}});
+  CHECK(numamove::kokkos::bytes_per_node(h) ==
+        std::map<int, std::size_t>{{home, h.span() * sizeof(double)}});
   CHECK(numamove::kokkos::migrate(h, home).already_there == pages_of(h));
 }

@@ -18,24 +18,28 @@
 #include <thread>
 #include <vector>
 
-namespace numamove_mpi_test {
+namespace numamove_test {
 
 // ------------------------------------------------------------------------- driver side ----
 
 struct job_result {
-  int status = -1;          // the exit status of mpirun, or -1 when it did not exit
+  int status = -1;  // the exit status of mpirun, or -1 when it did not exit
   bool timed_out = false;
-  std::string output;       // stdout and stderr of every rank, interleaved as they came
+  std::string output;  // stdout and stderr of every rank, interleaved as they came
 
   /// Lines of the output that contain `text`.
   std::size_t count(const std::string& text) const {
     std::size_t n = 0;
-    for (std::size_t at = output.find(text); at != std::string::npos; at = output.find(text, at + text.size())) ++n;
+    for (std::size_t at = output.find(text); at != std::string::npos;
+         at = output.find(text, at + text.size()))
+      ++n;
     return n;
   }
 };
 
-inline bool in_guest() { return std::getenv("NUMAMOVE_VM_SHAPE") != nullptr; }
+inline bool in_guest() {
+  return std::getenv("NUMAMOVE_VM_SHAPE") != nullptr;
+}
 
 /// A test file (an app, the preload library): `variable` names it in ctest's environment; in the
 /// guests, where the environment does not say, it lies next to this binary.
@@ -59,7 +63,8 @@ inline int job_ranks() {
 inline std::vector<std::string> mpirun(int ranks, const std::vector<std::string>& environment,
                                        const std::vector<std::string>& options = {}) {
   std::vector<std::string> line = {"mpirun", "-np", std::to_string(ranks), "--oversubscribe",
-                                   "--mca", "btl", "self,vader", "--mca", "pml", "ob1"};
+                                   "--mca",  "btl", "self,vader",          "--mca",
+                                   "pml",    "ob1"};
   if (::geteuid() == 0) line.push_back("--allow-run-as-root");
   if (in_guest()) line.insert(line.end(), {"--mca", "plm", "isolated"});
   for (const std::string& kv : environment) line.insert(line.end(), {"-x", kv});
@@ -69,7 +74,8 @@ inline std::vector<std::string> mpirun(int ranks, const std::vector<std::string>
 
 /// Runs `argv` (PATH is searched) with stdout and stderr captured, killed after `timeout`. The
 /// child enters the cgroup `cgroup` first when one is given.
-inline job_result run_job(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(240),
+inline job_result run_job(const std::vector<std::string>& argv,
+                          std::chrono::seconds timeout = std::chrono::seconds(240),
                           const std::string& cgroup = "") {
   job_result result;
   char name[] = "/tmp/numamove-mpi-job-XXXXXX";
@@ -107,7 +113,8 @@ inline job_result run_job(const std::vector<std::string>& argv, std::chrono::sec
   if (!result.timed_out && WIFEXITED(status)) result.status = WEXITSTATUS(status);
   ::lseek(out, 0, SEEK_SET);
   char buffer[65536];
-  for (ssize_t n; (n = ::read(out, buffer, sizeof buffer)) > 0;) result.output.append(buffer, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(out, buffer, sizeof buffer)) > 0;)
+    result.output.append(buffer, static_cast<std::size_t>(n));
   ::close(out);
   return result;
 }
@@ -129,7 +136,8 @@ struct thread_policy {
 inline thread_policy policy_of_this_thread() {
   thread_policy p;
   unsigned long mask[16] = {};
-  if (::syscall(SYS_get_mempolicy, &p.mode, mask, 16 * 8 * sizeof(unsigned long), nullptr, 0) != 0) return p;
+  if (::syscall(SYS_get_mempolicy, &p.mode, mask, 16 * 8 * sizeof(unsigned long), nullptr, 0) != 0)
+    return p;
   for (int n = 0; n < 16 * 64; ++n)
     if (mask[n / 64] >> (n % 64) & 1) p.nodes.insert(n);
   return p;
@@ -140,4 +148,4 @@ inline constexpr int mpol_preferred = 1;
 inline constexpr int mpol_bind = 2;
 inline constexpr int mpol_interleave = 3;
 
-}  // namespace numamove_mpi_test
+}  // namespace numamove_test

@@ -25,10 +25,6 @@
 namespace {
 
 using namespace numamove_test;
-using numamove_mpi_test::mpol_bind;
-using numamove_mpi_test::mpol_interleave;
-using numamove_mpi_test::mpol_preferred;
-using numamove_mpi_test::policy_of_this_thread;
 namespace mpi = numamove::mpi;
 
 int world_rank() {
@@ -53,7 +49,8 @@ mpi::rank_binding me() {
 /// Anonymous memory of its own (its pages belong to nothing else).
 struct region {
   explicit region(std::size_t pages_) : pages(pages_), bytes(pages_ * page()) {
-    data = static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    data = static_cast<char*>(
+        ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   }
   ~region() { ::munmap(data, bytes); }
   region(const region&) = delete;
@@ -86,19 +83,22 @@ std::size_t pages_on(const std::vector<int>& status, int node) {
 }
 
 /// Every thread back to the default policy, for the next case.
-void reset_policy() { numamove::detail::mpi::set_policy_everywhere(numamove::detail::mpol_default, {}); }
+void reset_policy() {
+  numamove::detail::mpi::set_policy_everywhere(numamove::detail::mpol_default, {});
+}
 
 /// A thread started before the placement (as MPI_Init starts its own): after it, it reports its
 /// policy and where a page it first touches lands.
 class bystander {
  public:
-  bystander() : thread_([this] {
-      while (!go_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      policy_ = policy_of_this_thread();
-      region mine(4);
-      fill(mine.data, mine.bytes, 7);
-      status_ = where(mine.data, mine.pages);
-    }) {}
+  bystander()
+      : thread_([this] {
+          while (!go_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          policy_ = policy_of_this_thread();
+          region mine(4);
+          fill(mine.data, mine.bytes, 7);
+          status_ = kernel_query(mine.data, mine.pages);
+        }) {}
   ~bystander() {
     if (thread_.joinable()) report();
   }
@@ -108,7 +108,7 @@ class bystander {
     go_ = true;
     thread_.join();
   }
-  numamove_mpi_test::thread_policy policy_;
+  numamove_test::thread_policy policy_;
   std::vector<int> status_;
 
  private:
@@ -147,10 +147,12 @@ TEST_CASE("rank_affinity: every rank of this host, from its own affinity mask", 
     CHECK_FALSE(mine.pinned);
     CHECK(std::find(mine.cpus.begin(), mine.cpus.end(), mine.cpu) != mine.cpus.end());
   }
-  if (!mine.pinned) CHECK(mine.node == machine.node_of_cpu(mine.cpu));  // where first touch puts its pages now
+  if (!mine.pinned)
+    CHECK(mine.node == machine.node_of_cpu(mine.cpu));  // where first touch puts its pages now
 }
 
-TEST_CASE("place_rank local: every thread's policy, earlier and later memory on the rank's node", "[ranks]") {
+TEST_CASE("place_rank local: every thread's policy, earlier and later memory on the rank's node",
+          "[ranks]") {
   const mpi::rank_binding binding = me();
   const int elsewhere = other_node(binding.node);
   region before(1024);  // 4 MiB touched before the placement, on another node where there is one
@@ -162,7 +164,7 @@ TEST_CASE("place_rank local: every thread's policy, earlier and later memory on 
   thread.report();
   region after(256);
   fill(after.data, after.bytes, 2);
-  const numamove_mpi_test::thread_policy main_policy = policy_of_this_thread();
+  const numamove_test::thread_policy main_policy = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
 
@@ -181,8 +183,8 @@ TEST_CASE("place_rank local: every thread's policy, earlier and later memory on 
   CHECK(thread.policy_.mode == mpol_bind);
   CHECK(thread.policy_.nodes == std::set<int>{binding.node});
   CHECK(pages_on(thread.status_, binding.node) == thread.status_.size());
-  CHECK(pages_on(where(before.data, before.pages), binding.node) == before.pages);
-  CHECK(pages_on(where(after.data, after.pages), binding.node) == after.pages);
+  CHECK(pages_on(kernel_query(before.data, before.pages), binding.node) == before.pages);
+  CHECK(pages_on(kernel_query(after.data, after.pages), binding.node) == after.pages);
   CHECK(first_mismatch(before.data, before.bytes, 1) == SIZE_MAX);
   CHECK(r.used == numamove::backend::kernel);
   if (elsewhere >= 0) {
@@ -197,7 +199,7 @@ TEST_CASE("place_rank preferred: MPOL_PREFERRED on the rank's node", "[ranks]") 
   mpi::policy_options options;
   options.strict = false;
   const mpi::rank_placement r = mpi::place_rank(options);
-  const numamove_mpi_test::thread_policy seen = policy_of_this_thread();
+  const numamove_test::thread_policy seen = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
   if (binding.node < 0) return;
@@ -211,13 +213,14 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   const mpi::rank_binding binding = me();
   std::set<int> cpu_nodes;
   for (const int c : binding.cpus)
-    if (numamove::topology::system().node_of_cpu(c) >= 0) cpu_nodes.insert(numamove::topology::system().node_of_cpu(c));
+    if (numamove::topology::system().node_of_cpu(c) >= 0)
+      cpu_nodes.insert(numamove::topology::system().node_of_cpu(c));
   mpi::policy_options options;
   options.policy = mpi::policy::interleave;
   const mpi::rank_placement r = mpi::place_rank(options);
   region fresh(64);
   fill(fresh.data, fresh.bytes, 3);
-  const numamove_mpi_test::thread_policy seen = policy_of_this_thread();
+  const numamove_test::thread_policy seen = policy_of_this_thread();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
   INFO("rank " << world_rank() << " cpus " << to_text(binding.cpus));
@@ -231,7 +234,7 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   CHECK(std::set<int>(r.nodes.begin(), r.nodes.end()) == cpu_nodes);
   CHECK(seen.mode == mpol_interleave);
   CHECK(seen.nodes == cpu_nodes);
-  const std::vector<int> status = where(fresh.data, fresh.pages);
+  const std::vector<int> status = kernel_query(fresh.data, fresh.pages);
   std::size_t placed = 0;
   for (const int n : cpu_nodes) {
     CHECK(pages_on(status, n) >= fresh.pages / cpu_nodes.size() - 1);
@@ -240,7 +243,9 @@ TEST_CASE("place_rank interleave: pages dealt over the nodes of the rank's CPUs"
   CHECK(placed == fresh.pages);
 }
 
-TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt over the nodes and pinned", "[ranks]") {
+TEST_CASE(
+    "place_rank spread: bound ranks on their node, unbound ranks dealt over the nodes and pinned",
+    "[ranks]") {
   const mpi::rank_binding binding = me();
   const std::vector<int> original = binding.cpus;
   mpi::policy_options options;
@@ -272,7 +277,8 @@ TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt ove
       dealt_unbound.insert(all[i]);
       ++unbound_ranks;
     }
-  CHECK(dealt_unbound.size() == std::min<std::size_t>(static_cast<std::size_t>(unbound_ranks), machine.nodes().size()));
+  CHECK(dealt_unbound.size() ==
+        std::min<std::size_t>(static_cast<std::size_t>(unbound_ranks), machine.nodes().size()));
   REQUIRE(dealt >= 0);
   if (!machine.cpus_of(dealt).empty()) {
     CHECK(r.pinned_by_numamove);
@@ -282,19 +288,20 @@ TEST_CASE("place_rank spread: bound ranks on their node, unbound ranks dealt ove
   }
 }
 
-TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; one array too", "[ranks][multinode]") {
+TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; one array too",
+          "[ranks][multinode]") {
   const mpi::rank_binding binding = me();
   const std::vector<int> with_cpus = nodes_with_cpus();
   mpi::place_rank();
   region data(1024);
   fill(data.data, data.bytes, 4);
-  const std::vector<int> placed = where(data.data, data.pages);
+  const std::vector<int> placed = kernel_query(data.data, data.pages);
   // The next node with CPUs after the rank's own.
   int next = -1;
   for (std::size_t i = 0; i < with_cpus.size(); ++i)
     if (with_cpus[i] == binding.node) next = with_cpus[(i + 1) % with_cpus.size()];
   mpi::rank_placement followed;
-  numamove_mpi_test::thread_policy seen;
+  numamove_test::thread_policy seen;
   std::vector<int> after_follow;
   numamove::migration_result back;
   std::vector<int> after_back;
@@ -302,15 +309,16 @@ TEST_CASE("follow_rank: after a rebind, the process's data and policy follow; on
     CHECK(mpi::bind_process(numamove::topology::system().cpus_of(next)) == 0);
     followed = mpi::follow_rank();
     seen = policy_of_this_thread();
-    after_follow = where(data.data, data.pages);
+    after_follow = kernel_query(data.data, data.pages);
     mpi::bind_process(binding.cpus);
     back = mpi::follow_rank(data.data, data.bytes);
-    after_back = where(data.data, data.pages);
+    after_back = kernel_query(data.data, data.pages);
     mpi::follow_rank();
   }
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   if (!binding.pinned || binding.node < 0) return;  // an unbound rank has no node to leave
   INFO("rank " << world_rank() << " from node " << binding.node << " to " << next);
   CHECK(pages_on(placed, binding.node) == data.pages);
@@ -337,7 +345,8 @@ struct written_window {
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &ranks);
     void* base = nullptr;
-    MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes_per_rank), 1, MPI_INFO_NULL, comm, &base, &win);
+    MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes_per_rank), 1, MPI_INFO_NULL, comm, &base,
+                            &win);
     numamove::detail::mpi::query_segments(win, ranks, parts);
     if (rank == 0)
       for (const auto& s : parts) std::memset(reinterpret_cast<void*>(s.base), 0x5a, s.bytes);
@@ -357,7 +366,7 @@ struct written_window {
     const std::uintptr_t end = (s.base + s.bytes) / page() * page();
     if (end <= first) return {};
     for (std::uintptr_t p = first; p < end; p += page()) (void)*reinterpret_cast<volatile char*>(p);
-    return where(reinterpret_cast<void*>(first), (end - first) / page());
+    return kernel_query(reinterpret_cast<void*>(first), (end - first) / page());
   }
 
   MPI_Comm comm = MPI_COMM_NULL;
@@ -369,7 +378,8 @@ struct written_window {
 
 }  // namespace
 
-TEST_CASE("place_window_segments: each rank's segment on its node, although rank 0 wrote it all", "[ranks]") {
+TEST_CASE("place_window_segments: each rank's segment on its node, although rank 0 wrote it all",
+          "[ranks]") {
   const std::size_t bytes = 3 * page() + 100;  // segments start mid-page: neighbours share pages
   written_window w(bytes);
   const mpi::window_placement p = mpi::place_window_segments(w.win);
@@ -380,11 +390,13 @@ TEST_CASE("place_window_segments: each rank's segment on its node, although rank
   const std::vector<int> theirs = w.whole_pages_of(next);
   bool intact = true;
   const auto& mine = w.parts[static_cast<std::size_t>(w.rank)];
-  for (std::size_t i = 0; i < mine.bytes; ++i) intact = intact && reinterpret_cast<const char*>(mine.base)[i] == 0x5a;
+  for (std::size_t i = 0; i < mine.bytes; ++i)
+    intact = intact && reinterpret_cast<const char*>(mine.base)[i] == 0x5a;
   MPI_Barrier(w.comm);
 
-  INFO("rank " << w.rank << " node " << p.node << ": " << p.error.message() << "; rank " << next << " on node "
-               << nodes[static_cast<std::size_t>(next)] << ", its pages " << to_text(theirs));
+  INFO("rank " << w.rank << " node " << p.node << ": " << p.error.message() << "; rank " << next
+               << " on node " << nodes[static_cast<std::size_t>(next)] << ", its pages "
+               << to_text(theirs));
   CHECK(intact);
   if (nodes[static_cast<std::size_t>(next)] >= 0) {
     CHECK_FALSE(theirs.empty());
@@ -405,10 +417,13 @@ TEST_CASE("place_window_segments: each rank's segment on its node, although rank
   const std::size_t spanned = (mine.base + mine.bytes - first + page() - 1) / page();
   CHECK(p.pages + p.boundary_pages.size() == spanned);
   CHECK(p.pages >= 2);  // its whole pages at least
-  CHECK(p.pages + p.boundary_pages.size() > 3);  // a segment of 3 pages and 100 bytes that starts mid-page
+  CHECK(p.pages + p.boundary_pages.size() >
+        3);  // a segment of 3 pages and 100 bytes that starts mid-page
 }
 
-TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapped stay, and are counted", "[ranks][multinode]") {
+TEST_CASE(
+    "place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapped stay, and are counted",
+    "[ranks][multinode]") {
   written_window w(4 * page());
   mpi::window_options options;
   options.move_shared = false;
@@ -416,7 +431,8 @@ TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapp
   int node_of_0 = p.node;
   MPI_Bcast(&node_of_0, 1, MPI_INT, 0, w.comm);
   MPI_Barrier(w.comm);
-  NUMAMOVE_SKIP_UNLESS(nodes_with_cpus().size() >= 2, "cpu-memory-nodes", "needs ranks on two nodes");
+  NUMAMOVE_SKIP_UNLESS(nodes_with_cpus().size() >= 2, "cpu-memory-nodes",
+                       "needs ranks on two nodes");
   CHECK_FALSE(p.move_all_used);
   if (w.rank == 0 || p.node == node_of_0) {
     CHECK(p.needs_move_all == 0);
@@ -428,7 +444,8 @@ TEST_CASE("place_window_segments without MPOL_MF_MOVE_ALL: pages rank 0 has mapp
   CHECK_FALSE(p);
 }
 
-TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each on its rank's node", "[ranks]") {
+TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each on its rank's node",
+          "[ranks]") {
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &comm);
   int rank = 0;
@@ -446,8 +463,9 @@ TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each 
   MPI_Barrier(comm);
   const int next = (rank + 1) % ranks;
   const mpi::window_part& theirs = parts[static_cast<std::size_t>(next)];
-  for (std::size_t i = 0; i < theirs.bytes; i += page()) (void)static_cast<volatile char*>(theirs.base)[i];
-  const std::vector<int> status = where(theirs.base, theirs.bytes / page());
+  for (std::size_t i = 0; i < theirs.bytes; i += page())
+    (void)static_cast<volatile char*>(theirs.base)[i];
+  const std::vector<int> status = kernel_query(theirs.base, theirs.bytes / page());
   MPI_Barrier(comm);
   MPI_Win_free(&w.win);
   MPI_Comm_free(&comm);
@@ -472,7 +490,8 @@ TEST_CASE("allocate_shared_aligned: page-aligned parts that share no page, each 
       CHECK((x + parts[a].bytes <= y || y + parts[b].bytes <= x));
     }
   }
-  if (nodes[static_cast<std::size_t>(next)] >= 0) CHECK(pages_on(status, nodes[static_cast<std::size_t>(next)]) == status.size());
+  if (nodes[static_cast<std::size_t>(next)] >= 0)
+    CHECK(pages_on(status, nodes[static_cast<std::size_t>(next)]) == status.size());
 }
 
 TEST_CASE("gather_locality: the table of an array and of each process, at the root", "[ranks]") {
@@ -495,19 +514,25 @@ TEST_CASE("gather_locality: the table of an array and of each process, at the ro
     CHECK(line.binding.rank == static_cast<int>(r));
     INFO(table.to_string());
     CHECK(line.bytes == field.bytes);
-    if (line.binding.node >= 0) CHECK(line.fraction() == 1.0);
-    else every_rank_has_a_node = false;  // a CPU of a node without memory: no local memory
+    if (line.binding.node >= 0)
+      CHECK(line.fraction() == 1.0);
+    else
+      every_rank_has_a_node = false;  // a CPU of a node without memory: no local memory
     CHECK_FALSE(line.host.empty());
     CHECK(processes.ranks[r].bytes > 0);
   }
-  if (every_rank_has_a_node) CHECK(table.fraction() == 1.0);
-  else CHECK(table.fraction() < 1.0);
+  if (every_rank_has_a_node)
+    CHECK(table.fraction() == 1.0);
+  else
+    CHECK(table.fraction() < 1.0);
   const std::string text = table.to_string();
   CHECK(text.rfind("rank  host", 0) == 0);
-  CHECK(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) == table.ranks.size() + 1);
+  CHECK(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) ==
+        table.ranks.size() + 1);
 }
 
-TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI's words", "[ranks]") {
+TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI's words",
+          "[ranks]") {
   char memory[64];
   MPI_Win plain = MPI_WIN_NULL;
   MPI_Win_create(memory, sizeof memory, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &plain);
@@ -536,7 +561,8 @@ TEST_CASE("errors: a window that is not shared is EINVAL, MPI's errors keep MPI'
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
   MPI_Error_string(MPI_ERR_COMM, text, &length);
-  CHECK(mpi::mpi_category().message(MPI_ERR_COMM) == std::string(text, static_cast<std::size_t>(length)));
+  CHECK(mpi::mpi_category().message(MPI_ERR_COMM) ==
+        std::string(text, static_cast<std::size_t>(length)));
   CHECK(std::string(mpi::mpi_category().name()) == "mpi");
 }
 
@@ -546,7 +572,8 @@ TEST_CASE("place_rank in a cpuset without the rank's node: EACCES", "[ranks-cpus
   const mpi::rank_placement r = mpi::place_rank();
   reset_policy();
   MPI_Barrier(MPI_COMM_WORLD);
-  INFO("rank " << world_rank() << " node " << binding.node << ", mems allowed " << to_text(allowed));
+  INFO("rank " << world_rank() << " node " << binding.node << ", mems allowed "
+               << to_text(allowed));
   if (std::find(allowed.begin(), allowed.end(), binding.node) == allowed.end())
     CHECK(r.error == std::error_code(EACCES, std::generic_category()));
   else

@@ -1,5 +1,6 @@
-// Helpers for the [multinode] tests: the kernel's own view of the NUMA layout (/sys), page
-// contents that show a move preserved them, pinning, cgroup v2 cpusets, and skips that say why.
+// Helpers for the [multinode] tests: the kernel's own view of the NUMA layout (/sys), moves
+// through numamove, pinning, cgroup v2 cpusets, and skips that say why. The pages' contents and
+// where the kernel says they are come from tests/support/patterns.hpp and pages.hpp.
 //
 // The tests read the shape from the topology. tests/vm/run-guest.sh also tells the guest what
 // its shape is meant to offer (NUMAMOVE_VM_EXPECT, e.g. "nodes=4 cpuset thp slit"): there a
@@ -10,7 +11,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +27,7 @@
 
 #include "support/catch.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
 
 namespace numamove_test {
 
@@ -62,16 +63,16 @@ inline std::string vm_shape() {
 
 /// Skips the rest of the test case, saying why, when `condition` is false; fails instead when
 /// the guest's shape promises `feature`.
-#define NUMAMOVE_SKIP_UNLESS(condition, feature, why)                                              \
-  do {                                                                                             \
-    if (!(condition)) {                                                                            \
-      if (numamove_test::vm_expects(feature)) {                                                    \
-        FAIL("the guest shape '" << numamove_test::vm_shape() << "' promises '" << (feature)        \
-                                 << "' but: " << why);                                             \
-      }                                                                                            \
-      WARN("SKIPPED (no " << (feature) << " here): " << why);                                       \
-      return;                                                                                      \
-    }                                                                                              \
+#define NUMAMOVE_SKIP_UNLESS(condition, feature, why)                                        \
+  do {                                                                                       \
+    if (!(condition)) {                                                                      \
+      if (numamove_test::vm_expects(feature)) {                                              \
+        FAIL("the guest shape '" << numamove_test::vm_shape() << "' promises '" << (feature) \
+                                 << "' but: " << why);                                       \
+      }                                                                                      \
+      WARN("SKIPPED (no " << (feature) << " here): " << why);                                \
+      return;                                                                                \
+    }                                                                                        \
   } while (false)
 
 namespace numamove_test {
@@ -90,7 +91,9 @@ inline std::vector<int> parse_list(const std::string& text) {
   std::vector<int> ids;
   std::istringstream in(text);
   for (std::string part; std::getline(in, part, ',');) {
-    part.erase(std::remove_if(part.begin(), part.end(), [](char c) { return c == '\n' || c == ' ' || c == '\t'; }), part.end());
+    part.erase(std::remove_if(part.begin(), part.end(),
+                              [](char c) { return c == '\n' || c == ' ' || c == '\t'; }),
+               part.end());
     if (part.empty()) continue;
     const auto dash = part.find('-');
     const int first = std::stoi(part.substr(0, dash));
@@ -103,7 +106,9 @@ inline std::vector<int> parse_list(const std::string& text) {
 inline const std::string sys_node = "/sys/devices/system/node";
 
 /// Node lists as the kernel states them: "online", "possible", "has_memory", "has_cpu".
-inline std::vector<int> kernel_nodes(const char* state) { return parse_list(read_file(sys_node + "/" + state)); }
+inline std::vector<int> kernel_nodes(const char* state) {
+  return parse_list(read_file(sys_node + "/" + state));
+}
 
 inline std::vector<int> kernel_cpus_of(int node) {
   return parse_list(read_file(sys_node + "/node" + std::to_string(node) + "/cpulist"));
@@ -133,85 +138,22 @@ inline std::vector<int> nonexistent_nodes() {
   for (int id = 0; id <= possible.back(); ++id)
     if (!std::binary_search(possible.begin(), possible.end(), id)) ids.push_back(id);
   ids.push_back(possible.back() + 1);
-  ids.push_back(1024);   // MAX_NUMNODES of the distributions' kernels (NODES_SHIFT=10)
+  ids.push_back(1024);  // MAX_NUMNODES of the distributions' kernels (NODES_SHIFT=10)
   ids.push_back(1 << 20);
   return ids;
 }
 
-/// Where the kernel says each page of [first, first + pages * page()) is, for process `pid`.
-/// Raw move_pages(2) in query mode; any call failure shows as INT32_MIN in every entry.
-inline std::vector<int> where(const void* first, std::size_t pages, int pid = 0) {
-  std::vector<void*> addresses(pages);
-  for (std::size_t i = 0; i < pages; ++i) addresses[i] = const_cast<char*>(static_cast<const char*>(first)) + i * page();
-  std::vector<int> status(pages, INT32_MIN);
-  if (::syscall(SYS_move_pages, pid, pages, addresses.data(), nullptr, status.data(), 0) != 0)
-    status.assign(pages, INT32_MIN);
-  return status;
-}
+// ------------------------------------------------------------- moves through numamove -----
 
-/// Raw move_pages(2) of every page of [first, first + pages * page()) to `node`. Returns the
-/// call's result, statuses in `status`.
-inline long kernel_move(void* first, std::size_t pages, int node, std::vector<int>& status, int flags = 0, int pid = 0) {
-  std::vector<void*> addresses(pages);
-  for (std::size_t i = 0; i < pages; ++i) addresses[i] = static_cast<char*>(first) + i * page();
-  std::vector<int> nodes(pages, node);
-  status.assign(pages, INT32_MIN);
-  return ::syscall(SYS_move_pages, pid, pages, addresses.data(), nodes.data(), status.data(), flags);
-}
-
-/// Bit 63 of /proc/self/pagemap: is the page at `address` present?
-inline bool page_present(const void* address) {
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return true;
-  std::uint64_t entry = 0;
-  const auto offset = static_cast<off_t>(reinterpret_cast<std::uintptr_t>(address) / page() * sizeof entry);
-  const bool ok = ::pread(fd, &entry, sizeof entry, offset) == static_cast<ssize_t>(sizeof entry);
-  ::close(fd);
-  return !ok || (entry >> 63 & 1) != 0;
-}
-
-/// AnonHugePages of the mapping that holds `address`, in bytes (/proc/self/smaps).
-inline std::size_t anon_huge_bytes(const void* address) {
-  std::istringstream in(read_file("/proc/self/smaps"));
-  const auto a = reinterpret_cast<std::uintptr_t>(address);
-  bool inside = false;
-  for (std::string line; std::getline(in, line);) {
-    unsigned long long start = 0;
-    unsigned long long end = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if ((head >> std::hex >> start >> dash >> end) && dash == '-' && line.find(':') > line.find(' ')) {
-      inside = a >= start && a < end;
-      continue;
-    }
-    unsigned long long kb = 0;
-    if (inside && std::sscanf(line.c_str(), "AnonHugePages: %llu kB", &kb) == 1) return static_cast<std::size_t>(kb) * 1024;
-  }
-  return 0;
-}
-
-// ----------------------------------------------------------------------- contents -----------
-
-/// A word that depends on the page, the word's position and a seed: a page that moved with
-/// the wrong contents, or swapped places with another, shows.
-inline std::uint64_t pattern(std::size_t word, std::uint64_t seed) {
-  std::uint64_t x = (word + 1) * 0x9E3779B97F4A7C15ULL ^ seed;
-  x ^= x >> 31;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  return x ^ (x >> 29);
-}
-
-inline void fill(void* data, std::size_t bytes, std::uint64_t seed) {
-  auto* words = static_cast<std::uint64_t*>(data);
-  for (std::size_t i = 0; i < bytes / sizeof(std::uint64_t); ++i) words[i] = pattern(i, seed);
-}
-
-/// Index of the first word that differs from fill()'s, or SIZE_MAX when all match.
-inline std::size_t first_mismatch(const void* data, std::size_t bytes, std::uint64_t seed) {
-  const auto* words = static_cast<const std::uint64_t*>(data);
-  for (std::size_t i = 0; i < bytes / sizeof(std::uint64_t); ++i)
-    if (words[i] != pattern(i, seed)) return i;
-  return SIZE_MAX;
+/// numamove::move_pages on `path` of the targets.size() pages from `first` of process `pid`, page
+/// i to targets[i]: the pages array built, `status` filled with INT32_MIN first, so that an
+/// entry the call did not write shows. Returns what numamove::move_pages returns.
+inline long numamove_move(numamove::backend path, const void* first,
+                          const std::vector<int>& targets, std::vector<int>& status, int pid = 0) {
+  std::vector<void*> addresses = page_addresses(first, targets.size());
+  status.assign(targets.size(), INT32_MIN);
+  return numamove::move_pages(pid, targets.size(), addresses.data(), targets.data(), status.data(),
+                              MPOL_MF_MOVE, path);
 }
 
 // ------------------------------------------------------------------------ pinning -----------
@@ -281,7 +223,8 @@ inline const std::string cgroup_root = "/sys/fs/cgroup";
 inline std::string cpuset_unavailable() {
   const std::string controllers = read_file(cgroup_root + "/cgroup.controllers");
   if (controllers.empty()) return "no cgroup v2 hierarchy at " + cgroup_root;
-  if (controllers.find("cpuset") == std::string::npos) return "the cgroup v2 root has no cpuset controller";
+  if (controllers.find("cpuset") == std::string::npos)
+    return "the cgroup v2 root has no cpuset controller";
   if (read_file(cgroup_root + "/cgroup.subtree_control").find("cpuset") == std::string::npos) {
     std::ofstream enable(cgroup_root + "/cgroup.subtree_control");
     enable << "+cpuset";
@@ -297,7 +240,8 @@ class cpuset_cgroup {
  public:
   explicit cpuset_cgroup(const std::string& mems) {
     static int serial = 0;
-    path_ = cgroup_root + "/numamove-test-" + std::to_string(::getpid()) + "-" + std::to_string(++serial);
+    path_ = cgroup_root + "/numamove-test-" + std::to_string(::getpid()) + "-" +
+            std::to_string(++serial);
     if (::mkdir(path_.c_str(), 0755) != 0) {
       error_ = "mkdir " + path_ + ": " + std::strerror(errno);
       return;

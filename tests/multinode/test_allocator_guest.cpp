@@ -9,8 +9,8 @@
 
 using namespace numamove_test;
 
-
-TEST_CASE("allocator on_node puts every page on that node, touched from anywhere", "[multinode][allocator]") {
+TEST_CASE("allocator on_node puts every page on that node, touched from anywhere",
+          "[multinode][allocator]") {
   const std::vector<int> nodes = memory_nodes();
   for (const int node : nodes) {
     const int cpu = cpu_not_of(node);
@@ -22,12 +22,14 @@ TEST_CASE("allocator on_node puts every page on that node, touched from anywhere
     numamove::vector<std::uint64_t> v(8 * page() / sizeof(std::uint64_t), 0, alloc);
     fill(v.data(), v.size() * sizeof v[0], static_cast<std::uint64_t>(node));
     const std::size_t pages = v.size() * sizeof v[0] / page();
-    CHECK(where(v.data(), pages) == std::vector<int>(pages, node));
-    CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], static_cast<std::uint64_t>(node)) == SIZE_MAX);
+    CHECK(kernel_query(v.data(), pages) == std::vector<int>(pages, node));
+    CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], static_cast<std::uint64_t>(node)) ==
+          SIZE_MAX);
   }
 }
 
-TEST_CASE("allocator on_node reaches a node without CPUs, which first touch cannot", "[multinode][allocator]") {
+TEST_CASE("allocator on_node reaches a node without CPUs, which first touch cannot",
+          "[multinode][allocator]") {
   const std::vector<int> memory_only = numamove::topology::system().nodes_without_cpus();
   NUMAMOVE_SKIP_UNLESS(!memory_only.empty(), "memory-only-node", "every node with memory has CPUs");
   for (const int node : memory_only) {
@@ -40,11 +42,13 @@ TEST_CASE("allocator on_node reaches a node without CPUs, which first touch cann
     REQUIRE(pin.ok());
     mapping plain(pages);
     fill(plain.data, plain.bytes, 1);
-    CHECK(where(plain.data, pages) == std::vector<int>(pages, numamove::topology::system().node_of_cpu(cpu)));
+    CHECK(kernel_query(plain.data, pages) ==
+          std::vector<int>(pages, numamove::topology::system().node_of_cpu(cpu)));
 
-    numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(numamove::placement::on_node(node)));
+    numamove::vector<char> v(pages * page(), 0,
+                             numamove::allocator<char>(numamove::placement::on_node(node)));
     fill(v.data(), v.size(), 2);
-    CHECK(where(v.data(), pages) == std::vector<int>(pages, node));
+    CHECK(kernel_query(v.data(), pages) == std::vector<int>(pages, node));
     CHECK(first_mismatch(v.data(), v.size(), 2) == SIZE_MAX);
   }
 }
@@ -60,7 +64,7 @@ TEST_CASE("allocator interleave deals pages round-robin over its nodes", "[multi
     const std::size_t pages = 8 * ring.size() + 3;
     numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(p));
     fill(v.data(), v.size(), 4);
-    const std::vector<int> got = where(v.data(), pages);
+    const std::vector<int> got = kernel_query(v.data(), pages);
     INFO("pages on " << to_text(got));
     // The first page on a node of the set, each next page on the next node of the set.
     const auto start = std::find(ring.begin(), ring.end(), got[0]);
@@ -74,15 +78,17 @@ TEST_CASE("allocator interleave deals pages round-robin over its nodes", "[multi
   }
 }
 
-TEST_CASE("allocator refuses with ENODEV a node that does not exist or has no memory", "[multinode][allocator][enodev]") {
+TEST_CASE("allocator refuses with ENODEV a node that does not exist or has no memory",
+          "[multinode][allocator][enodev]") {
   std::vector<int> bad = nonexistent_nodes();
   const std::vector<int> memoryless = memoryless_nodes();
   bad.insert(bad.end(), memoryless.begin(), memoryless.end());
   const int good = memory_nodes().front();
   for (const int node : bad) {
-    INFO("node " << node << (std::find(memoryless.begin(), memoryless.end(), node) != memoryless.end()
-                                 ? " (online, no memory)"
-                                 : " (no such node)"));
+    INFO("node " << node
+                 << (std::find(memoryless.begin(), memoryless.end(), node) != memoryless.end()
+                         ? " (online, no memory)"
+                         : " (no such node)"));
     int on_node_error = 0;
     try {
       numamove::allocator<int> a(numamove::placement::on_node(node));

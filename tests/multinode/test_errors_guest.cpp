@@ -11,7 +11,8 @@
 
 using namespace numamove_test;
 
-TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves nothing", "[multinode][enodev]") {
+TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves nothing",
+          "[multinode][enodev]") {
   const std::vector<int> nodes = memory_nodes();
   const std::vector<int> memoryless = memoryless_nodes();
   std::vector<int> bad = nonexistent_nodes();
@@ -33,11 +34,9 @@ TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves not
     CHECK(errno == ENODEV);
 
     // numamove::move_pages on the kernel path passes it on.
-    std::vector<void*> addresses{m.at_page(0), m.at_page(1), m.at_page(2), m.at_page(3)};
-    std::vector<int> targets(pages, node);
     errno = 0;
-    CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                               numamove::backend::kernel) == -1);
+    CHECK(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, node), status) ==
+          -1);
     CHECK(errno == ENODEV);
 
     // migrate() reports it as the call's error.
@@ -46,7 +45,7 @@ TEST_CASE("a node that does not exist, or has no memory, is ENODEV and moves not
     CHECK(r.error == std::error_code(ENODEV, std::generic_category()));
     CHECK(r.moved == 0);
 
-    CHECK(where(m.data, pages) == std::vector<int>(pages, nodes.front()));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, nodes.front()));
     CHECK(first_mismatch(m.data, m.bytes, 41) == SIZE_MAX);
   }
 }
@@ -64,36 +63,36 @@ TEST_CASE("a node outside the caller's cpuset is EACCES", "[multinode][cpuset]")
 
   seccomp_child child(
       [&](child_channel& ch) {
-        ch.send(group.enter());                                   // 0
+        ch.send(group.enter());  // 0
         const std::string status_text = read_file("/proc/self/status");
         const auto at = status_text.find("Mems_allowed_list:");
-        const std::string mems = at == std::string::npos ? "" : status_text.substr(at + 18, status_text.find('\n', at) - at - 18);
+        const std::string mems =
+            at == std::string::npos
+                ? ""
+                : status_text.substr(at + 18, status_text.find('\n', at) - at - 18);
         ch.note("Mems_allowed_list:" + mems);
-        ch.send(parse_list(mems) == std::vector<int>{allowed});   // 1
+        ch.send(parse_list(mems) == std::vector<int>{allowed});  // 1
         mapping m(pages);
         fill(m.data, m.bytes, 51);
-        ch.send(reinterpret_cast<std::intptr_t>(m.data));         // 2
-        std::vector<void*> addresses(pages);
-        for (std::size_t i = 0; i < pages; ++i) addresses[i] = m.at_page(i);
-        std::vector<int> targets(pages, outside);
-        std::vector<int> status(pages, INT32_MIN);
+        ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 2
+        std::vector<int> status;
         errno = 0;
-        ch.send(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                                     numamove::backend::kernel));  // 3
-        ch.send(errno);                                           // 4
+        ch.send(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, outside),
+                              status));  // 3
+        ch.send(errno);                  // 4
         const numamove::migration_result away = numamove::migrate(m.data, m.bytes, outside);
-        ch.send(away.error.value());                              // 5
-        ch.send(static_cast<std::int64_t>(away.moved));           // 6
+        ch.send(away.error.value());                     // 5
+        ch.send(static_cast<std::int64_t>(away.moved));  // 6
         const numamove::migration_result home = numamove::migrate(m.data, m.bytes, allowed);
-        ch.send(static_cast<bool>(home));                         // 7
-        ch.send(static_cast<std::int64_t>(home.already_there));   // 8
+        ch.send(static_cast<bool>(home));                        // 7
+        ch.send(static_cast<std::int64_t>(home.already_there));  // 8
         int construct_error = 0;
         try {
           numamove::allocator<int> a(numamove::placement::on_node(outside));
         } catch (const std::system_error& e) {
           construct_error = e.code().value();
         }
-        ch.send(construct_error);                                 // 9
+        ch.send(construct_error);                                  // 9
         ch.send(first_mismatch(m.data, m.bytes, 51) == SIZE_MAX);  // 10
         ch.wait_for_parent();  // keep the mapping for the parent's queries
         return 0;
@@ -114,7 +113,7 @@ TEST_CASE("a node outside the caller's cpuset is EACCES", "[multinode][cpuset]")
   CHECK(r.values[9] == EACCES);
   CHECK(r.values[10] == 1);
   // The parent's own query of the child: everything inside the cpuset.
-  CHECK(where(first, pages, child.pid()) == std::vector<int>(pages, allowed));
+  CHECK(kernel_query(first, pages, child.pid()) == std::vector<int>(pages, allowed));
   // The kernel holds the target's cpuset against whoever asks: the parent cannot move the
   // child's pages out of it either.
   std::vector<int> status;
@@ -129,7 +128,8 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
   const std::vector<int> nodes = memory_nodes();
   const int from = nodes.front();
   const int to = nodes.back();
-  REQUIRE(has_effective_capability(CAP_SYS_NICE));  // MPOL_MF_MOVE_ALL needs it; the guest runs as root
+  REQUIRE(
+      has_effective_capability(CAP_SYS_NICE));  // MPOL_MF_MOVE_ALL needs it; the guest runs as root
   constexpr std::size_t pages = 8;
   mapping m(pages);
   fill(m.data, m.bytes, 61);
@@ -154,17 +154,13 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
     CHECK(r.status == std::vector<int>(pages, -EACCES));
     CHECK(r.failed == pages);
     CHECK(r.moved == 0);
-    CHECK(where(m.data, pages) == std::vector<int>(pages, from));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, from));
   }
   SECTION("move_pages() without MPOL_MF_MOVE_ALL") {
-    std::vector<void*> addresses(pages);
-    for (std::size_t i = 0; i < pages; ++i) addresses[i] = m.at_page(i);
-    std::vector<int> targets(pages, to);
-    std::vector<int> got(pages, INT32_MIN);
-    CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), got.data(), MPOL_MF_MOVE,
-                               numamove::backend::kernel) == 0);
+    std::vector<int> got;
+    CHECK(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, to), got) == 0);
     CHECK(got == std::vector<int>(pages, -EACCES));
-    CHECK(where(m.data, pages) == std::vector<int>(pages, from));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, from));
   }
   SECTION("migrate() with MPOL_MF_MOVE_ALL") {
     numamove::migrate_options all;
@@ -173,9 +169,9 @@ TEST_CASE("a page shared with a forked child is -EACCES without MPOL_MF_MOVE_ALL
     CHECK(r);
     CHECK(r.moved == pages);
     CHECK(r.status == std::vector<int>(pages, to));
-    CHECK(where(m.data, pages) == std::vector<int>(pages, to));
+    CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, to));
     // The same physical pages: the child's view moved too.
-    CHECK(where(m.data, pages, child.pid()) == std::vector<int>(pages, to));
+    CHECK(kernel_query(m.data, pages, child.pid()) == std::vector<int>(pages, to));
   }
   CHECK(first_mismatch(m.data, m.bytes, 61) == SIZE_MAX);
   child.proceed();
@@ -195,15 +191,16 @@ TEST_CASE("MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM", "[multinode][shared]
         fill(m.data, m.bytes, 71);
         std::vector<int> status;
         ch.send(kernel_move(m.data, pages, nodes.front(), status));  // 0
-        ch.send(has_effective_capability(CAP_SYS_NICE));              // 1
+        ch.send(has_effective_capability(CAP_SYS_NICE));             // 1
         errno = 0;
         ch.send(kernel_move(m.data, pages, nodes.back(), status, MPOL_MF_MOVE_ALL));  // 2
-        ch.send(errno);                                                              // 3
+        ch.send(errno);                                                               // 3
         numamove::migrate_options all;
         all.flags = MPOL_MF_MOVE_ALL;
-        const numamove::migration_result moved = numamove::migrate(m.data, m.bytes, nodes.back(), all);
-        ch.send(moved.error.value());                                                // 4
-        ch.send(where(m.data, pages) == std::vector<int>(pages, nodes.front()));      // 5
+        const numamove::migration_result moved =
+            numamove::migrate(m.data, m.bytes, nodes.back(), all);
+        ch.send(moved.error.value());                                                    // 4
+        ch.send(kernel_query(m.data, pages) == std::vector<int>(pages, nodes.front()));  // 5
         return 0;
       },
       child_options{numa_filter::none, true});

@@ -22,7 +22,7 @@ TEST_CASE("locate() reports the node of each page, as the kernel does", "[multin
     targets[i] = nodes[(i / 3) % nodes.size()];
     REQUIRE(kernel_move(m.at_page(i), 1, targets[i], status) == 0);
   }
-  REQUIRE(where(m.data, pages) == targets);
+  REQUIRE(kernel_query(m.data, pages) == targets);
   const auto* words = reinterpret_cast<const std::uint64_t*>(m.data);
   CHECK(numamove::locate(words, m.bytes / sizeof *words) == targets);
 
@@ -39,11 +39,12 @@ TEST_CASE("locate() reports the node of each page, as the kernel does", "[multin
   CHECK(first_mismatch(m.data, m.bytes, 21) == SIZE_MAX);
 }
 
-TEST_CASE("locate() says -ENOENT for a page never touched, on every kernel", "[multinode][locate]") {
+TEST_CASE("locate() says -ENOENT for a page never touched, on every kernel",
+          "[multinode][locate]") {
   constexpr std::size_t pages = 4;
   mapping m(pages);
   fill(m.at_page(1), page(), 1);  // page 1 touched, 0, 2 and 3 not
-  const std::vector<int> raw = where(m.data, pages);
+  const std::vector<int> raw = kernel_query(m.data, pages);
   const int touched_on = raw[1];
   CHECK(touched_on >= 0);
   // The raw call's answer depends on the kernel (-EFAULT on 4.3 to 6.11, e.g. Debian 12's 6.1).
@@ -65,7 +66,8 @@ TEST_CASE("locate() says -EFAULT for the zero page (read, never written)", "[mul
   CHECK(located[1] >= 0);
 }
 
-TEST_CASE("migrate() leaves pages never touched untouched, on any target", "[multinode][locate][migrate]") {
+TEST_CASE("migrate() leaves pages never touched untouched, on any target",
+          "[multinode][locate][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   constexpr std::size_t pages = 8;
   mapping m(pages);
@@ -79,8 +81,8 @@ TEST_CASE("migrate() leaves pages never touched untouched, on any target", "[mul
   for (std::size_t i = 0; i < pages; ++i) {
     INFO("page " << i);
     CHECK(r.status[i] == (i < 4 ? to : -ENOENT));
-    CHECK(page_present(m.at_page(i)) == (i < 4));
+    CHECK(present(m.at_page(i)) == (i < 4));
   }
-  CHECK(where(m.data, 4) == std::vector<int>(4, to));
+  CHECK(kernel_query(m.data, 4) == std::vector<int>(4, to));
   CHECK(first_mismatch(m.data, 4 * page(), 31) == SIZE_MAX);
 }

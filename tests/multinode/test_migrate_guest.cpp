@@ -19,11 +19,12 @@ TEST_CASE("migrate() moves every page between every pair of nodes", "[multinode]
       if (from == to) continue;
       INFO("from node " << from << " to node " << to);
       mapping m(pages);
-      const std::uint64_t seed = static_cast<std::uint64_t>(from) * 1000 + static_cast<std::uint64_t>(to);
+      const std::uint64_t seed =
+          static_cast<std::uint64_t>(from) * 1000 + static_cast<std::uint64_t>(to);
       fill(m.data, m.bytes, seed);
       std::vector<int> status;
       REQUIRE(kernel_move(m.data, pages, from, status) == 0);
-      REQUIRE(where(m.data, pages) == std::vector<int>(pages, from));
+      REQUIRE(kernel_query(m.data, pages) == std::vector<int>(pages, from));
 
       auto* words = reinterpret_cast<std::uint64_t*>(m.data);
       const std::size_t count = m.bytes / sizeof *words;
@@ -39,7 +40,7 @@ TEST_CASE("migrate() moves every page between every pair of nodes", "[multinode]
       CHECK(r.failed == 0);
       CHECK(r.bytes == m.bytes);
       // The kernel agrees, the addresses still hold the same data.
-      CHECK(where(m.data, pages) == std::vector<int>(pages, to));
+      CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, to));
       CHECK(first_mismatch(m.data, m.bytes, seed) == SIZE_MAX);
 
       // Again: nothing left to move.
@@ -52,7 +53,8 @@ TEST_CASE("migrate() moves every page between every pair of nodes", "[multinode]
   }
 }
 
-TEST_CASE("migrate() of a container keeps data() and the contents, node after node", "[multinode][migrate]") {
+TEST_CASE("migrate() of a container keeps data() and the contents, node after node",
+          "[multinode][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   SECTION("std::vector (heap memory, partial pages at both ends)") {
     std::vector<std::uint64_t> v(20000);
@@ -64,16 +66,19 @@ TEST_CASE("migrate() of a container keeps data() and the contents, node after no
       const numamove::migration_result r = numamove::migrate(v, to);
       CHECK(r);
       CHECK(v.data() == before);
-      CHECK(where(r.first_page, r.status.size()) == std::vector<int>(r.status.size(), to));
-      CHECK(numamove::bytes_per_node(v.data(), v.size()) == std::map<int, std::size_t>{{to, v.size() * sizeof v[0]}});
+      CHECK(kernel_query(r.first_page, r.status.size()) == std::vector<int>(r.status.size(), to));
+      CHECK(numamove::bytes_per_node(v.data(), v.size()) ==
+            std::map<int, std::size_t>{{to, v.size() * sizeof v[0]}});
       CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], 7) == SIZE_MAX);
     }
   }
   SECTION("numamove::vector placed on the first node") {
-    numamove::vector<std::uint64_t> v(3 * page(), 0, numamove::allocator<std::uint64_t>(numamove::placement::on_node(nodes.front())));
+    numamove::vector<std::uint64_t> v(
+        3 * page(), 0,
+        numamove::allocator<std::uint64_t>(numamove::placement::on_node(nodes.front())));
     fill(v.data(), v.size() * sizeof v[0], 11);
     const std::size_t pages = v.size() * sizeof v[0] / page();
-    REQUIRE(where(v.data(), pages) == std::vector<int>(pages, nodes.front()));
+    REQUIRE(kernel_query(v.data(), pages) == std::vector<int>(pages, nodes.front()));
     const std::uint64_t* before = v.data();
     for (std::size_t k = 1; k <= nodes.size(); ++k) {
       const int to = nodes[k % nodes.size()];
@@ -82,7 +87,7 @@ TEST_CASE("migrate() of a container keeps data() and the contents, node after no
       CHECK(r);
       CHECK(r.moved == pages);
       CHECK(v.data() == before);
-      CHECK(where(v.data(), pages) == std::vector<int>(pages, to));
+      CHECK(kernel_query(v.data(), pages) == std::vector<int>(pages, to));
       CHECK(first_mismatch(v.data(), v.size() * sizeof v[0], 11) == SIZE_MAX);
     }
   }
@@ -107,7 +112,7 @@ TEST_CASE("migrate() moves only the pages that are elsewhere", "[multinode][migr
   CHECK(r.moved == pages / 2);
   CHECK(r.bytes == pages / 2 * page());
   CHECK(r.status == std::vector<int>(pages, to));
-  CHECK(where(m.data, pages) == std::vector<int>(pages, to));
+  CHECK(kernel_query(m.data, pages) == std::vector<int>(pages, to));
   CHECK(first_mismatch(m.data, m.bytes, 3) == SIZE_MAX);
 }
 
@@ -119,25 +124,23 @@ TEST_CASE("one move_pages() call sends each page to its own node", "[multinode][
   constexpr std::size_t pages = 48;
   mapping m(pages);
   fill(m.data, m.bytes, 5);
-  std::vector<void*> addresses(pages);
   std::vector<int> targets(pages);
-  for (std::size_t i = 0; i < pages; ++i) {
-    addresses[i] = m.at_page(i);
-    targets[i] = nodes[(i * i / 2 + i) % nodes.size()];
-  }
-  std::vector<int> status(pages, INT32_MIN);
+  for (std::size_t i = 0; i < pages; ++i) targets[i] = nodes[(i * i / 2 + i) % nodes.size()];
+  std::vector<int> status;
   errno = 0;
-  CHECK(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE, path) == 0);
+  CHECK(numamove_move(path, m.data, targets, status) == 0);
   CHECK(status == targets);
-  CHECK(where(m.data, pages) == targets);
+  CHECK(kernel_query(m.data, pages) == targets);
   CHECK(first_mismatch(m.data, m.bytes, 5) == SIZE_MAX);
   // Query mode through numamove says the same.
+  std::vector<void*> addresses = page_addresses(m.data, pages);
   std::vector<int> queried(pages, INT32_MIN);
   CHECK(numamove::move_pages(0, pages, addresses.data(), nullptr, queried.data(), 0, path) == 0);
   CHECK(queried == targets);
 }
 
-TEST_CASE("move_pages() moves another process's pages, as the kernel sees them", "[multinode][move_pages]") {
+TEST_CASE("move_pages() moves another process's pages, as the kernel sees them",
+          "[multinode][move_pages]") {
   const std::vector<int> nodes = memory_nodes();
   constexpr std::size_t pages = 8;
   seccomp_child child(
@@ -157,22 +160,20 @@ TEST_CASE("move_pages() moves another process's pages, as the kernel sees them",
   REQUIRE(got.values.size() >= 2);
   REQUIRE(got.values[0] == 0);
   char* first = reinterpret_cast<char*>(static_cast<std::intptr_t>(got.values[1]));
-  REQUIRE(where(first, pages, child.pid()) == std::vector<int>(pages, nodes.front()));
-  std::vector<void*> addresses(pages);
-  for (std::size_t i = 0; i < pages; ++i) addresses[i] = first + i * page();
-  std::vector<int> targets(pages, nodes.back());
-  std::vector<int> status(pages, INT32_MIN);
-  CHECK(numamove::move_pages(child.pid(), pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                             numamove::backend::kernel) == 0);
+  REQUIRE(kernel_query(first, pages, child.pid()) == std::vector<int>(pages, nodes.front()));
+  const std::vector<int> targets(pages, nodes.back());
+  std::vector<int> status;
+  CHECK(numamove_move(numamove::backend::kernel, first, targets, status, child.pid()) == 0);
   CHECK(status == targets);
-  CHECK(where(first, pages, child.pid()) == targets);
+  CHECK(kernel_query(first, pages, child.pid()) == targets);
   child.proceed();
   CHECK(child.receive(3).values.size() == 3);
   CHECK(child.report().values.back() == 1);  // the child's data is intact
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as one call", "[multinode][migrate]") {
+TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as one call",
+          "[multinode][migrate]") {
   const std::vector<int> nodes = memory_nodes();
   const int from = nodes.front();
   const int to = nodes.back();
@@ -209,13 +210,12 @@ TEST_CASE("migrate() with kernel-path workers: the same statuses and counts as o
   CHECK(b.not_present == 64);
   CHECK(b.failed == 16);  // the hole: -EFAULT
   // The kernel agrees; the contents stayed.
-  const std::vector<int> placed = where(many.data, 1000);
+  const std::vector<int> placed = kernel_query(many.data, 1000);
   CHECK(placed == std::vector<int>(1000, to));
   // Pages [first, end) still hold what fill() wrote there.
   const auto intact = [&](std::size_t first, std::size_t end) {
-    const auto* words = reinterpret_cast<const std::uint64_t*>(many.data);
-    for (std::size_t w = first * page() / 8; w < end * page() / 8; ++w)
-      if (words[w] != pattern(w, 21)) return false;
+    for (std::size_t p = first; p < end; ++p)
+      if (!page_intact(many.data, p, 21)) return false;
     return true;
   };
   CHECK(intact(0, 1000));

@@ -12,7 +12,8 @@
 
 using namespace numamove_test;
 
-TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM", "[multinode][seccomp]") {
+TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says EPERM",
+          "[multinode][seccomp]") {
   const numamove::topology& t = numamove::topology::system();
   // The child places its pages by first touch (the filter is already in place): from a node
   // with CPUs, to another node.
@@ -28,18 +29,15 @@ TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says E
     numamove::migrate_options options;
     options.path = numamove::backend::kernel;
     const numamove::migration_result r = numamove::migrate(m.data, m.bytes, to, options);
-    ch.send(r.error.value());                          // 1
-    ch.send(static_cast<bool>(r));                     // 2
-    ch.send(static_cast<std::int64_t>(r.moved));       // 3
-    std::vector<void*> addresses(pages);
-    for (std::size_t i = 0; i < pages; ++i) addresses[i] = m.at_page(i);
-    std::vector<int> targets(pages, to);
-    std::vector<int> status(pages, INT32_MIN);
+    ch.send(r.error.value());                     // 1
+    ch.send(static_cast<bool>(r));                // 2
+    ch.send(static_cast<std::int64_t>(r.moved));  // 3
+    std::vector<int> status;
     errno = 0;
-    ch.send(numamove::move_pages(0, pages, addresses.data(), targets.data(), status.data(), MPOL_MF_MOVE,
-                                 numamove::backend::kernel));  // 4
-    ch.send(errno);                                    // 5
-    ch.send(status == std::vector<int>(pages, INT32_MIN));  // 6: nothing claimed
+    ch.send(numamove_move(numamove::backend::kernel, m.data, std::vector<int>(pages, to),
+                          status));                             // 4
+    ch.send(errno);                                             // 5
+    ch.send(status == std::vector<int>(pages, INT32_MIN));      // 6: nothing claimed
     ch.send(first_mismatch(m.data, m.bytes, 101) == SIZE_MAX);  // 7
     ch.wait_for_parent();
     return 0;
@@ -55,7 +53,7 @@ TEST_CASE("under the Docker-like filter backend::kernel moves nothing and says E
   CHECK(r.values[5] == EPERM);
   CHECK(r.values[6] == 1);
   CHECK(r.values[7] == 1);
-  CHECK(where(first, pages, child.pid()) == std::vector<int>(pages, from));
+  CHECK(kernel_query(first, pages, child.pid()) == std::vector<int>(pages, from));
   CHECK(child.release() == 0);
 }
 
@@ -72,13 +70,13 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
     fill(m.data, m.bytes, 102);
     ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 0
     const numamove::migration_result r = numamove::migrate(m.data, m.bytes, to);
-    ch.send(static_cast<int>(r.used));                 // 1
-    ch.send(r.error.value());                          // 2
-    ch.send(static_cast<bool>(r));                     // 3
-    ch.send(static_cast<std::int64_t>(r.moved));       // 4
+    ch.send(static_cast<int>(r.used));                          // 1
+    ch.send(r.error.value());                                   // 2
+    ch.send(static_cast<bool>(r));                              // 3
+    ch.send(static_cast<std::int64_t>(r.moved));                // 4
     ch.send(first_mismatch(m.data, m.bytes, 102) == SIZE_MAX);  // 5
-    ch.send(static_cast<std::int64_t>(r.status.size()));  // 6
-    for (const int st : r.status) ch.send(st);         // 7 ...
+    ch.send(static_cast<std::int64_t>(r.status.size()));        // 6
+    for (const int st : r.status) ch.send(st);                  // 7 ...
     ch.wait_for_parent();
     return 0;
   });
@@ -91,11 +89,11 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
   const char* first = reinterpret_cast<const char*>(static_cast<std::intptr_t>(r.values[0]));
   const auto used = static_cast<numamove::backend>(r.values[1]);
   const std::vector<int> status(r.values.begin() + 7, r.values.end());
-  INFO("migrate() used backend::" << numamove::to_string(used) << ", error " << r.values[2] << ", moved "
-                                  << r.values[4] << ", status " << to_text(status));
+  INFO("migrate() used backend::" << numamove::to_string(used) << ", error " << r.values[2]
+                                  << ", moved " << r.values[4] << ", status " << to_text(status));
   CHECK(used != numamove::backend::automatic);
   CHECK(r.values[5] == 1);  // contents intact
-  const std::vector<int> placed = where(first, pages, child.pid());
+  const std::vector<int> placed = kernel_query(first, pages, child.pid());
   if (status.empty()) {
     // Refused before any page: a clean refusal, and nothing moved behind its back.
     CHECK_FALSE(r.values[3]);
@@ -114,8 +112,9 @@ TEST_CASE("under the Docker-like filter backend::automatic does not crash and te
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("under the filter the allocator places with mbind, or by first touch where mbind is refused",
-          "[multinode][seccomp][allocator]") {
+TEST_CASE(
+    "under the filter the allocator places with mbind, or by first touch where mbind is refused",
+    "[multinode][seccomp][allocator]") {
   const std::vector<int> nodes = memory_nodes();
   const int target = nodes.back();
   constexpr std::size_t pages = 8;
@@ -128,19 +127,12 @@ TEST_CASE("under the filter the allocator places with mbind, or by first touch w
   seccomp_child child(
       [&](child_channel& ch) {
         // First touch from a CPU of another node, so only the policy can put pages on target.
-        const numamove::topology& t = numamove::topology::system();
-        for (const int n : t.nodes())
-          if (n != target && !t.cpus_of(n).empty()) {
-            ::cpu_set_t one;
-            CPU_ZERO(&one);
-            CPU_SET(t.cpus_of(n).front(), &one);
-            ::sched_setaffinity(0, sizeof one, &one);
-            break;
-          }
+        pin_to_cpu pin(cpu_of_other_memory_node(target));
         try {
-          numamove::vector<char> v(pages * page(), 0, numamove::allocator<char>(numamove::placement::on_node(target)));
+          numamove::vector<char> v(pages * page(), 0,
+                                   numamove::allocator<char>(numamove::placement::on_node(target)));
           fill(v.data(), v.size(), 111);
-          ch.send(0);                                     // 0: no error
+          ch.send(0);                                          // 0: no error
           ch.send(reinterpret_cast<std::intptr_t>(v.data()));  // 1
           ch.wait_for_parent();
         } catch (const std::system_error& e) {
@@ -160,7 +152,7 @@ TEST_CASE("under the filter the allocator places with mbind, or by first touch w
   } else {
     CHECK(r.values[0] == 0);
     const char* first = reinterpret_cast<const char*>(static_cast<std::intptr_t>(r.values[1]));
-    CHECK(where(first, pages, child.pid()) == std::vector<int>(pages, target));
+    CHECK(kernel_query(first, pages, child.pid()) == std::vector<int>(pages, target));
   }
   CHECK(child.release() == 0);
 }

@@ -21,14 +21,7 @@
 #include "support/seccomp_child.hpp"
 #include "unit/test_userspace_support.hpp"
 
-using numamove_test::child_channel;
-using numamove_test::child_options;
-using numamove_test::memory_nodes;
-using numamove_test::nodes_with_cpus;
-using numamove_test::page;
-using numamove_test::pin_to_cpu;
-using numamove_test::seccomp_child;
-using numamove_test::where;
+using namespace numamove_test;
 
 namespace {
 
@@ -41,17 +34,19 @@ struct fenced {
     data = m.at_page(1);
     bytes = pages * page();
   }
-  numamove_test::mapping m;
+  mapping m;
   char* data;
   std::size_t bytes;
 };
 
 }  // namespace
 
-TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like filter", "[multinode][userspace]") {
+TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like filter",
+          "[multinode][userspace]") {
   const std::vector<int> nodes = memory_nodes();
   const bool drop = GENERATE(false, true);
-  INFO((drop ? "without" : "with") << " CAP_SYS_NICE (mbind " << (drop ? "refused" : "allowed") << ")");
+  INFO((drop ? "without" : "with")
+       << " CAP_SYS_NICE (mbind " << (drop ? "refused" : "allowed") << ")");
   child_options options;
   options.drop_cap_sys_nice = drop;
   constexpr std::size_t pages = 24;
@@ -66,10 +61,10 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
   seccomp_child child(
       [&](child_channel& ch) {
         for (const pair_result& p : pairs) {
-          numamove_test::mapping* m = new numamove_test::mapping(pages);  // kept for the parent
+          mapping* m = new mapping(pages);  // kept for the parent
           {
             pin_to_cpu pin(t.cpus_of(p.from).front());
-            numamove_test::fill(m->data, 20 * page(), 7 + p.to);  // pages 20-23 never touched
+            fill(m->data, 20 * page(), 7 + p.to);  // pages 20-23 never touched
           }
           const numamove::migration_result r = numamove::migrate(m->data, m->bytes, p.to);
           ch.send(reinterpret_cast<std::intptr_t>(m->data));
@@ -77,14 +72,14 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
           ch.send(r.error.value());
           ch.send(static_cast<std::int64_t>(r.moved));
           ch.send(static_cast<std::int64_t>(r.not_present));
-          ch.send(numamove_test::first_mismatch(m->data, 20 * page(), 7 + p.to) == SIZE_MAX);
-          ch.send(numamove_test::page_present(m->at_page(21)));
+          ch.send(first_mismatch(m->data, 20 * page(), 7 + p.to) == SIZE_MAX);
+          ch.send(present(m->at_page(21)));
         }
         ch.wait_for_parent();
         return 0;
       },
       options);
-  const numamove_test::child_report& r = child.receive(7 * pairs.size());
+  const child_report& r = child.receive(7 * pairs.size());
   INFO(r.describe());
   REQUIRE(r.values.size() == 7 * pairs.size());
   for (std::size_t k = 0; k < pairs.size(); ++k) {
@@ -96,7 +91,7 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
     CHECK(v[5] == 1);  // contents
     CHECK(v[6] == 0);  // untouched pages stay untouched
     const auto* first = reinterpret_cast<const char*>(static_cast<std::intptr_t>(v[0]));
-    const std::vector<int> placed = where(first, 20, child.pid());
+    const std::vector<int> placed = kernel_query(first, 20, child.pid());
     if (reachable) {
       CHECK(v[2] == 0);
       CHECK(v[3] == 20);
@@ -112,11 +107,13 @@ TEST_CASE("userspace: migrate between every pair of nodes under the Docker-like 
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a spread mapping is unknown",
-          "[multinode][userspace][locate]") {
+TEST_CASE(
+    "userspace: where the query is refused, numa_maps tells nodes, and a spread mapping is unknown",
+    "[multinode][userspace][locate]") {
   const numamove::topology& t = numamove::topology::system();
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   const int a = with_cpus[0];
   const int b = with_cpus[1];
   seccomp_child child([&](child_channel& ch) {
@@ -145,7 +142,7 @@ TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a s
     ch.wait_for_parent();
     return 0;
   });
-  const numamove_test::child_report& r = child.receive(7);
+  const child_report& r = child.receive(7);
   INFO(r.describe());
   REQUIRE(r.values.size() == 7);
   CHECK(r.values[0] == 1);
@@ -154,13 +151,14 @@ TEST_CASE("userspace: where the query is refused, numa_maps tells nodes, and a s
   CHECK(r.values[3] == 4);
   CHECK(r.values[4] == 0);
   CHECK(r.values[5] == 1);
-  CHECK(where(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[6])), 4, child.pid()) ==
-        std::vector<int>(4, a));
+  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[6])), 4,
+                     child.pid()) == std::vector<int>(4, a));
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: the allocator places on every node where mbind is refused", "[multinode][userspace][allocator]") {
+TEST_CASE("userspace: the allocator places on every node where mbind is refused",
+          "[multinode][userspace][allocator]") {
   const std::vector<int> nodes = memory_nodes();
   const numamove::topology& t = numamove::topology::system();
   child_options options;
@@ -169,7 +167,8 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
       [&](child_channel& ch) {
         for (const int node : nodes) {
           try {
-            auto* v = new numamove::vector<char>(8 * page(), 3, numamove::allocator<char>(numamove::placement::on_node(node)));
+            auto* v = new numamove::vector<char>(
+                8 * page(), 3, numamove::allocator<char>(numamove::placement::on_node(node)));
             ch.send(reinterpret_cast<std::intptr_t>(v->data()));
           } catch (const std::system_error& e) {
             ch.send(-e.code().value());
@@ -179,7 +178,7 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
         return 0;
       },
       options);
-  const numamove_test::child_report& r = child.receive(nodes.size());
+  const child_report& r = child.receive(nodes.size());
   INFO(r.describe());
   REQUIRE(r.values.size() == nodes.size());
   for (std::size_t k = 0; k < nodes.size(); ++k) {
@@ -189,19 +188,21 @@ TEST_CASE("userspace: the allocator places on every node where mbind is refused"
       continue;
     }
     REQUIRE(r.values[k] > 0);
-    CHECK(where(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[k])), 8, child.pid()) ==
-          std::vector<int>(8, nodes[k]));
+    CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[k])), 8,
+                       child.pid()) == std::vector<int>(8, nodes[k]));
   }
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: writers lose nothing while their range moves between nodes", "[multinode][userspace][concurrency]") {
+TEST_CASE("userspace: writers lose nothing while their range moves between nodes",
+          "[multinode][userspace][concurrency]") {
   const std::vector<int> with_cpus = nodes_with_cpus();
-  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs");
+  NUMAMOVE_SKIP_UNLESS(with_cpus.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs");
   constexpr std::size_t pages = 64;
   seccomp_child child([&](child_channel& ch) {
-    numamove_test::mapping m(pages);
+    mapping m(pages);
     std::memset(m.data, 0, m.bytes);
     std::atomic<bool> stop{false};
     std::uint64_t written = 0;
@@ -227,36 +228,38 @@ TEST_CASE("userspace: writers lose nothing while their range moves between nodes
     ch.wait_for_parent();
     return 0;
   });
-  const numamove_test::child_report& r = child.receive(3);
+  const child_report& r = child.receive(3);
   INFO(r.describe());
   REQUIRE(r.values.size() == 3);
   CHECK(r.values[0] == 1);
   CHECK(r.values[1] == 1);
-  CHECK(where(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[2])), pages, child.pid()) ==
-        std::vector<int>(pages, with_cpus[1]));
+  CHECK(kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[2])), pages,
+                     child.pid()) == std::vector<int>(pages, with_cpus[1]));
   child.proceed();
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for the documented differences",
-          "[multinode][userspace][equivalence]") {
-  const std::vector<int> nodes = memory_nodes();
-  const int from = nodes_with_cpus().front();
-  const int to = from == nodes.back() ? nodes.front() : nodes.back();
-  using numamove_us::scenario;
+TEST_CASE(
+    "userspace and kernel: the same scenarios, the same statuses but for the documented "
+    "differences",
+    "[multinode][userspace][equivalence]") {
+  const move_across across;
+  const int from = across.from;
+  const int to = across.to;
   const auto run = [&](numamove::backend path, int flags) {
     pin_to_cpu pin(numamove::topology::system().cpus_of(from).front());
     scenario s;
     std::vector<int> targets(s.pages.size(), to);
     std::vector<int> status(s.pages.size(), 1000);
-    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), targets.data(), status.data(), flags, path);
+    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), targets.data(),
+                                         status.data(), flags, path);
     // Whatever a backend says is on `to`, the kernel must agree.
     std::vector<int> placed(s.pages.size(), -1);
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
       if (status[i] != to) continue;
       // Linux 6.1's query cannot see PROT_NONE pages: look while they are readable.
       if (s.kinds[i] == scenario::no_access) ::mprotect(s.pages[i], page(), PROT_READ);
-      placed[i] = where(s.pages[i], 1)[0];
+      placed[i] = kernel_query(s.pages[i], 1)[0];
       if (s.kinds[i] == scenario::no_access) ::mprotect(s.pages[i], page(), PROT_NONE);
     }
     return std::make_tuple(rc, status, s.kinds, placed);
@@ -268,7 +271,8 @@ TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for t
     REQUIRE(urc == 0);
     REQUIRE(kinds == ukinds);
     for (std::size_t i = 0; i < kinds.size(); ++i) {
-      INFO(scenario::name(kinds[i]) << ", flags " << flags << ": kernel " << kernel[i] << ", userspace " << userspace[i]);
+      INFO(scenario::name(kinds[i])
+           << ", flags " << flags << ": kernel " << kernel[i] << ", userspace " << userspace[i]);
       if (userspace[i] == to) CHECK(uplaced[i] == to);
       if (kernel[i] == to) CHECK(kplaced[i] == to);
       switch (kinds[i]) {
@@ -294,7 +298,8 @@ TEST_CASE("userspace and kernel: the same scenarios, the same statuses but for t
           // userspace path moves the huge page whole and reports every address.
           CHECK((userspace[i] == kernel[i] || (kernel[i] == -EBUSY && userspace[i] == to)));
           break;
-        default: CHECK(userspace[i] == kernel[i]);
+        default:
+          CHECK(userspace[i] == kernel[i]);
       }
     }
   }

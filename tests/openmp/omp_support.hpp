@@ -18,7 +18,7 @@
 #include "support/catch.hpp"
 #include "support/pages.hpp"
 
-namespace numamove_openmp_test {
+namespace numamove_test {
 
 inline bool set_affinity(const std::vector<int>& cpus) {
   cpu_set_t set;
@@ -49,18 +49,20 @@ class team_pin {
   bool repin(const std::vector<int>& nodes) const {
     const std::vector<std::vector<int>> cpus = cpus_of(nodes);
     bool all = true;
-#pragma omp parallel num_threads(static_cast<int>(cpus.size())) reduction(&& : all)
+#pragma omp parallel num_threads(static_cast <int>(cpus.size())) reduction(&& : all)
     all = set_affinity(cpus[static_cast<std::size_t>(omp_get_thread_num())]);
     return all;
   }
   ~team_pin() {
-#pragma omp parallel num_threads(static_cast<int>(saved_.size()))
+#pragma omp parallel num_threads(static_cast <int>(saved_.size()))
     set_affinity(saved_[static_cast<std::size_t>(omp_get_thread_num())]);
   }
   team_pin(const team_pin&) = delete;
   team_pin& operator=(const team_pin&) = delete;
 
-  bool pinned() const { return pinned_; }
+  bool pinned() const {
+    return pinned_;
+  }
 
  private:
   static std::vector<std::vector<int>> cpus_of(const std::vector<int>& nodes) {
@@ -136,9 +138,9 @@ inline int rerun_with(const std::vector<std::string>& env) {
 
 /// Each thread's locality for `schedule` computed from the kernel's own query (raw
 /// move_pages(2), bypassing numamove), for threads on `nodes`.
-inline std::vector<numamove::openmp::thread_locality> kernel_locality(const void* data, std::size_t bytes,
-                                                                      const numamove::openmp::static_schedule& schedule,
-                                                                      const std::vector<int>& nodes) {
+inline std::vector<numamove::openmp::thread_locality> kernel_locality(
+    const void* data, std::size_t bytes, const numamove::openmp::static_schedule& schedule,
+    const std::vector<int>& nodes) {
   const std::size_t page = numamove_test::page();
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const std::size_t pages = (begin + bytes - 1) / page - begin / page + 1;
@@ -154,4 +156,4 @@ inline std::vector<int> nodes_of(const std::vector<numamove::openmp::thread_bind
   return nodes;
 }
 
-}  // namespace numamove_openmp_test
+}  // namespace numamove_test

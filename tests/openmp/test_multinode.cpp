@@ -21,10 +21,13 @@
 #include "omp_support.hpp"
 #include "support/catch.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
 #include "support/seccomp_child.hpp"
 
 using numamove::openmp::static_schedule;
-using numamove_openmp_test::kernel_locality;
+using numamove_test::fill;
+using numamove_test::intact;
+using numamove_test::kernel_locality;
 using numamove_test::mapping;
 using numamove_test::page;
 
@@ -34,7 +37,8 @@ namespace {
 std::vector<int> one_thread_per_node() {
   std::vector<int> nodes;
   for (const int node : numamove::topology::system().nodes())
-    if (!numamove::topology::system().cpus_of(node).empty() && nodes.size() < 4) nodes.push_back(node);
+    if (!numamove::topology::system().cpus_of(node).empty() && nodes.size() < 4)
+      nodes.push_back(node);
   return nodes;
 }
 
@@ -42,31 +46,16 @@ std::vector<int> one_thread_per_node() {
 // moves its pages.
 struct test_mapping : mapping {
   explicit test_mapping(std::size_t pages) : mapping(pages) {
-    REQUIRE(numamove_openmp_test::keep_from_numa_balancing(data, bytes));
+    REQUIRE(numamove_test::keep_from_numa_balancing(data, bytes));
   }
 };
-
-// A recognizable value for each 8-byte word.
-std::uint64_t pattern(std::size_t i) { return i * 0x9E3779B97F4A7C15ULL; }
-
-void fill(const mapping& m) {
-  auto* words = reinterpret_cast<std::uint64_t*>(m.data);
-  for (std::size_t i = 0; i < m.bytes / 8; ++i) words[i] = pattern(i);
-}
-
-bool intact(const mapping& m) {
-  const auto* words = reinterpret_cast<const std::uint64_t*>(m.data);
-  for (std::size_t i = 0; i < m.bytes / 8; ++i)
-    if (words[i] != pattern(i)) return false;
-  return true;
-}
 
 // Every thread's chunk entirely on its node, by the kernel's query and by the library's report.
 void check_all_local(const mapping& m, const static_schedule& s, const std::vector<int>& nodes,
                      numamove::openmp::proc_bind bind = numamove::openmp::proc_bind::inherit) {
   const auto kernel = kernel_locality(m.data, m.bytes, s, nodes);
   const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, s, bind);
-  CHECK(numamove_openmp_test::nodes_of(report.bindings) == nodes);
+  CHECK(numamove_test::nodes_of(report.bindings) == nodes);
   for (std::size_t t = 0; t < nodes.size(); ++t) {
     INFO("thread " << t << " on node " << nodes[t]);
     CHECK(kernel[t].fraction() == 1.0);
@@ -80,19 +69,20 @@ void check_all_local(const mapping& m, const static_schedule& s, const std::vect
 
 TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
-  fill(m);  // by this thread: every page starts on its node
+  fill(m.data, m.bytes);  // by this thread: every page starts on its node
   const int start = numamove_test::kernel_query(m.data, 1)[0];
   const char* before = m.data;
-  const numamove_openmp_test::team_pin pin(nodes);
+  const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   const static_schedule s{64 * nodes.size(), threads, 0};
   const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, s);
   CHECK(r);
   CHECK(m.data == before);
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   for (std::size_t t = 0; t < nodes.size(); ++t) {
     INFO("thread " << t);
     CHECK(r.threads[t].binding.node == nodes[t]);
@@ -104,13 +94,15 @@ TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]"
   check_all_local(m, s, nodes);
 }
 
-TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node", "[multinode]") {
+TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread changed node",
+          "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   test_mapping m(64 * nodes.size());
-  fill(m);
-  const numamove_openmp_test::team_pin pin(nodes);
+  fill(m.data, m.bytes);
+  const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   const static_schedule s{nodes.size(), threads, 0};
   REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s));
@@ -129,33 +121,35 @@ TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread chan
     CHECK(r.threads[t].already_local == (t % 2 == 1 ? 0 : 64));
     CHECK(r.threads[t].bytes == r.threads[t].moved * page());
   }
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   check_all_local(m, s, moved_to);
 
   // Everyone back: the chunks follow again.
   REQUIRE(pin.repin(nodes));
   CHECK(numamove::openmp::follow_threads(m.data, m.bytes, s).moved() == 64 * (nodes.size() / 2));
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   check_all_local(m, s, nodes);
 }
 
-TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places", "[multinode]") {
+TEST_CASE("follow_threads after a proc_bind change follows the threads to their new places",
+          "[multinode]") {
   NUMAMOVE_SKIP_UNLESS(one_thread_per_node().size() >= 2, "cpu-memory-nodes",
                        "needs two nodes with memory and CPUs, a place on each");
   const std::vector<std::string> env{"OMP_PLACES=threads", "OMP_PROC_BIND=close"};
-  if (!numamove_openmp_test::environment_has(env)) {
+  if (!numamove_test::environment_has(env)) {
     // OpenMP reads its binding variables at start-up: run this case again with them set.
-    CHECK(numamove_openmp_test::rerun_with(env) == 0);
+    CHECK(numamove_test::rerun_with(env) == 0);
     return;
   }
   using numamove::openmp::proc_bind;
   const static_schedule s{2, 2, 0};
   test_mapping m(128);
-  fill(m);
+  fill(m.data, m.bytes);
   numamove::openmp::team_options close;
   close.bind = proc_bind::close;
   REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s, close));
-  const auto close_nodes = numamove_openmp_test::nodes_of(numamove::openmp::team_bindings(2, proc_bind::close));
+  const auto close_nodes =
+      numamove_test::nodes_of(numamove::openmp::team_bindings(2, proc_bind::close));
   check_all_local(m, s, close_nodes, proc_bind::close);
 
   // spread, then primary (every thread on the primary thread's place), then close again.
@@ -165,14 +159,15 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
     options.bind = bind;
     const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
     CHECK(r);
-    const auto nodes = numamove_openmp_test::nodes_of(numamove::openmp::team_bindings(2, bind));
+    const auto nodes = numamove_test::nodes_of(numamove::openmp::team_bindings(2, bind));
     for (std::size_t t = 0; t < 2; ++t) {
       INFO("proc_bind " << static_cast<int>(bind) << " thread " << t << " on node " << nodes[t]);
       CHECK(r.threads[t].binding.node == nodes[t]);
-      const bool was_local = before[t].bytes_on.count(nodes[t]) != 0 && before[t].bytes_on.at(nodes[t]) == m.bytes / 2;
+      const bool was_local =
+          before[t].bytes_on.count(nodes[t]) != 0 && before[t].bytes_on.at(nodes[t]) == m.bytes / 2;
       CHECK(r.threads[t].moved == (was_local ? 0 : 64));
     }
-    CHECK(intact(m));
+    CHECK(intact(m.data, m.bytes));
     check_all_local(m, s, nodes, bind);
   }
   CHECK(numamove::openmp::team_bindings(2, proc_bind::primary)[1].node == close_nodes[0]);
@@ -181,13 +176,14 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
 
 TEST_CASE("next_touch pages land on the node of the thread that touches them", "[multinode]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const auto threads = static_cast<int>(nodes.size());
   const std::size_t per_thread = 16;
   test_mapping m(per_thread * nodes.size());
-  fill(m);
+  fill(m.data, m.bytes);
   const int start = numamove_test::kernel_query(m.data, 1)[0];
-  const numamove_openmp_test::team_pin pin(nodes);
+  const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   // volatile: the flip and flip back below would otherwise be optimized away, and with them
   // the touches.
@@ -210,7 +206,7 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
     CHECK(marked.local() == per_thread);  // the block of the thread on the start node
     CHECK(marked.moved() == per_thread * (nodes.size() - 1));
   }
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   const auto status = numamove_test::kernel_query(m.data, m.bytes / page());
   for (std::size_t p = 0; p < status.size(); ++p) {
     INFO("page " << p);
@@ -219,11 +215,13 @@ TEST_CASE("next_touch pages land on the node of the thread that touches them", "
   CHECK(std::count(nodes.begin(), nodes.end(), start) == 1);
 }
 
-TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write", "[multinode]") {
+TEST_CASE("next_touch: touches of one page from two nodes put it on one of them with every write",
+          "[multinode]") {
   const std::vector<int> all = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const std::vector<int> nodes{all[0], all[1]};
-  const numamove_openmp_test::team_pin pin(nodes);
+  const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   test_mapping m(8);
   constexpr std::uint32_t writes = 500;
@@ -235,7 +233,8 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       ready.fetch_add(1);
-      while (ready.load() < 2) {}
+      while (ready.load() < 2) {
+      }
       auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
       for (std::uint32_t k = 0; k < writes; ++k)
         for (std::size_t p = 0; p < 8; ++p) ++counters[p * page() / sizeof(std::uint32_t) + t];
@@ -253,16 +252,18 @@ TEST_CASE("next_touch: touches of one page from two nodes put it on one of them 
   }
 }
 
-TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node", "[multinode][userspace]") {
+TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its own node",
+          "[multinode][userspace]") {
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   const std::size_t per_thread = 16;
   const std::size_t pages = per_thread * nodes.size();
   const numamove::topology& machine = numamove::topology::system();
   // Under the Docker-like filter move_pages(2) is refused: next_touch takes the userspace path.
   numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
     mapping m(pages);
-    fill(m);
+    fill(m.data, m.bytes);
     {
       numamove::openmp::next_touch marked(m.data, m.bytes);
       std::vector<std::thread> touchers;
@@ -285,7 +286,7 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
       ch.send(static_cast<std::int64_t>(marked.moved()));                                // 2
       ch.send(static_cast<std::int64_t>(marked.failed()));                               // 3
     }
-    ch.send(intact(m));                                // 4
+    ch.send(intact(m.data, m.bytes));                  // 4
     ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 5
     ch.wait_for_parent();
     return 0;
@@ -298,8 +299,8 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
   CHECK(r.values[2] == static_cast<std::int64_t>(pages));  // all present: each one re-backed
   CHECK(r.values[3] == 0);
   CHECK(r.values[4] == 1);
-  const auto status =
-      numamove_test::kernel_query(reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[5])), pages, child.pid());
+  const auto status = numamove_test::kernel_query(
+      reinterpret_cast<const void*>(static_cast<std::intptr_t>(r.values[5])), pages, child.pid());
   for (std::size_t p = 0; p < pages; ++p) {
     INFO("page " << p);
     CHECK(status[p] == nodes[p / per_thread]);
@@ -308,8 +309,9 @@ TEST_CASE("next_touch without move_pages: the toucher re-backs each page on its 
   CHECK(child.release() == 0);
 }
 
-TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, which stays where it is",
-          "[multinode]") {
+TEST_CASE(
+    "a thread on a CPU of a node without memory: ENODEV for its chunk, which stays where it is",
+    "[multinode]") {
   const numamove::topology& machine = numamove::topology::system();
   int orphan = -1;  // a CPU that no node with memory claims
   for (int cpu = 0; cpu < static_cast<int>(::sysconf(_SC_NPROCESSORS_CONF)) && orphan < 0; ++cpu)
@@ -322,9 +324,9 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
   const int away = nodes.back() != near ? nodes.back() : nodes.front();
   REQUIRE(away != near);
   test_mapping m(128);
-  fill(m);
+  fill(m.data, m.bytes);
   REQUIRE(numamove::migrate(m.data, m.bytes, away));
-  const numamove_openmp_test::team_pin pin(std::vector<std::vector<int>>{machine.cpus_of(near), {orphan}});
+  const numamove_test::team_pin pin(std::vector<std::vector<int>>{machine.cpus_of(near), {orphan}});
   REQUIRE(pin.pinned());
   const auto expected = [&](std::size_t p) { return p < 64 ? near : away; };
 
@@ -336,7 +338,7 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
   CHECK(r.threads[1].binding.node == -1);
   CHECK(r.threads[1].error.value() == ENODEV);
   CHECK(r.threads[1].moved == 0);
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   auto status = numamove_test::kernel_query(m.data, 128);
   for (std::size_t p = 0; p < 128; ++p) {
     INFO("page " << p);
@@ -351,13 +353,14 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
 #pragma omp parallel num_threads(2)
     {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      for (std::size_t p = t * 64; p < (t + 1) * 64; ++p) words[p * per_page] = words[p * per_page] ^ 0;
+      for (std::size_t p = t * 64; p < (t + 1) * 64; ++p)
+        words[p * per_page] = words[p * per_page] ^ 0;
     }
     CHECK(marked.armed() == 0);
     CHECK(marked.local() == 64);
     CHECK(marked.failed() == 64);
   }
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
   status = numamove_test::kernel_query(m.data, 128);
   for (std::size_t p = 0; p < 128; ++p) {
     INFO("page " << p);
@@ -365,36 +368,39 @@ TEST_CASE("a thread on a CPU of a node without memory: ENODEV for its chunk, whi
   }
 }
 
-TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages", "[multinode]") {
+TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from move_pages",
+          "[multinode]") {
   // The guests start with balancing off; this case turns it on for itself.
-  const numamove_openmp_test::numa_balancing_on balancing;
+  const numamove_test::numa_balancing_on balancing;
   REQUIRE(balancing.enabled());
   const std::vector<int> nodes = one_thread_per_node();
-  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes", "needs two nodes with memory and CPUs, a thread on each");
+  NUMAMOVE_SKIP_UNLESS(nodes.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
   mapping m(64 * nodes.size());  // left to the balancer
-  fill(m);
+  fill(m.data, m.bytes);
   // Keep busy until the balancer samples pages: on Linux 6.1 a query then says -ENOENT for
   // pages the page table has.
   const auto hidden = [&] {
     const auto status = numamove_test::kernel_query(m.data, m.bytes / page());
-    std::vector<std::uint64_t> entries;
-    REQUIRE(numamove::detail::read_pagemap(0, reinterpret_cast<std::uintptr_t>(m.data), status.size(), entries));
     std::size_t count = 0;
     for (std::size_t i = 0; i < status.size(); ++i)
-      if (status[i] == -ENOENT && (entries[i] & numamove::detail::pagemap_bit::present) != 0) ++count;
+      if (status[i] == -ENOENT && numamove_test::present(m.at_page(i))) ++count;
     return count;
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
   std::size_t sampled = 0;
   while ((sampled = hidden()) == 0 && std::chrono::steady_clock::now() < deadline) {
     const auto busy = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-    while (std::chrono::steady_clock::now() < busy) {}
+    while (std::chrono::steady_clock::now() < busy) {
+    }
   }
   if (sampled == 0) {
-    WARN("skipped: no page was hidden within 6 s (a kernel where move_pages sees sampled pages, 6.5+)");
+    WARN(
+        "skipped: no page was hidden within 6 s (a kernel where move_pages sees sampled pages, "
+        "6.5+)");
     return;
   }
-  const numamove_openmp_test::team_pin pin(nodes);
+  const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   const static_schedule s{nodes.size(), static_cast<int>(nodes.size()), 0};
   const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
@@ -404,5 +410,5 @@ TEST_CASE("follow_threads moves pages that automatic NUMA balancing hides from m
     CHECK(r.threads[t].not_present == 0);
     CHECK(r.threads[t].moved + r.threads[t].already_local == 64);
   }
-  CHECK(intact(m));
+  CHECK(intact(m.data, m.bytes));
 }

@@ -14,10 +14,9 @@
 #include <numamove/openmp.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 #include "support/seccomp_child.hpp"
-#include "unit/test_userspace_support.hpp"
 
 using numamove_test::home;
 using numamove_test::mapping;
@@ -35,8 +34,10 @@ TEST_CASE("next_touch: each first touch places its page on the toucher's node", 
     long sum = 0;
 #pragma omp parallel for schedule(static) num_threads(2) reduction(+ : sum)
     for (int i = 0; i < 32; ++i) {
-      if (i % 2 == 0) m.at_page(static_cast<std::size_t>(i))[1] = 'w';
-      else sum += m.at_page(static_cast<std::size_t>(i))[1];
+      if (i % 2 == 0)
+        m.at_page(static_cast<std::size_t>(i))[1] = 'w';
+      else
+        sum += m.at_page(static_cast<std::size_t>(i))[1];
     }
     CHECK(marked.armed() == 0);
     CHECK(marked.local() == 32);  // one node: everything is local
@@ -53,7 +54,8 @@ TEST_CASE("next_touch: each first touch places its page on the toucher's node", 
   for (std::size_t i = 0; i < 32; i += 2) CHECK(status[i] == home);
 }
 
-TEST_CASE("next_touch: concurrent touches of one page resolve once and lose no write", "[next_touch]") {
+TEST_CASE("next_touch: concurrent touches of one page resolve once and lose no write",
+          "[next_touch]") {
   mapping m(4);
   const int threads = 2;
   constexpr int writes = 2000;
@@ -65,21 +67,25 @@ TEST_CASE("next_touch: concurrent touches of one page resolve once and lose no w
     {
       const int t = omp_get_thread_num();
       ready.fetch_add(1);
-      while (ready.load() < omp_get_num_threads()) {}
+      while (ready.load() < omp_get_num_threads()) {
+      }
       // Every thread writes its own bytes of every page, all at once.
       auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
       for (int k = 0; k < writes; ++k)
-        for (std::size_t p = 0; p < 4; ++p) ++counters[p * page() / sizeof(std::uint32_t) + static_cast<std::size_t>(t)];
+        for (std::size_t p = 0; p < 4; ++p)
+          ++counters[p * page() / sizeof(std::uint32_t) + static_cast<std::size_t>(t)];
     }
     REQUIRE(marked.armed() == 0);
     CHECK(marked.local() + marked.moved() + marked.failed() == 4);
     const auto* counters = reinterpret_cast<const std::uint32_t*>(m.data);
     for (std::size_t p = 0; p < 4; ++p)
-      for (std::size_t t = 0; t < threads; ++t) REQUIRE(counters[p * page() / sizeof(std::uint32_t) + t] == writes);
+      for (std::size_t t = 0; t < threads; ++t)
+        REQUIRE(counters[p * page() / sizeof(std::uint32_t) + t] == writes);
   }
 }
 
-TEST_CASE("next_touch: unmarking gives untouched pages their protection back where they are", "[next_touch]") {
+TEST_CASE("next_touch: unmarking gives untouched pages their protection back where they are",
+          "[next_touch]") {
   mapping m(8);
   m.touch(0, 8, 3);
   std::vector<char> before(m.data, m.data + m.bytes);
@@ -92,11 +98,12 @@ TEST_CASE("next_touch: unmarking gives untouched pages their protection back whe
   CHECK(marked.local() == 1);
   before[2 * page()] = 'x';
   CHECK(std::memcmp(m.data, before.data(), m.bytes) == 0);  // readable again, unchanged
-  m.at_page(7)[0] = 'y';                                      // and writable
+  m.at_page(7)[0] = 'y';                                    // and writable
   CHECK(numamove_test::kernel_query(m.data, 8) == std::vector<int>(8, home));
 }
 
-TEST_CASE("next_touch: a range mixing permissions or an unmapped range is refused", "[next_touch]") {
+TEST_CASE("next_touch: a range mixing permissions or an unmapped range is refused",
+          "[next_touch]") {
   mapping m(4);
   m.touch(0, 4);
   REQUIRE(::mprotect(m.at_page(2), 2 * page(), PROT_READ) == 0);
@@ -125,8 +132,9 @@ TEST_CASE("next_touch: a range mixing permissions or an unmapped range is refuse
 // Where move_pages(2) is refused (the Docker-like filter), each toucher re-backs its page, with
 // the same address and contents. (The new page often gets the old page's frame back: it is
 // freed just before; the multi-node guest shows where the pages land.)
-TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents and addresses stay",
-          "[next_touch][userspace]") {
+TEST_CASE(
+    "next_touch without move_pages: touchers re-back their pages, contents and addresses stay",
+    "[next_touch][userspace]") {
   constexpr std::size_t pages = 32;
   mapping m(pages);
   numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
@@ -143,10 +151,13 @@ TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents
         touchers.emplace_back([&, t] {
           long sum = 0;
           for (std::size_t i = t; i < pages; i += 2) {
-            if (i % 2 == 0) m.at_page(i)[1] = 'w';
-            else sum += m.at_page(i)[1];
+            if (i % 2 == 0)
+              m.at_page(i)[1] = 'w';
+            else
+              sum += m.at_page(i)[1];
           }
-          if (t == 1 && sum != 8 * 40 + (1 + 3 + 5 + 7 + 9 + 11 + 13 + 15)) sums_ok = false;  // pages 16.. read 0
+          if (t == 1 && sum != 8 * 40 + (1 + 3 + 5 + 7 + 9 + 11 + 13 + 15))
+            sums_ok = false;  // pages 16.. read 0
         });
       for (std::thread& t : touchers) t.join();
       ch.send(static_cast<std::int64_t>(marked.armed()));   // 1
@@ -159,7 +170,7 @@ TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents
       if (i % 2 == 0) before[i * page() + 1] = 'w';
       intact = intact && std::memcmp(m.at_page(i), before.data() + i * page(), page()) == 0;
     }
-    ch.send(intact);  // 5
+    ch.send(intact);                                   // 5
     ch.send(reinterpret_cast<std::intptr_t>(m.data));  // 6
     ch.wait_for_parent();
     return 0;
@@ -170,7 +181,8 @@ TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents
   CHECK(r.values[0] == static_cast<int>(numamove::backend::userspace));
   CHECK(r.values[1] == 0);
   CHECK(r.values[2] == 16);  // every present page, re-backed by its toucher
-  CHECK(r.values[3] == 16);  // not present, or the zero page: allocated (or read as zero) by the touch
+  CHECK(r.values[3] ==
+        16);  // not present, or the zero page: allocated (or read as zero) by the touch
   CHECK(r.values[4] == 0);
   CHECK(r.values[5] == 1);
   CHECK(reinterpret_cast<char*>(static_cast<std::intptr_t>(r.values[6])) == m.data);
@@ -186,7 +198,8 @@ TEST_CASE("next_touch without move_pages: touchers re-back their pages, contents
 TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shared pages stay",
           "[next_touch][userspace]") {
   mapping m(4);
-  char* shared = static_cast<char*>(::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  char* shared = static_cast<char*>(
+      ::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   REQUIRE(shared != MAP_FAILED);
   numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
     constexpr std::uint32_t writes = 2000;
@@ -200,7 +213,8 @@ TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shar
       for (std::size_t t = 0; t < 2; ++t)
         writers.emplace_back([&, t] {
           ready.fetch_add(1);
-          while (ready.load() < 2) {}
+          while (ready.load() < 2) {
+          }
           auto* counters = reinterpret_cast<std::uint32_t*>(m.data);
           for (std::uint32_t k = 0; k < writes; ++k)
             for (std::size_t p = 0; p < 4; ++p) ++counters[p * page() / sizeof(std::uint32_t) + t];
@@ -209,7 +223,8 @@ TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shar
       all_resolved = all_resolved && marked.armed() == 0 && marked.moved() + marked.local() == 4;
       const auto* counters = reinterpret_cast<const std::uint32_t*>(m.data);
       for (std::size_t p = 0; p < 4; ++p)
-        for (std::size_t t = 0; t < 2; ++t) every_write = every_write && counters[p * page() / sizeof(std::uint32_t) + t] == writes;
+        for (std::size_t t = 0; t < 2; ++t)
+          every_write = every_write && counters[p * page() / sizeof(std::uint32_t) + t] == writes;
     }
     ch.send(every_write);   // 0
     ch.send(all_resolved);  // 1
@@ -219,12 +234,12 @@ TEST_CASE("next_touch without move_pages: concurrent touches lose no write; shar
     cow.touch(0, 1, 70);
     numamove_test::held_child sharer([] {});
     for (char* target : {shared, cow.data}) {
-      const std::uint64_t frame = numamove_us::pfn(target);
+      const std::uint64_t frame = numamove_test::pfn(target);
       numamove::openmp::next_touch marked(target, page());
       const char seen = target[0];
       ch.send(static_cast<std::int64_t>(marked.failed()));  // 2, 5
       ch.send(seen == (target == shared ? 60 : 70));        // 3, 6
-      ch.send(numamove_us::pfn(target) == frame);           // 4, 7
+      ch.send(numamove_test::pfn(target) == frame);         // 4, 7
     }
     return 0;
   });

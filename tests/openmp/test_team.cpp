@@ -37,8 +37,9 @@ TEST_CASE("team_bindings reports each thread's place, mask and node", "[team]") 
     CHECK(std::find(b.cpus.begin(), b.cpus.end(), b.cpu) != b.cpus.end());
   }
   if (omp_get_proc_bind() == omp_proc_bind_false || omp_get_num_places() < team) {
-    WARN("place checks skipped: the threads are bound to no places (ctest sets OMP_PLACES=threads "
-         "OMP_PROC_BIND=close; run with those to check them)");
+    WARN(
+        "place checks skipped: the threads are bound to no places (ctest sets OMP_PLACES=threads "
+        "OMP_PROC_BIND=close; run with those to check them)");
     return;
   }
   for (int t = 0; t < team; ++t) {
@@ -103,7 +104,7 @@ TEST_CASE("follow_threads after placement finds everything local and moves nothi
   CHECK(r.bytes() == 0);
   const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, s);
   REQUIRE(report.threads.size() == team);
-  const auto kernel = numamove_openmp_test::kernel_locality(m.data, m.bytes, s, {home, home});
+  const auto kernel = numamove_test::kernel_locality(m.data, m.bytes, s, {home, home});
   for (std::size_t t = 0; t < team; ++t) {
     CHECK(report.threads[t].fraction() == 1.0);
     CHECK(report.threads[t].bytes == 16 * page());
@@ -137,15 +138,16 @@ TEST_CASE("place_for_schedule moves but does not write a read-only mapping", "[t
 
 TEST_CASE("place_for_schedule gives out huge pages whole where THPs may back the data", "[team]") {
   const std::size_t huge = numamove::detail::thp_size();
-  mapping m(3 * huge / page());
-  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
+  const numamove_test::aligned_mapping m(huge, huge);
+  char* aligned = m.data;
   const std::size_t bytes = huge;
   if (::madvise(aligned, bytes, MADV_HUGEPAGE) != 0) {
     WARN("skipped: madvise(MADV_HUGEPAGE) failed (errno " << errno << "): no THP here");
     return;
   }
   const auto r = numamove::openmp::place_for_schedule(aligned, bytes, {2, team, 0});
-  if (numamove::detail::read_text("/sys/kernel/mm/transparent_hugepage/enabled").find("[never]") != std::string::npos) {
+  if (numamove::detail::read_text("/sys/kernel/mm/transparent_hugepage/enabled").find("[never]") !=
+      std::string::npos) {
     CHECK(r.granule == page());
     return;
   }
@@ -157,8 +159,10 @@ TEST_CASE("place_for_schedule gives out huge pages whole where THPs may back the
 
 TEST_CASE("place_for_schedule and follow_threads reject schedules that do not fit", "[team]") {
   mapping m(4);
-  CHECK_THROWS_AS(numamove::openmp::place_for_schedule(m.data, m.bytes, {3, team, 0}), std::invalid_argument);
-  CHECK_THROWS_AS(numamove::openmp::follow_threads(m.data, m.bytes, {4, 0, 0}), std::invalid_argument);
+  CHECK_THROWS_AS(numamove::openmp::place_for_schedule(m.data, m.bytes, {3, team, 0}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(numamove::openmp::follow_threads(m.data, m.bytes, {4, 0, 0}),
+                  std::invalid_argument);
   CHECK_THROWS_AS(numamove::openmp::team_bindings(0), std::invalid_argument);
   // Inside a parallel region (nesting off) the runtime gives a team of one.
   bool threw = false;

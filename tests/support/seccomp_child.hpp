@@ -1,17 +1,7 @@
-// Run a function in a child process whose NUMA system calls are refused the way Docker's
-// default seccomp profile refuses them, and let the parent check, with its own move_pages(2)
-// query of the child's pid, what the child's code placed.
-//
-// Docker's default profile (moby profiles/seccomp/default.json):
-//   move_pages, migrate_pages                          -> EPERM, always
-//   mbind, set_mempolicy, get_mempolicy,
-//   set_mempolicy_home_node                            -> EPERM unless the container has
-//                                                         CAP_SYS_NICE
-// The filter here is raw classic BPF (<linux/seccomp.h>, <linux/filter.h>), no libseccomp:
-// prctl(PR_SET_NO_NEW_PRIVS) and then prctl(PR_SET_SECCOMP). Whether the child holds
-// CAP_SYS_NICE is read with capget(2) when the filter is built, as Docker decides from the
-// container's capabilities when it starts it. Only the native ABI is filtered (x86-64 on
-// x86-64; x32 and i386 calls pass), which is all a test binary uses.
+// Run a function in a forked child, under the Docker-like NUMA filter of
+// tests/support/seccomp_filter.hpp (or none), that reports back to the parent while it runs, and
+// let the parent check, with its own move_pages(2) query of the child's pid, what the child's
+// code placed.
 //
 //   numamove_test::seccomp_child child([&](numamove_test::child_channel& ch) {
 //     ... runs in the child, under the filter ...
@@ -31,14 +21,8 @@
 #pragma once
 
 #include <fcntl.h>
-#include <linux/audit.h>
-#include <linux/capability.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,20 +39,10 @@
 #include <utility>
 #include <vector>
 
+#include "support/child.hpp"
+#include "support/seccomp_filter.hpp"
+
 namespace numamove_test {
-
-/// Which NUMA system calls the child's filter refuses.
-enum class numa_filter {
-  docker_default,  ///< move_pages, migrate_pages always; the mempolicy calls unless CAP_SYS_NICE
-  refuse_all,      ///< all five, as Docker's default profile does without CAP_SYS_NICE
-  none,            ///< no filter: the same child machinery, for controls and cpuset tests
-};
-
-inline const char* to_string(numa_filter f) {
-  return f == numa_filter::docker_default ? "docker_default"
-         : f == numa_filter::refuse_all   ? "refuse_all"
-                                          : "none";
-}
 
 struct child_options {
   numa_filter filter = numa_filter::docker_default;
@@ -79,107 +53,20 @@ struct child_options {
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};
 };
 
-/// True when capability `cap` (e.g. CAP_SYS_NICE) is in the calling thread's effective set.
-inline bool has_effective_capability(int cap) {
-  __user_cap_header_struct header{};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  header.pid = 0;
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capget, &header, data) != 0) return false;
-  const auto word = static_cast<unsigned>(cap) / 32;
-  const auto bit = static_cast<unsigned>(cap) % 32;
-  return word < _LINUX_CAPABILITY_U32S_3 && (data[word].effective >> bit & 1u) != 0;
-}
-
-/// Removes `cap` from the calling thread's effective, permitted and inheritable sets.
-/// Returns 0 or an errno.
-inline int drop_capability(int cap) {
-  __user_cap_header_struct header{};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  header.pid = 0;
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capget, &header, data) != 0) return errno;
-  const auto word = static_cast<unsigned>(cap) / 32;
-  const std::uint32_t mask = ~(1u << (static_cast<unsigned>(cap) % 32));
-  data[word].effective &= mask;
-  data[word].permitted &= mask;
-  data[word].inheritable &= mask;
-  return ::syscall(SYS_capset, &header, data) == 0 ? 0 : errno;
-}
-
-/// The system call numbers the filter refuses for `filter`, given whether the caller holds
-/// CAP_SYS_NICE.
-inline std::vector<long> refused_numa_syscalls(numa_filter filter, bool cap_sys_nice) {
-  std::vector<long> refused;
-  if (filter == numa_filter::none) return refused;
-  refused.push_back(SYS_move_pages);
-  refused.push_back(SYS_migrate_pages);
-  if (filter == numa_filter::refuse_all || !cap_sys_nice) {
-    refused.push_back(SYS_mbind);
-    refused.push_back(SYS_set_mempolicy);
-    refused.push_back(SYS_get_mempolicy);
-#ifdef SYS_set_mempolicy_home_node
-    refused.push_back(SYS_set_mempolicy_home_node);
-#endif
-  }
-  return refused;
-}
-
-/// Installs the filter in the calling thread (and so in everything it later creates).
-/// Irreversible. Returns 0 or the errno of the prctl that failed.
-inline int install_numa_filter(numa_filter filter) {
-  if (filter == numa_filter::none) return 0;
-  const std::vector<long> refused = refused_numa_syscalls(filter, has_effective_capability(CAP_SYS_NICE));
-
-#if defined(__x86_64__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_AARCH64;
-#elif defined(__i386__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_I386;
-#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_PPC64LE;
-#elif defined(__riscv) && __riscv_xlen == 64
-  constexpr std::uint32_t native_arch = AUDIT_ARCH_RISCV64;
-#else
-#error "seccomp_child.hpp: add this architecture's AUDIT_ARCH_* value"
-#endif
-
-  std::vector<sock_filter> program;
-  program.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
-  program.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, native_arch, 1, 0));
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  program.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
-  const std::size_t k = refused.size();
-  for (std::size_t i = 0; i < k; ++i) {
-    // Matched: jump over the remaining comparisons and the "allow" to the refusal.
-    program.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(refused[i]),
-                               static_cast<unsigned char>(k - i), 0));
-  }
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  program.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(EPERM) & SECCOMP_RET_DATA)));
-
-  sock_fprog prog{};
-  prog.len = static_cast<unsigned short>(program.size());
-  prog.filter = program.data();
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
-  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return errno;
-  return 0;
-}
-
 /// What a child's function and the child process did, as the parent saw it.
 struct child_report {
-  bool started = false;   ///< the filter is in place and the function began
-  bool finished = false;  ///< the function returned (the child then waits for release())
-  int code = -1;          ///< the function's return value, when finished
+  bool started = false;              ///< the filter is in place and the function began
+  bool finished = false;             ///< the function returned (the child then waits for release())
+  int code = -1;                     ///< the function's return value, when finished
   std::vector<std::int64_t> values;  ///< every value the child sent, in order
   std::string notes;                 ///< every note the child sent, one per line
   std::string problem;               ///< why not finished: setup failure, signal, timeout
 
   /// Everything above in one line and the notes after it, for failure messages.
   std::string describe() const {
-    std::string text = "child: started=" + std::to_string(started) + " finished=" + std::to_string(finished) +
-                       " code=" + std::to_string(code) + " problem='" + problem + "' values";
+    std::string text = "child: started=" + std::to_string(started) +
+                       " finished=" + std::to_string(finished) + " code=" + std::to_string(code) +
+                       " problem='" + problem + "' values";
     for (const std::int64_t v : values) {
       text += ' ';
       text += std::to_string(v);
@@ -204,8 +91,15 @@ class child_channel {
 
  private:
   friend class seccomp_child;
-  enum : std::uint32_t { tag_value = 1, tag_note = 2, tag_started = 3, tag_setup_failed = 4, tag_done = 5 };
-  child_channel(int to_parent, int from_parent) : to_parent_(to_parent), from_parent_(from_parent) {}
+  enum : std::uint32_t {
+    tag_value = 1,
+    tag_note = 2,
+    tag_started = 3,
+    tag_setup_failed = 4,
+    tag_done = 5
+  };
+  child_channel(int to_parent, int from_parent)
+      : to_parent_(to_parent), from_parent_(from_parent) {}
 
   void put(std::uint32_t tag, const void* payload, std::size_t length) {
     const auto len32 = static_cast<std::uint32_t>(length);
@@ -270,7 +164,8 @@ class seccomp_child {
     if (!reaped_ && pid_ > 0) {
       ::kill(pid_, SIGKILL);
       int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     if (from_child_ >= 0) ::close(from_child_);
     if (to_child_ >= 0) ::close(to_child_);
@@ -281,20 +176,23 @@ class seccomp_child {
   /// Reads what the child sent until it has sent `count` values in all, finished or died.
   /// Returns the report so far; report().values.size() >= count unless something went wrong.
   const child_report& receive(std::size_t count) {
-    while (report_.values.size() < count && read_record()) {}
+    while (report_.values.size() < count && read_record()) {
+    }
     return report_;
   }
 
   /// Waits until the function returned (or the child died, or the timeout passed).
   const child_report& wait() {
-    while (read_record()) {}
+    while (read_record()) {
+    }
     return report_;
   }
 
   /// Lets a child blocked in wait_for_parent() go on.
   void proceed() {
     const char byte = 'p';
-    while (::write(to_child_, &byte, 1) < 0 && errno == EINTR) {}
+    while (::write(to_child_, &byte, 1) < 0 && errno == EINTR) {
+    }
   }
 
   /// Lets the child exit and reaps it. Returns the function's return value, 125 when the
@@ -313,10 +211,12 @@ class seccomp_child {
 
  private:
   template <class Function>
-  [[noreturn]] static void run_child(Function&& function, child_channel channel, const child_options& options) {
+  [[noreturn]] static void run_child(Function&& function, child_channel channel,
+                                     const child_options& options) {
     // The test framework's handlers for fatal signals belong to the parent: a child that
     // crashes must die of the signal, which the parent reports.
-    for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM, SIGINT}) ::signal(sig, SIG_DFL);
+    for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM, SIGINT})
+      ::signal(sig, SIG_DFL);
     int error = 0;
     if (options.drop_cap_sys_nice) error = drop_capability(CAP_SYS_NICE);
     if (error == 0) error = install_numa_filter(options.filter);
@@ -354,9 +254,11 @@ class seccomp_child {
     auto* at = static_cast<char*>(into);
     const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
     while (length > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
-        report_.problem = "timed out after " + std::to_string(options_.timeout.count()) + " ms waiting for the child";
+        report_.problem = "timed out after " + std::to_string(options_.timeout.count()) +
+                          " ms waiting for the child";
         ::kill(pid_, SIGKILL);
         return false;
       }
@@ -383,28 +285,38 @@ class seccomp_child {
     std::int64_t value = 0;
     if (payload.size() == sizeof value) std::memcpy(&value, payload.data(), sizeof value);
     switch (header[0]) {
-      case child_channel::tag_value: report_.values.push_back(value); return true;
-      case child_channel::tag_note: report_.notes.append(payload.begin(), payload.end()).append("\n"); return true;
-      case child_channel::tag_started: report_.started = true; return true;
+      case child_channel::tag_value:
+        report_.values.push_back(value);
+        return true;
+      case child_channel::tag_note:
+        report_.notes.append(payload.begin(), payload.end()).append("\n");
+        return true;
+      case child_channel::tag_started:
+        report_.started = true;
+        return true;
       case child_channel::tag_setup_failed:
-        report_.problem = std::string("the child could not set itself up (drop CAP_SYS_NICE, then the ") +
-                          to_string(options_.filter) + " filter): " + std::strerror(static_cast<int>(value));
+        report_.problem =
+            std::string("the child could not set itself up (drop CAP_SYS_NICE, then the ") +
+            to_string(options_.filter) + " filter): " + std::strerror(static_cast<int>(value));
         return false;
       case child_channel::tag_done:
         report_.finished = true;
         report_.code = static_cast<int>(value);
         return false;
-      default: report_.problem = "garbled message from the child"; return false;
+      default:
+        report_.problem = "garbled message from the child";
+        return false;
     }
   }
 
   bool died() {
     if (report_.problem.empty()) {
       const int status = reap();
-      report_.problem = status >= 128 ? "the child was killed by signal " + std::to_string(status - 128) + " (" +
-                                            strsignal(status - 128) + ")"
-                                      : "the child exited with status " + std::to_string(status) +
-                                            " before its function returned";
+      report_.problem = status >= 128
+                            ? "the child was killed by signal " + std::to_string(status - 128) +
+                                  " (" + strsignal(status - 128) + ")"
+                            : "the child exited with status " + std::to_string(status) +
+                                  " before its function returned";
     }
     return false;
   }
@@ -416,7 +328,10 @@ class seccomp_child {
     do got = ::waitpid(pid_, &status, 0);
     while (got < 0 && errno == EINTR);
     reaped_ = true;
-    exit_code_ = got < 0 ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
+    exit_code_ = got < 0               ? 255
+                 : WIFEXITED(status)   ? WEXITSTATUS(status)
+                 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                       : 255;
     return exit_code_;
   }
 
@@ -437,8 +352,8 @@ child_report run_in_seccomp_child(Function&& function, child_options options = {
   child_report report = child.wait();
   const int status = child.release();
   if (report.finished && status != (report.code & 0xff))
-    report.problem = "the child exited with status " + std::to_string(status) + " after its function returned " +
-                     std::to_string(report.code);
+    report.problem = "the child exited with status " + std::to_string(status) +
+                     " after its function returned " + std::to_string(report.code);
   return report;
 }
 

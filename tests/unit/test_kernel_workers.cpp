@@ -17,12 +17,12 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "test_userspace_support.hpp"
+#include "support/child.hpp"
 
 namespace {
 
 using numamove::detail::kernel_workers;
-using numamove_us::in_child;
+using numamove_test::in_child;
 
 std::size_t threads_of_process() {
   std::size_t n = 0;
@@ -59,38 +59,39 @@ std::set<long> run_together(unsigned n) {
 
 TEST_CASE("kernel workers: every task runs once, on threads started once and reused", "[workers]") {
   CHECK(in_child([] {
-    const std::set<long> first = run_together(together());
-    if (first.size() != together()) return 1;
-    if (first.count(::syscall(SYS_gettid)) != 1) return 2;  // the caller takes a task
-    const std::size_t threads = threads_of_process();
-    for (int round = 0; round < 20; ++round)
-      if (run_together(together()) != first) return 3;
-    if (threads_of_process() != threads) return 4;
-    // More tasks than threads: each runs once, and no thread more is started.
-    std::vector<std::atomic<int>> runs(1000);
-    kernel_workers::shared().run(1000, [&](unsigned i) { runs[i].fetch_add(1); });
-    for (const auto& r : runs)
-      if (r.load() != 1) return 5;
-    return threads_of_process() == threads ? 0 : 6;
-  }) == 0);
+          const std::set<long> first = run_together(together());
+          if (first.size() != together()) return 1;
+          if (first.count(::syscall(SYS_gettid)) != 1) return 2;  // the caller takes a task
+          const std::size_t threads = threads_of_process();
+          for (int round = 0; round < 20; ++round)
+            if (run_together(together()) != first) return 3;
+          if (threads_of_process() != threads) return 4;
+          // More tasks than threads: each runs once, and no thread more is started.
+          std::vector<std::atomic<int>> runs(1000);
+          kernel_workers::shared().run(1000, [&](unsigned i) { runs[i].fetch_add(1); });
+          for (const auto& r : runs)
+            if (r.load() != 1) return 5;
+          return threads_of_process() == threads ? 0 : 6;
+        }) == 0);
 }
 
-TEST_CASE("kernel workers: callers that run at once each get all of their tasks done", "[workers]") {
+TEST_CASE("kernel workers: callers that run at once each get all of their tasks done",
+          "[workers]") {
   CHECK(in_child([] {
-    std::vector<std::thread> callers;
-    std::atomic<int> wrong{0};
-    for (int c = 0; c < 4; ++c)
-      callers.emplace_back([&] {
-        for (int round = 0; round < 50; ++round) {
-          std::vector<std::atomic<int>> runs(8);
-          kernel_workers::shared().run(8, [&](unsigned i) { runs[i].fetch_add(1); });
-          for (const auto& r : runs)
-            if (r.load() != 1) wrong.fetch_add(1);
-        }
-      });
-    for (std::thread& t : callers) t.join();
-    return wrong.load() == 0 ? 0 : 1;
-  }) == 0);
+          std::vector<std::thread> callers;
+          std::atomic<int> wrong{0};
+          for (int c = 0; c < 4; ++c)
+            callers.emplace_back([&] {
+              for (int round = 0; round < 50; ++round) {
+                std::vector<std::atomic<int>> runs(8);
+                kernel_workers::shared().run(8, [&](unsigned i) { runs[i].fetch_add(1); });
+                for (const auto& r : runs)
+                  if (r.load() != 1) wrong.fetch_add(1);
+              }
+            });
+          for (std::thread& t : callers) t.join();
+          return wrong.load() == 0 ? 0 : 1;
+        }) == 0);
 }
 
 TEST_CASE("kernel workers: a fork()ed child makes its own", "[workers]") {
@@ -99,8 +100,8 @@ TEST_CASE("kernel workers: a fork()ed child makes its own", "[workers]") {
   return;
 #endif
   CHECK(in_child([] {
-    run_together(together());  // this process has workers
-    // The grandchild would wait forever on threads it does not have.
-    return in_child([] { return run_together(together()).size() == together() ? 0 : 1; });
-  }) == 0);
+          run_together(together());  // this process has workers
+          // The grandchild would wait forever on threads it does not have.
+          return in_child([] { return run_together(together()).size() == together() ? 0 : 1; });
+        }) == 0);
 }

@@ -98,8 +98,8 @@ TEST_CASE("migrate reports call-level errors and leaves the data as it was", "[m
 
 TEST_CASE("migrate over transparent huge pages", "[migrate][thp]") {
   const std::size_t huge = numamove_test::huge_page_bytes;
-  mapping m(3 * huge / page());
-  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(m.data) + huge - 1) / huge * huge);
+  const numamove_test::aligned_mapping m(huge, huge);
+  char* aligned = m.data;
   ::madvise(aligned, huge, MADV_HUGEPAGE);
   std::memset(aligned, 5, huge);
   const numamove::migration_result r = numamove::migrate(aligned, huge, home);
@@ -132,10 +132,12 @@ TEST_CASE("locate of memory that is not mapped reports -EFAULT", "[locate]") {
   CHECK(numamove::locate(gone, 1) == std::vector<int>{-EFAULT});
 }
 
-TEST_CASE("a range that does not fit in the address space is EFAULT, not a crash", "[migrate][errors]") {
+TEST_CASE("a range that does not fit in the address space is EFAULT, not a crash",
+          "[migrate][errors]") {
   auto* near_top = reinterpret_cast<std::uint64_t*>(UINTPTR_MAX - 64);
   CHECK(numamove::migrate(near_top, 1000, home).error == std::errc::bad_address);
-  CHECK(numamove::migrate(reinterpret_cast<std::uint64_t*>(4096), SIZE_MAX / 4, home).error == std::errc::bad_address);
+  CHECK(numamove::migrate(reinterpret_cast<std::uint64_t*>(4096), SIZE_MAX / 4, home).error ==
+        std::errc::bad_address);
   try {
     numamove::locate(near_top, 1000);
     FAIL("locate did not throw");

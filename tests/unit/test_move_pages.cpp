@@ -14,45 +14,17 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 
 using numamove::backend;
+using numamove_test::drop_capability;
 using numamove_test::held_child;
 using numamove_test::home;
+using numamove_test::in_child;
 using numamove_test::mapping;
 using numamove_test::page;
-
-namespace {
-
-// Runs `body` in a forked child and returns its exit code (the body's return value).
-template <class Body>
-int in_child(Body body) {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(body());
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Drops CAP_SYS_NICE from the calling process's effective set.
-bool drop_cap_sys_nice() {
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (::syscall(SYS_capget, &header, data) != 0) return false;
-  data[0].effective &= ~(1U << CAP_SYS_NICE);
-  return ::syscall(SYS_capset, &header, data) == 0;
-}
-
-// A pid that no process has: a child that has exited and been reaped.
-pid_t vanished_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);
-  return child;
-}
-
-}  // namespace
+using numamove_test::vanished_pid;
 
 TEST_CASE("count 0 returns 0 without reading the arrays", "[move_pages]") {
   errno = 0;
@@ -68,9 +40,11 @@ TEST_CASE("query reports node, not present and no mapping per page", "[move_page
   volatile char sink = *m.at_page(3);
   (void)sink;
   // Any address inside a page names the page.
-  std::vector<void*> pages{m.at_page(0) + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3), gone};
+  std::vector<void*> pages{m.at_page(0) + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3),
+                           gone};
   std::vector<int> status(pages.size(), 99);
-  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0, backend::kernel) == 0);
+  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0,
+                               backend::kernel) == 0);
   CHECK(status == std::vector<int>{home, -ENOENT, home, -EFAULT, -EFAULT});
 }
 
@@ -82,10 +56,12 @@ TEST_CASE("moving to the node a page is on reports that node", "[move_pages]") {
   std::vector<int> nodes(8, home);
   std::vector<int> status(8, 99);
   SECTION("MPOL_MF_MOVE") {
-    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE, backend::kernel) == 0);
+    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
+                               backend::kernel) == 0);
   }
   SECTION("flags 0 moves like MPOL_MF_MOVE") {
-    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), 0, backend::kernel) == 0);
+    CHECK(numamove::move_pages(0, 8, pages.data(), nodes.data(), status.data(), 0,
+                               backend::kernel) == 0);
   }
   CHECK(status == std::vector<int>(8, home));
   CHECK(*m.at_page(5) == 1 + 5);
@@ -97,7 +73,8 @@ TEST_CASE("a move does not allocate pages never touched", "[move_pages]") {
   std::vector<void*> pages{m.at_page(0), m.at_page(1)};
   std::vector<int> nodes{home, home};
   std::vector<int> status(2, 99);
-  REQUIRE(numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE, backend::kernel) == 0);
+  REQUIRE(numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
+                               backend::kernel) == 0);
   CHECK(status == std::vector<int>{home, -ENOENT});
   CHECK(numamove_test::kernel_query(m.data, 2)[1] < 0);
 }
@@ -109,7 +86,8 @@ TEST_CASE("call-level errors come in the kernel's order", "[move_pages][errors]"
   std::vector<int> status{99, 99};
   const auto call = [&](int pid, const int* nodes, int flags) {
     errno = 0;
-    const long rc = numamove::move_pages(pid, 2, pages.data(), nodes, status.data(), flags, backend::kernel);
+    const long rc =
+        numamove::move_pages(pid, 2, pages.data(), nodes, status.data(), flags, backend::kernel);
     return rc == -1 ? errno : static_cast<int>(1000 + rc);
   };
   const std::vector<int> nodes{home, home};
@@ -122,7 +100,7 @@ TEST_CASE("call-level errors come in the kernel's order", "[move_pages][errors]"
   SECTION("EPERM: MPOL_MF_MOVE_ALL without CAP_SYS_NICE, also when querying, before ESRCH") {
     const pid_t gone = vanished_pid();
     CHECK(in_child([&] {
-            if (!drop_cap_sys_nice()) return 90;
+            if (drop_capability(CAP_SYS_NICE) != 0) return 90;
             if (call(0, nodes.data(), MPOL_MF_MOVE_ALL) != EPERM) return 91;
             if (call(0, nullptr, MPOL_MF_MOVE_ALL) != EPERM) return 92;
             if (call(gone, nullptr, MPOL_MF_MOVE_ALL) != EPERM) return 93;

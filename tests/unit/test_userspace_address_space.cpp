@@ -31,6 +31,7 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
@@ -54,7 +55,9 @@ std::string perms_at(const void* address) {
   for (std::string line; std::getline(maps, line);) {
     unsigned long long start = 0, end = 0;
     char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &start, &end, perms) == 3 && at >= start && at < end) return perms;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &start, &end, perms) == 3 && at >= start &&
+        at < end)
+      return perms;
   }
   return "";
 }
@@ -69,7 +72,8 @@ void fill(char* first, std::size_t pages, std::uint32_t salt, std::size_t index_
 }
 
 /// The first page in [0, pages) that does not hold its pattern, or `pages`.
-std::size_t first_bad(const char* first, std::size_t pages, std::uint32_t salt, std::size_t index_base = 0) {
+std::size_t first_bad(const char* first, std::size_t pages, std::uint32_t salt,
+                      std::size_t index_base = 0) {
   for (std::size_t i = 0; i < pages; ++i) {
     const std::uint64_t word = static_cast<std::uint64_t>(salt) << 32 | (index_base + i);
     const auto* p = reinterpret_cast<const std::uint64_t*>(first + i * page());
@@ -104,20 +108,27 @@ struct race_range {
   race_range() {
 #ifdef NUMAMOVE_DETAIL_ADDRESS_SANITIZER
     constexpr std::size_t gap = std::size_t{16} << 30;
-    void* probe = ::mmap(nullptr, gap + bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* probe =
+        ::mmap(nullptr, gap + bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     REQUIRE(probe != MAP_FAILED);
-    data = static_cast<char*>(::mmap(probe, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+    data = static_cast<char*>(::mmap(probe, bytes, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
     REQUIRE(::munmap(static_cast<char*>(probe) + bytes, gap) == 0);
 #else
-    data = static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    data = static_cast<char*>(
+        ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 #endif
     REQUIRE(data != MAP_FAILED);
   }
-  ~race_range() { ::munmap(data, bytes); }
+  ~race_range() {
+    ::munmap(data, bytes);
+  }
   race_range(const race_range&) = delete;
   race_range& operator=(const race_range&) = delete;
 
-  char* at_page(std::size_t i) const { return data + i * page(); }
+  char* at_page(std::size_t i) const {
+    return data + i * page();
+  }
 
   const std::size_t bytes = range_pages * page();
   char* data = nullptr;
@@ -131,27 +142,31 @@ std::chrono::microseconds call_length() {
   const auto start = std::chrono::steady_clock::now();
   REQUIRE(numamove::migrate(m.data, m.bytes, home, forced_userspace()));
   const auto took = std::chrono::steady_clock::now() - start;
-  return std::max(std::chrono::microseconds(200), std::chrono::duration_cast<std::chrono::microseconds>(took));
+  return std::max(std::chrono::microseconds(200),
+                  std::chrono::duration_cast<std::chrono::microseconds>(took));
 }
 
 /// Runs `change` (returns false when it failed) on another thread after a random part of a
-/// call's length (from `earliest` of it on), while the calling thread migrates `first` (range_pages pages) with force.
-/// Returns the migration's result.
+/// call's length (from `earliest` of it on), while the calling thread migrates `first` (range_pages
+/// pages) with force. Returns the migration's result.
 template <class Change>
-numamove::migration_result race(char* first, std::chrono::microseconds length, std::mt19937& random, Change change,
-                                double earliest = 0) {
-  std::uniform_int_distribution<long> delay(static_cast<long>(earliest * static_cast<double>(length.count())),
-                                            static_cast<long>(length.count()));
+numamove::migration_result race(char* first, std::chrono::microseconds length, std::mt19937& random,
+                                Change change, double earliest = 0) {
+  std::uniform_int_distribution<long> delay(
+      static_cast<long>(earliest * static_cast<double>(length.count())),
+      static_cast<long>(length.count()));
   const auto wait = std::chrono::microseconds(delay(random));
   std::atomic<bool> go{false};
   bool changed = false;
   std::thread other([&] {
-    while (!go.load()) {}
+    while (!go.load()) {
+    }
     std::this_thread::sleep_for(wait);
     changed = change();
   });
   go.store(true);
-  numamove::migration_result r = numamove::migrate(first, range_pages * page(), home, forced_userspace());
+  numamove::migration_result r =
+      numamove::migrate(first, range_pages * page(), home, forced_userspace());
   other.join();
   REQUIRE(changed);
   return r;
@@ -161,15 +176,17 @@ numamove::migration_result race(char* first, std::chrono::microseconds length, s
 /// until the migration of `first` (range_pages pages, forced) has returned, at least once each
 /// round. Returns the migration's result; `last` gets the last k.
 template <class Change>
-numamove::migration_result race_repeatedly(char* first, std::chrono::microseconds length, std::mt19937& random,
-                                           std::uint32_t& last, Change change) {
+numamove::migration_result race_repeatedly(char* first, std::chrono::microseconds length,
+                                           std::mt19937& random, std::uint32_t& last,
+                                           Change change) {
   std::uniform_int_distribution<long> delay(0, static_cast<long>(length.count()) / 2);
   const auto wait = std::chrono::microseconds(delay(random));
   std::atomic<bool> go{false};
   std::atomic<bool> returned{false};
   bool failed = false;
   std::thread other([&] {
-    while (!go.load()) {}
+    while (!go.load()) {
+    }
     std::this_thread::sleep_for(wait);
     std::uint32_t k = 0;
     do failed = failed || !change(k);
@@ -177,7 +194,8 @@ numamove::migration_result race_repeatedly(char* first, std::chrono::microsecond
     last = k;
   });
   go.store(true);
-  numamove::migration_result r = numamove::migrate(first, range_pages * page(), home, forced_userspace());
+  numamove::migration_result r =
+      numamove::migrate(first, range_pages * page(), home, forced_userspace());
   returned.store(true);
   other.join();
   REQUIRE(!failed);
@@ -187,8 +205,8 @@ numamove::migration_result race_repeatedly(char* first, std::chrono::microsecond
 /// Maps the changed quarter at `changed` anew (MAP_FIXED) and fills it with pattern `salt`.
 /// Returns false when mmap failed.
 bool map_anew(char* changed, std::uint32_t salt) {
-  if (::mmap(changed, changed_pages * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
-      changed)
+  if (::mmap(changed, changed_pages * page(), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != changed)
     return false;
   fill(changed, changed_pages, salt);
   return true;
@@ -203,7 +221,8 @@ void check_statuses(const numamove::migration_result& r, std::vector<int> change
   for (std::size_t i = 0; i < range_pages; ++i) {
     INFO("page " << i << " status " << r.status[i]);
     if (i >= first && i < first + count)
-      CHECK(std::find(changed_statuses.begin(), changed_statuses.end(), r.status[i]) != changed_statuses.end());
+      CHECK(std::find(changed_statuses.begin(), changed_statuses.end(), r.status[i]) !=
+            changed_statuses.end());
     else
       CHECK(r.status[i] == home);
   }
@@ -228,7 +247,8 @@ TEST_CASE("userspace: another thread's munmap during a call stands", "[userspace
     }
     CHECK(first_bad(first, changed_first, 2) == changed_first);
     const std::size_t rest = range_pages - changed_first - changed_pages;
-    CHECK(first_bad(changed + changed_pages * page(), rest, 2, changed_first + changed_pages) == rest);
+    CHECK(first_bad(changed + changed_pages * page(), rest, 2, changed_first + changed_pages) ==
+          rest);
     check_statuses(r, {-EFAULT});
   }
 }
@@ -246,15 +266,18 @@ TEST_CASE("userspace: a mapping another thread puts in place during a call keeps
     char* changed = m.at_page(changed_first);
     std::uint32_t last = 0;
     std::size_t overwritten = 0;  // times the other thread found its data replaced
-    const numamove::migration_result r = race_repeatedly(m.data, length, random, last, [&](std::uint32_t k) {
-      if (k > 0 && first_bad(changed, changed_pages, 100 + k - 1) != changed_pages) ++overwritten;
-      if (::munmap(changed, changed_pages * page()) != 0) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-      return map_anew(changed, 100 + k);
-    });
+    const numamove::migration_result r =
+        race_repeatedly(m.data, length, random, last, [&](std::uint32_t k) {
+          if (k > 0 && first_bad(changed, changed_pages, 100 + k - 1) != changed_pages)
+            ++overwritten;
+          if (::munmap(changed, changed_pages * page()) != 0) return false;
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          return map_anew(changed, 100 + k);
+        });
     INFO("the other thread mapped the quarter anew " << last + 1 << " times");
     CHECK(overwritten == 0);
-    CHECK(first_bad(changed, changed_pages, 100 + last) == changed_pages);  // the newest data, not older
+    CHECK(first_bad(changed, changed_pages, 100 + last) ==
+          changed_pages);  // the newest data, not older
     CHECK(first_bad(m.data, changed_first, 3) == changed_first);
     CHECK(perms_at(changed) == "rw-p");
     check_statuses(r, {-EFAULT, -EBUSY, -ENOENT});
@@ -264,8 +287,10 @@ TEST_CASE("userspace: a mapping another thread puts in place during a call keeps
 // A hole in the range when the call starts, which another thread maps during it: mmap(NULL)
 // would put numamove's own small mappings (a worker's stack, its control page) into that hole,
 // the top of the highest gap that fits, and the program's MAP_FIXED would then replace them.
-TEST_CASE("userspace: a mapping another thread puts into a hole of the range during a call keeps its contents",
-          "[userspace][address-space]") {
+TEST_CASE(
+    "userspace: a mapping another thread puts into a hole of the range during a call keeps its "
+    "contents",
+    "[userspace][address-space]") {
   const auto length = call_length();
   std::mt19937 random(19);
   for (int round = 0; round < rounds; ++round) {
@@ -274,7 +299,8 @@ TEST_CASE("userspace: a mapping another thread puts into a hole of the range dur
     fill(m.data, range_pages, 4);
     char* changed = m.at_page(changed_first);
     REQUIRE(::munmap(changed, changed_pages * page()) == 0);
-    const numamove::migration_result r = race(m.data, length, random, [&] { return map_anew(changed, 200); });
+    const numamove::migration_result r =
+        race(m.data, length, random, [&] { return map_anew(changed, 200); });
     CHECK(first_bad(changed, changed_pages, 200) == changed_pages);
     CHECK(first_bad(m.data, changed_first, 4) == changed_first);
     CHECK(perms_at(changed) == "rw-p");
@@ -288,7 +314,8 @@ TEST_CASE("userspace: a mapping another thread puts into a hole of the range dur
 // 6.11 the kernel says -EFAULT for a page dropped in between. The kernel is asked only where
 // there are several nodes (or no other way to tell the zero page apart): this fails in the
 // guests before the fix, and cannot here.
-TEST_CASE("userspace: a page another thread drops during a query is not the zero page", "[userspace][address-space]") {
+TEST_CASE("userspace: a page another thread drops during a query is not the zero page",
+          "[userspace][address-space]") {
   constexpr std::size_t churned = 1024;
   numamove_test::mapping m(churned);
   std::atomic<bool> stop{false};
@@ -303,8 +330,8 @@ TEST_CASE("userspace: a page another thread drops during a query is not the zero
   std::vector<int> status(churned);
   std::size_t zero_pages = 0;
   for (int round = 0; round < 10 * rounds; ++round) {
-    REQUIRE(numamove::move_pages(0, churned, addresses.data(), nullptr, status.data(), 0, numamove::backend::userspace) ==
-            0);
+    REQUIRE(numamove::move_pages(0, churned, addresses.data(), nullptr, status.data(), 0,
+                                 numamove::backend::userspace) == 0);
     zero_pages += static_cast<std::size_t>(std::count(status.begin(), status.end(), -EFAULT));
   }
   stop.store(true);
@@ -312,7 +339,8 @@ TEST_CASE("userspace: a page another thread drops during a query is not the zero
   CHECK(zero_pages == 0);
 }
 
-TEST_CASE("userspace: another thread's mprotect during a call stands", "[userspace][address-space]") {
+TEST_CASE("userspace: another thread's mprotect during a call stands",
+          "[userspace][address-space]") {
   const auto length = call_length();
   std::mt19937 random(14);
   for (int round = 0; round < rounds; ++round) {
@@ -334,7 +362,8 @@ TEST_CASE("userspace: another thread's mprotect during a call stands", "[userspa
   }
 }
 
-TEST_CASE("userspace: pages another thread drops during a call read zeros", "[userspace][address-space]") {
+TEST_CASE("userspace: pages another thread drops during a call read zeros",
+          "[userspace][address-space]") {
   const auto length = call_length();
   std::mt19937 random(15);
   // One drop of the last three quarters at a random moment of the copying part of the call (its
@@ -347,14 +376,16 @@ TEST_CASE("userspace: pages another thread drops during a call read zeros", "[us
     fill(m.data, range_pages, 6);
     char* dropped = m.at_page(changed_first);
     const numamove::migration_result r = race(
-        m.data, length, random, [&] { return ::madvise(dropped, dropped_pages * page(), MADV_DONTNEED) == 0; }, 0.6);
+        m.data, length, random,
+        [&] { return ::madvise(dropped, dropped_pages * page(), MADV_DONTNEED) == 0; }, 0.6);
     CHECK(all_zero(dropped, dropped_pages * page()));
     CHECK(first_bad(m.data, changed_first, 6) == changed_first);
     check_statuses(r, {-ENOENT}, changed_first, dropped_pages);
   }
 }
 
-TEST_CASE("userspace: two calls over the same range at once leave it writable and whole", "[userspace][address-space]") {
+TEST_CASE("userspace: two calls over the same range at once leave it writable and whole",
+          "[userspace][address-space]") {
   numamove_test::mapping m(range_pages);
   fill(m.data, range_pages, 7);
   std::atomic<bool> go{false};
@@ -362,7 +393,8 @@ TEST_CASE("userspace: two calls over the same range at once leave it writable an
   std::vector<std::thread> movers;
   for (int t = 0; t < 2; ++t)
     movers.emplace_back([&] {
-      while (!go.load()) {}
+      while (!go.load()) {
+      }
       for (int round = 0; round < rounds; ++round)
         if (!numamove::migrate(m.data, m.bytes, home, forced_userspace())) failed.fetch_add(1);
     });
@@ -378,7 +410,8 @@ TEST_CASE("userspace: two calls over the same range at once leave it writable an
   CHECK(first_bad(m.data, range_pages, 8) == range_pages);
 }
 
-TEST_CASE("userspace: two calls over the same range at once lose no write", "[userspace][address-space]") {
+TEST_CASE("userspace: two calls over the same range at once lose no write",
+          "[userspace][address-space]") {
   numamove_test::mapping m(range_pages);
   std::memset(m.data, 0, m.bytes);
   std::atomic<bool> stop{false};
@@ -394,13 +427,15 @@ TEST_CASE("userspace: two calls over the same range at once lose no write", "[us
   std::vector<std::thread> movers;
   for (int t = 0; t < 2; ++t)
     movers.emplace_back([&] {
-      for (int round = 0; round < rounds; ++round) numamove::migrate(m.data, m.bytes, home, forced_userspace());
+      for (int round = 0; round < rounds; ++round)
+        numamove::migrate(m.data, m.bytes, home, forced_userspace());
     });
   for (std::thread& t : movers) t.join();
   stop.store(true);
   writer.join();
   std::uint64_t total = 0;
-  for (std::size_t i = 0; i < range_pages; ++i) total += *reinterpret_cast<const std::uint64_t*>(m.at_page(i));
+  for (std::size_t i = 0; i < range_pages; ++i)
+    total += *reinterpret_cast<const std::uint64_t*>(m.at_page(i));
   CHECK(total == writes);
 }
 
@@ -434,8 +469,7 @@ int fault_and_escape(volatile char* forbidden, int times) {
 /// that failed. A death by SIGSEGV is the failure this guards against.
 template <class Install>
 int child_after_migration(Install install) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
+  return numamove_test::in_child([&] {
     install();
     numamove_test::mapping data(64);
     data.touch(0, 64);
@@ -447,8 +481,10 @@ int child_after_migration(Install install) {
     const int id = numamove::detail::register_fault_range(
         routed.data, page(),
         [](void* address, bool, void*) noexcept {
-          const auto page_of = reinterpret_cast<std::uintptr_t>(address) / numamove_test::page() * numamove_test::page();
-          return ::mprotect(reinterpret_cast<void*>(page_of), numamove_test::page(), PROT_READ | PROT_WRITE) == 0;
+          const auto page_of = reinterpret_cast<std::uintptr_t>(address) / numamove_test::page() *
+                               numamove_test::page();
+          return ::mprotect(reinterpret_cast<void*>(page_of), numamove_test::page(),
+                            PROT_READ | PROT_WRITE) == 0;
         },
         nullptr);
     if (id < 0) ::_exit(10);
@@ -468,29 +504,27 @@ int child_after_migration(Install install) {
         writes.store(n + 1);
       }
     });
-    while (writes.load() == 0) {}
+    while (writes.load() == 0) {
+    }
     for (int round = 0; round < 10; ++round)
       if (!numamove::migrate(data.data, data.bytes, home, forced_userspace())) ::_exit(15);
     stop.store(true);
     writer.join();
     numamove::detail::unregister_fault_range(id);
-    ::_exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) return 100 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+    return 0;
+  });
 }
 
 }  // namespace
 
-TEST_CASE("userspace: a SIGSEGV handler that leaves by siglongjmp keeps catching faults", "[userspace][address-space]") {
+TEST_CASE("userspace: a SIGSEGV handler that leaves by siglongjmp keeps catching faults",
+          "[userspace][address-space]") {
   SECTION("installed with signal()") {
     CHECK(child_after_migration([] { ::signal(SIGSEGV, &leave_by_siglongjmp); }) == 0);
   }
   SECTION("installed with SA_SIGINFO") {
     CHECK(child_after_migration([] {
-            struct sigaction action{};
+            struct sigaction action {};
             action.sa_sigaction = &leave_by_siglongjmp_info;
             action.sa_flags = SA_SIGINFO;
             sigemptyset(&action.sa_mask);
@@ -499,16 +533,19 @@ TEST_CASE("userspace: a SIGSEGV handler that leaves by siglongjmp keeps catching
   }
 }
 
-TEST_CASE("userspace: the vsyscall page is no mapping of the process (-EFAULT)", "[userspace][address-space]") {
+TEST_CASE("userspace: the vsyscall page is no mapping of the process (-EFAULT)",
+          "[userspace][address-space]") {
   std::ifstream maps("/proc/self/maps");
   void* vsyscall = nullptr;
   for (std::string line; std::getline(maps, line);)
-    if (line.find("[vsyscall]") != std::string::npos) vsyscall = reinterpret_cast<void*>(std::stoull(line, nullptr, 16));
+    if (line.find("[vsyscall]") != std::string::npos)
+      vsyscall = reinterpret_cast<void*>(std::stoull(line, nullptr, 16));
   if (vsyscall == nullptr) {
     WARN("SKIPPED (this kernel maps no [vsyscall] page: vsyscall=none)");
     return;
   }
-  for (const numamove::backend path : {numamove::backend::userspace, numamove::backend::automatic}) {
+  for (const numamove::backend path :
+       {numamove::backend::userspace, numamove::backend::automatic}) {
     INFO("backend " << numamove::to_string(path));
     int status = 1000;
     REQUIRE(numamove::move_pages(0, 1, &vsyscall, nullptr, &status, 0, path) == 0);
@@ -521,33 +558,39 @@ TEST_CASE("userspace: the vsyscall page is no mapping of the process (-EFAULT)",
     }
   }
   int status = 1000;
-  if (::syscall(SYS_move_pages, 0, 1, &vsyscall, nullptr, &status, 0) == 0) CHECK(status == -EFAULT);  // the kernel's answer
+  if (::syscall(SYS_move_pages, 0, 1, &vsyscall, nullptr, &status, 0) == 0)
+    CHECK(status == -EFAULT);  // the kernel's answer
 }
 
-TEST_CASE("userspace: a shared file mapping whose file was unlinked moves with MOVE_ALL", "[userspace][address-space]") {
+TEST_CASE("userspace: a shared file mapping whose file was unlinked moves with MOVE_ALL",
+          "[userspace][address-space]") {
   if (!numamove::detail::has_cap_sys_nice()) {
     WARN("SKIPPED (MPOL_MF_MOVE_ALL needs CAP_SYS_NICE)");
     return;
   }
-  struct statfs where{};
+  struct statfs where {};
   REQUIRE(::statfs(".", &where) == 0);
   if (where.f_type == 0x01021994 || where.f_type == 0x858458f6) {  // TMPFS_MAGIC, RAMFS_MAGIC
-    WARN("SKIPPED (needs a disk file system: the working directory is tmpfs or ramfs, whose pages are -EINVAL)");
+    WARN(
+        "SKIPPED (needs a disk file system: the working directory is tmpfs or ramfs, whose pages "
+        "are -EINVAL)");
     return;
   }
-  char name[] = "numamove-unlinked-XXXXXX";  // in the working directory: a disk file system, not tmpfs
+  char name[] =
+      "numamove-unlinked-XXXXXX";  // in the working directory: a disk file system, not tmpfs
   const int fd = ::mkstemp(name);
   REQUIRE(fd >= 0);
   const std::size_t pages = 8;
   REQUIRE(::ftruncate(fd, static_cast<off_t>(pages * page())) == 0);
-  char* shared = static_cast<char*>(::mmap(nullptr, pages * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  char* shared = static_cast<char*>(
+      ::mmap(nullptr, pages * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   REQUIRE(shared != MAP_FAILED);
   ::close(fd);
   REQUIRE(::unlink(name) == 0);
   fill(shared, pages, 9);
   REQUIRE(::msync(shared, pages * page(), MS_SYNC) == 0);
   std::vector<int> status;
-  REQUIRE(numamove_us::force_move(shared, pages, home, status, MPOL_MF_MOVE_ALL) == 0);
+  REQUIRE(numamove_test::force_move(shared, pages, home, status, MPOL_MF_MOVE_ALL) == 0);
   for (std::size_t i = 0; i < pages; ++i) {
     INFO("page " << i);
     // Through /proc/self/map_files (root here); without CAP_SYS_ADMIN the file cannot be
@@ -565,15 +608,18 @@ TEST_CASE("a present page of a PROT_NONE mapping is on its node on both paths an
   // Where the pages are, asked while they are readable (every kernel answers that).
   const std::vector<int> touched_on = numamove_test::kernel_query(m.data, 2);
   REQUIRE(::mprotect(m.data, m.bytes, PROT_NONE) == 0);
-  for (const numamove::backend path : {numamove::backend::userspace, numamove::backend::automatic}) {
+  for (const numamove::backend path :
+       {numamove::backend::userspace, numamove::backend::automatic}) {
     INFO("backend " << numamove::to_string(path));
     std::vector<void*> pages{m.at_page(0), m.at_page(1)};
     std::vector<int> status(2, 1000);
     REQUIRE(numamove::move_pages(0, 2, pages.data(), nullptr, status.data(), 0, path) == 0);
     for (std::size_t i = 0; i < 2; ++i) {
       INFO("page " << i);
-      if (touched_on[i] >= 0) CHECK(status[i] == touched_on[i]);  // the raw query is refused under seccomp
-      else CHECK(status[i] == home);
+      if (touched_on[i] >= 0)
+        CHECK(status[i] == touched_on[i]);  // the raw query is refused under seccomp
+      else
+        CHECK(status[i] == home);
     }
   }
   ::mprotect(m.data, m.bytes, PROT_READ | PROT_WRITE);

@@ -15,9 +15,7 @@
 #include "support/pages.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::home;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 
 namespace {
 
@@ -37,7 +35,8 @@ struct counters {
   std::size_t pages;
 };
 
-void hammer_while_migrating(char* first, std::size_t pages, unsigned writers, int rounds, const numamove::migrate_options& options) {
+void hammer_while_migrating(char* first, std::size_t pages, unsigned writers, int rounds,
+                            const numamove::migrate_options& options) {
   const counters c(first, pages);
   std::atomic<bool> stop{false};
   std::atomic<unsigned> running{0};
@@ -73,7 +72,8 @@ void hammer_while_migrating(char* first, std::size_t pages, unsigned writers, in
 
 }  // namespace
 
-TEST_CASE("userspace: writers lose no increment while their range moves again and again", "[userspace][concurrency]") {
+TEST_CASE("userspace: writers lose no increment while their range moves again and again",
+          "[userspace][concurrency]") {
   numamove::migrate_options options;
   options.path = numamove::backend::userspace;
   options.force = true;
@@ -92,7 +92,8 @@ TEST_CASE("userspace: writers lose no increment while their range moves again an
   }
 }
 
-TEST_CASE("userspace: a writer that keeps writing one page waits for it, then writes the new page", "[userspace][concurrency]") {
+TEST_CASE("userspace: a writer that keeps writing one page waits for it, then writes the new page",
+          "[userspace][concurrency]") {
   numamove_test::mapping m(1);
   std::memset(m.data, 0, m.bytes);
   std::atomic<bool> stop{false};
@@ -107,7 +108,8 @@ TEST_CASE("userspace: a writer that keeps writing one page waits for it, then wr
   numamove::migrate_options options;
   options.path = numamove::backend::userspace;
   options.force = true;
-  for (int round = 0; round < 200; ++round) REQUIRE(numamove::migrate(m.data, m.bytes, home, options).moved == 1);
+  for (int round = 0; round < 200; ++round)
+    REQUIRE(numamove::migrate(m.data, m.bytes, home, options).moved == 1);
   stop.store(true);
   writer.join();
   CHECK(*reinterpret_cast<std::uint64_t*>(m.data) == written);

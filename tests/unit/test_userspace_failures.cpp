@@ -19,13 +19,12 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::home;
-using numamove_test::huge_page_bytes;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -37,7 +36,8 @@ struct reservations {
     for (std::string line; std::getline(in, line);) {
       if (line.find(" ---p 00000000 00:00 0") == std::string::npos) continue;
       const std::size_t dash = line.find('-');
-      ranges.emplace_back(std::stoull(line.substr(0, dash), nullptr, 16), std::stoull(line.substr(dash + 1), nullptr, 16));
+      ranges.emplace_back(std::stoull(line.substr(0, dash), nullptr, 16),
+                          std::stoull(line.substr(dash + 1), nullptr, 16));
     }
   }
   // Those that are not part of a reservation that `before` had: new ones. A reservation split in
@@ -55,34 +55,16 @@ struct reservations {
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
 };
 
-struct snapshot {
-  std::vector<std::uint64_t> frames;
-  std::vector<std::string> perms;
-  explicit snapshot(const char* first, std::size_t pages) {
-    for (std::size_t p = 0; p < pages; ++p) {
-      frames.push_back(pfn(first + p * page()));
-      perms.push_back(perms_of(first + p * page()));
-    }
-  }
-};
-
-// Checks page p: moved (new frame) or left exactly as it was (same frame and protection).
-void check_page(const snapshot& before, const char* first, std::size_t p, bool moved) {
-  INFO("page " << p << (moved ? " should have moved" : " should be as it was"));
-  const std::uint64_t now = pfn(first + p * page());
-  if (before.frames[p] != 0) CHECK((now != before.frames[p]) == moved);
-  CHECK(perms_of(first + p * page()) == before.perms[p]);
-}
-
 }  // namespace
 
-TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were", "[userspace][failure]") {
+TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after as they were",
+          "[userspace][failure]") {
   // One run of three huge-page-sized chunks; the second chunk fails.
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
   const std::size_t per_chunk = huge_page_bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   const auto point = us::failure_point::commit;
   relocation_options options;
   options.force = true;
@@ -114,11 +96,12 @@ TEST_CASE("userspace: a chunk that fails halfway leaves it and the chunks after 
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
-TEST_CASE("userspace: when the other threads cannot be stopped every page stays as it was", "[userspace][failure]") {
+TEST_CASE("userspace: when the other threads cannot be stopped every page stays as it was",
+          "[userspace][failure]") {
   aligned_mapping m(3 * huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = m.bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   relocation_options options;
   options.force = true;
   std::vector<int> status;
@@ -137,13 +120,14 @@ TEST_CASE("userspace: when the other threads cannot be stopped every page stays 
   for (std::size_t c = 0; c < 3; ++c) m.data[c * huge_page_bytes + 1] = 'w';
 }
 
-TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was", "[userspace][failure]") {
+TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was",
+          "[userspace][failure]") {
   // Three mappings, so three runs; the second one fails.
   // Each at the start of a huge-page block, so that each run is one chunk.
   aligned_mapping a(4 * page(), huge_page_bytes);
   aligned_mapping b(4 * page(), huge_page_bytes);
   aligned_mapping c(4 * page(), huge_page_bytes);
-  for (aligned_mapping* m : {&a, &b, &c}) fill_pattern(m->data, 4, 5);
+  for (aligned_mapping* m : {&a, &b, &c}) fill(m->data, 4 * page(), 5);
   std::vector<void*> pages;
   for (aligned_mapping* m : {&a, &b, &c})
     for (std::size_t p = 0; p < 4; ++p) pages.push_back(m->data + p * page());
@@ -158,11 +142,13 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   us::inject_failure(point, 1, ENOMEM);
   std::vector<int> nodes(pages.size(), home);
   std::vector<int> status(pages.size(), 1000);
-  const long rc = us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0, {true, true, 1});
+  const long rc = us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0,
+                                 {true, true, 1});
   us::clear_injected_failures();
   REQUIRE(rc == 0);
   for (std::size_t i = 0; i < pages.size(); ++i) {
-    const bool middle = static_cast<char*>(pages[i]) >= by_address[1] && static_cast<char*>(pages[i]) < by_address[1] + 4 * page();
+    const bool middle = static_cast<char*>(pages[i]) >= by_address[1] &&
+                        static_cast<char*>(pages[i]) < by_address[1] + 4 * page();
     INFO("entry " << i);
     CHECK(status[i] == (middle ? -ENOMEM : home));
   }
@@ -174,7 +160,8 @@ TEST_CASE("userspace: a run that cannot be prepared or placed stays where it was
   CHECK(reservations().added_since(leftovers) == 0);
 }
 
-TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says -ENOMEM", "[userspace][failure]") {
+TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says -ENOMEM",
+          "[userspace][failure]") {
   CHECK(in_child([] {
           // Probe and warm up before the limit: the probe runs a thread.
           numamove_test::mapping small(1);
@@ -185,15 +172,16 @@ TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says
           // mapping cannot fit.
           const std::size_t big_pages = 32768;
           numamove_test::mapping big(big_pages);
-          fill_pattern(big.data, 1);
-          fill_pattern(big.at_page(big_pages - 1), 1, 4);
-          fill_pattern(small.data, 1, 9);
+          fill(big.data, page());
+          fill(big.at_page(big_pages - 1), page(), 4);
+          fill(small.data, page(), 9);
           const std::uint64_t big_frame = pfn(big.data);
           std::ifstream in("/proc/self/status");
           std::size_t vm_kb = 0;
           for (std::string line; std::getline(in, line);)
             if (line.rfind("VmSize:", 0) == 0) vm_kb = std::strtoull(line.c_str() + 7, nullptr, 10);
-          // Room for a worker's stack, the arena and the small run's fresh pages, not the big run's.
+          // Room for a worker's stack, the arena and the small run's fresh pages, not the big
+          // run's.
           const rlim_t limit = (vm_kb + 40 * 1024) * 1024;
           const rlimit cap{limit, limit};
           if (::setrlimit(RLIMIT_AS, &cap) != 0) return 91;
@@ -201,12 +189,15 @@ TEST_CASE("userspace: a real RLIMIT_AS: what fits moves, the rest stays and says
           for (std::size_t p = 0; p < big_pages; ++p) pages.push_back(big.at_page(p));
           std::vector<int> nodes(pages.size(), home);
           status.assign(pages.size(), 1000);
-          if (us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0, {true, true, 1}) != 0)
+          if (us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0,
+                             {true, true, 1}) != 0)
             return 92;
           if (status[0] != home) return 93;
-          if (status[1] != -ENOMEM || status[big_pages] != -ENOMEM || status[2] != -ENOENT) return 94;
+          if (status[1] != -ENOMEM || status[big_pages] != -ENOMEM || status[2] != -ENOENT)
+            return 94;
           if (big_frame != 0 && pfn(big.data) != big_frame) return 95;
-          if (first_bad_page(big.data, 1) != 1 || first_bad_page(big.at_page(big_pages - 1), 1, 4) != 1 ||
+          if (first_bad_page(big.data, 1) != 1 ||
+              first_bad_page(big.at_page(big_pages - 1), 1, 4) != 1 ||
               first_bad_page(small.data, 1, 9) != 1)
             return 96;
           if (present(big.at_page(1))) return 97;

@@ -14,8 +14,8 @@
 #include <numamove/detail/linux/fault_handler.hpp>
 
 #include "support/catch.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
-#include "test_userspace_support.hpp"
 
 using numamove::detail::register_fault_range;
 using numamove::detail::unregister_fault_range;
@@ -54,7 +54,7 @@ void previous_handler(int, siginfo_t* info, void*) {
 // Installs previous_handler for SIGSEGV for the scope; restores what was there.
 struct previous_handler_scope {
   previous_handler_scope() {
-    struct sigaction mine{};
+    struct sigaction mine {};
     mine.sa_sigaction = &previous_handler;
     mine.sa_flags = SA_SIGINFO;
     sigemptyset(&mine.sa_mask);
@@ -64,7 +64,7 @@ struct previous_handler_scope {
   ~previous_handler_scope() { ::sigaction(SIGSEGV, &saved, nullptr); }
   previous_handler_scope(const previous_handler_scope&) = delete;
   previous_handler_scope& operator=(const previous_handler_scope&) = delete;
-  struct sigaction saved{};
+  struct sigaction saved {};
 };
 
 char* fresh_page(int prot) {
@@ -73,7 +73,8 @@ char* fresh_page(int prot) {
 
 }  // namespace
 
-TEST_CASE("fault handler: a fault in a registered range goes to its callback", "[userspace][fault_handler]") {
+TEST_CASE("fault handler: a fault in a registered range goes to its callback",
+          "[userspace][fault_handler]") {
   callback_log log;
   char* p = fresh_page(PROT_READ);
   const int id = register_fault_range(p, page(), &unprotect_page, &log);
@@ -90,7 +91,8 @@ TEST_CASE("fault handler: a fault in a registered range goes to its callback", "
   ::munmap(p, page());
 }
 
-TEST_CASE("fault handler: declined faults and faults elsewhere go to the previous handler", "[userspace][fault_handler]") {
+TEST_CASE("fault handler: declined faults and faults elsewhere go to the previous handler",
+          "[userspace][fault_handler]") {
   previous_handler_scope previous;
   callback_log log;
   log.resolve = false;
@@ -111,18 +113,21 @@ TEST_CASE("fault handler: declined faults and faults elsewhere go to the previou
   CHECK(previous_calls == 2);
   unregister_fault_range(id);
   REQUIRE(::mprotect(inside, page(), PROT_READ) == 0);
-  inside[2] = 'j';  // no longer routed to the callback: retried once (just unregistered), then passed on
+  inside[2] =
+      'j';  // no longer routed to the callback: retried once (just unregistered), then passed on
   CHECK(log.calls == asked);
   CHECK(previous_calls == 3);
   ::munmap(inside, page());
   ::munmap(outside, page());
 }
 
-TEST_CASE("fault handler: a handler installed later is chained to by the next registration", "[userspace][fault_handler]") {
+TEST_CASE("fault handler: a handler installed later is chained to by the next registration",
+          "[userspace][fault_handler]") {
   callback_log log;
   char* p = fresh_page(PROT_READ);
-  unregister_fault_range(register_fault_range(p, page(), &unprotect_page, &log));  // ours is installed
-  previous_handler_scope replaced;  // the program replaces it
+  unregister_fault_range(
+      register_fault_range(p, page(), &unprotect_page, &log));  // ours is installed
+  previous_handler_scope replaced;                              // the program replaces it
   const int id = register_fault_range(p, page(), &unprotect_page, &log);
   REQUIRE(id >= 0);
   char* outside = fresh_page(PROT_READ);
@@ -136,8 +141,9 @@ TEST_CASE("fault handler: a handler installed later is chained to by the next re
   ::munmap(outside, page());
 }
 
-TEST_CASE("fault handler: with no handler before it, a declined fault kills as SIGSEGV does", "[userspace][fault_handler]") {
-  const int code = numamove_us::in_child([] {
+TEST_CASE("fault handler: with no handler before it, a declined fault kills as SIGSEGV does",
+          "[userspace][fault_handler]") {
+  const int code = numamove_test::in_child([] {
     ::signal(SIGSEGV, SIG_DFL);
     static callback_log log;
     log.resolve = false;
@@ -149,7 +155,8 @@ TEST_CASE("fault handler: with no handler before it, a declined fault kills as S
   CHECK(code == 128 + SIGSEGV);
 }
 
-TEST_CASE("fault handler: bad ranges are EINVAL, a full table is ENOSPC", "[userspace][fault_handler][errors]") {
+TEST_CASE("fault handler: bad ranges are EINVAL, a full table is ENOSPC",
+          "[userspace][fault_handler][errors]") {
   callback_log log;
   char* p = fresh_page(PROT_READ | PROT_WRITE);
   errno = 0;
@@ -159,7 +166,8 @@ TEST_CASE("fault handler: bad ranges are EINVAL, a full table is ENOSPC", "[user
   CHECK(register_fault_range(p, 0, &unprotect_page, &log) == -1);
   CHECK(errno == EINVAL);
   errno = 0;
-  CHECK(register_fault_range(reinterpret_cast<void*>(UINTPTR_MAX - 10), 100, &unprotect_page, &log) == -1);
+  CHECK(register_fault_range(reinterpret_cast<void*>(UINTPTR_MAX - 10), 100, &unprotect_page,
+                             &log) == -1);
   CHECK(errno == EINVAL);
   std::vector<int> ids;
   for (int i = 0; i < numamove::detail::fault_routing::capacity + 1; ++i) {
@@ -181,7 +189,8 @@ TEST_CASE("fault handler: bad ranges are EINVAL, a full table is ENOSPC", "[user
   ::munmap(p, page());
 }
 
-TEST_CASE("fault handler: unregistering waits until no handler runs the callback", "[userspace][fault_handler]") {
+TEST_CASE("fault handler: unregistering waits until no handler runs the callback",
+          "[userspace][fault_handler]") {
   callback_log log;
   log.block = true;
   char* p = fresh_page(PROT_READ);

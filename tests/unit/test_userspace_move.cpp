@@ -1,10 +1,7 @@
 // The userspace migrator's copy path and its call-level contract, on this machine: forced moves
 // to the node the pages are on relocate them for real (new page frames, same addresses,
 // contents, protections, huge pages); call-level errors match backend::kernel's.
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,17 +19,14 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
+#include "support/seccomp_filter.hpp"
 #include "test_userspace_support.hpp"
 
 using numamove::backend;
-using numamove_test::held_child;
-using numamove_test::home;
-using numamove_test::huge_page_bytes;
-using numamove_test::mapping;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -42,46 +36,23 @@ bool thp_available() {
   return mode == "always" || mode == "madvise";
 }
 
-pid_t vanished_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);
-  return child;
-}
-
-// Makes process_vm_readv and process_vm_writev fail with EPERM in the calling process (as some
-// container profiles do), so that the pipe fallback for the caller's arrays runs.
-bool refuse_process_vm() {
-  sock_filter program[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_writev, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-  };
-  sock_fprog filter{static_cast<unsigned short>(sizeof program / sizeof program[0]), program};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) == 0;
-}
-
 // rc, or 1000 + errno for -1: one number to compare between the backends.
-long outcome(long rc) { return rc == -1 ? 1000 + errno : rc; }
+long outcome(long rc) {
+  return rc == -1 ? 1000 + errno : rc;
+}
 
 }  // namespace
 
-TEST_CASE("userspace: a forced move keeps addresses, contents and protections", "[userspace][move]") {
+TEST_CASE("userspace: a forced move keeps addresses, contents and protections",
+          "[userspace][move]") {
   constexpr std::size_t pages = 12;
   mapping m(pages);
-  fill_pattern(m.data, pages, 3);
+  fill(m.data, pages * page(), 3);
   // Pages 0-2 rw, 3-5 read-only, 6-8 PROT_NONE, 9-11 read+exec.
   REQUIRE(::mprotect(m.at_page(3), 3 * page(), PROT_READ) == 0);
   REQUIRE(::mprotect(m.at_page(6), 3 * page(), PROT_NONE) == 0);
   REQUIRE(::mprotect(m.at_page(9), 3 * page(), PROT_READ | PROT_EXEC) == 0);
-  std::vector<std::string> perms;
-  std::vector<std::uint64_t> frames;
-  for (std::size_t i = 0; i < pages; ++i) {
-    perms.push_back(perms_of(m.at_page(i)));
-    frames.push_back(pfn(m.at_page(i)));
-  }
+  const snapshot before(m.data, pages);
   const bool protect = GENERATE(true, false);
   INFO("protect_writes " << protect);
   relocation_options options;
@@ -90,18 +61,14 @@ TEST_CASE("userspace: a forced move keeps addresses, contents and protections", 
   std::vector<int> status;
   REQUIRE(move(m.data, pages, home, status, MPOL_MF_MOVE, options) == 0);
   CHECK(status == std::vector<int>(pages, home));
-  for (std::size_t i = 0; i < pages; ++i) {
-    INFO("page " << i);
-    CHECK(perms_of(m.at_page(i)) == perms[i]);
-    if (frames[i] != 0) CHECK(pfn(m.at_page(i)) != frames[i]);
-  }
+  for (std::size_t i = 0; i < pages; ++i) check_page(before, m.data, i, true);
   REQUIRE(::mprotect(m.data, m.bytes, PROT_READ) == 0);
   CHECK(first_bad_page(m.data, pages, 3) == pages);
 }
 
 TEST_CASE("userspace: moved pages are still writable and private", "[userspace][move]") {
   mapping m(4);
-  fill_pattern(m.data, 4);
+  fill(m.data, 4 * page());
   std::vector<int> status;
   REQUIRE(force_move(m.data, 4, home, status) == 0);
   m.data[10] = 'x';
@@ -112,7 +79,8 @@ TEST_CASE("userspace: moved pages are still writable and private", "[userspace][
   CHECK(smaps_of(m.data).find("rw-p") != std::string::npos);
 }
 
-TEST_CASE("userspace: huge pages survive a move and re-back a region that asks for them", "[userspace][move][thp]") {
+TEST_CASE("userspace: huge pages survive a move and re-back a region that asks for them",
+          "[userspace][move][thp]") {
   if (!thp_available()) {
     WARN("SKIPPED (transparent huge pages are off here)");
     return;
@@ -120,7 +88,7 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
   aligned_mapping m(2 * huge_page_bytes, huge_page_bytes);
   SECTION("THP-backed pages stay THP-backed") {
     REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
-    fill_pattern(m.data, m.bytes / page());
+    fill(m.data, m.bytes);
     if (anon_huge_bytes(m.data) < m.bytes) {
       WARN("SKIPPED (the kernel gave no huge pages: memory too fragmented)");
       return;
@@ -128,7 +96,7 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
   }
   SECTION("4 KiB pages of a region that now asks for huge pages get them (force re-backs)") {
     REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
-    fill_pattern(m.data, m.bytes / page());
+    fill(m.data, m.bytes);
     REQUIRE(anon_huge_bytes(m.data) == 0);
     REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
   }
@@ -138,11 +106,13 @@ TEST_CASE("userspace: huge pages survive a move and re-back a region that asks f
   CHECK(status == std::vector<int>(m.bytes / page(), home));
   CHECK(first_bad_page(m.data, m.bytes / page()) == m.bytes / page());
   if (before != 0) CHECK(pfn(m.data) != before);
-  if (anon_huge_bytes(m.data) < m.bytes) WARN("the fresh pages got no huge pages (fragmented memory?)");
+  if (anon_huge_bytes(m.data) < m.bytes)
+    WARN("the fresh pages got no huge pages (fragmented memory?)");
   CHECK(anon_huge_bytes(m.data) > 0);
 }
 
-TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole stays untouched", "[userspace][move][thp]") {
+TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole stays untouched",
+          "[userspace][move][thp]") {
   if (!thp_available()) {
     WARN("SKIPPED (transparent huge pages are off here)");
     return;
@@ -150,7 +120,7 @@ TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole st
   aligned_mapping m(huge_page_bytes, huge_page_bytes);
   REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = huge_page_bytes / page();
-  fill_pattern(m.data, pages);
+  fill(m.data, pages * page());
   REQUIRE(::madvise(m.data + 5 * page(), page(), MADV_DONTNEED) == 0);
   REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
   std::vector<int> status;
@@ -185,23 +155,27 @@ TEST_CASE("userspace: pages in any order, some twice, several mappings", "[users
   mapping b(3);
   a.touch(0, 3, 10);
   b.touch(0, 3, 40);
-  std::vector<void*> pages{b.at_page(2), a.at_page(1), a.data, b.data, a.at_page(1) + 5, b.at_page(1)};
+  std::vector<void*> pages{b.at_page(2), a.at_page(1),     a.data,
+                           b.data,       a.at_page(1) + 5, b.at_page(1)};
   std::vector<int> nodes(pages.size(), home);
   std::vector<int> status(pages.size(), 1000);
-  REQUIRE(us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0, {true, true, 0}) == 0);
+  REQUIRE(us::move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), 0,
+                         {true, true, 0}) == 0);
   CHECK(status == std::vector<int>(pages.size(), home));
   CHECK(*a.at_page(1) == 11);
   CHECK(*b.at_page(2) == 42);
 }
 
-TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order", "[userspace][errors]") {
+TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order",
+          "[userspace][errors]") {
   mapping m(2);
   m.touch(0, 2);
   std::vector<void*> pages{m.data, m.at_page(1)};
   const std::vector<int> nodes{home, home};
   const auto both = [&](int pid, unsigned long count, void** p, const int* n, int* s, int flags) {
     const long kernel = outcome(numamove::move_pages(pid, count, p, n, s, flags, backend::kernel));
-    const long userspace = outcome(numamove::move_pages(pid, count, p, n, s, flags, backend::userspace));
+    const long userspace =
+        outcome(numamove::move_pages(pid, count, p, n, s, flags, backend::userspace));
     CHECK(userspace == kernel);
     return userspace;
   };
@@ -216,12 +190,14 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
   SECTION("EPERM: MPOL_MF_MOVE_ALL without CAP_SYS_NICE, before ESRCH") {
     const pid_t gone = vanished_pid();
     CHECK(in_child([&] {
-            if (!drop_effective(CAP_SYS_NICE)) return 90;
+            if (drop_capability(CAP_SYS_NICE) != 0) return 90;
             numamove::capabilities::refresh();
             void* p = pages[0];
             int s = 0;
             errno = 0;
-            if (numamove::move_pages(gone, 1, &p, nullptr, &s, MPOL_MF_MOVE_ALL, backend::userspace) != -1) return 91;
+            if (numamove::move_pages(gone, 1, &p, nullptr, &s, MPOL_MF_MOVE_ALL,
+                                     backend::userspace) != -1)
+              return 91;
             return errno == EPERM ? 0 : 92;
           }) == 0);
   }
@@ -243,7 +219,8 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
       status = {99, 99};
       const std::vector<int> some_bad{home, bad};
       errno = 0;
-      CHECK(numamove::move_pages(0, 2, pages.data(), some_bad.data(), status.data(), MPOL_MF_MOVE, backend::userspace) == -1);
+      CHECK(numamove::move_pages(0, 2, pages.data(), some_bad.data(), status.data(), MPOL_MF_MOVE,
+                                 backend::userspace) == -1);
       CHECK(errno == ENODEV);
       CHECK(status[0] == home);
       CHECK(status[1] == 99);
@@ -255,11 +232,13 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
     CHECK(both(0, 2, pages.data(), nodes.data(), nullptr, MPOL_MF_MOVE) == 1000 + EFAULT);
     int* unwritable = static_cast<int*>(static_cast<void*>(const_cast<char*>("read-only string!")));
     CHECK(both(0, 1, pages.data(), nullptr, unwritable, 0) == 1000 + EFAULT);
-    CHECK(both(0, 1, pages.data(), reinterpret_cast<const int*>(16), status.data(), MPOL_MF_MOVE) == 1000 + EFAULT);
+    CHECK(both(0, 1, pages.data(), reinterpret_cast<const int*>(16), status.data(), MPOL_MF_MOVE) ==
+          1000 + EFAULT);
   }
   SECTION("EFAULT in the middle of the pages array: the entries before it are handled") {
     // Two entries at the end of one page, the rest of the array on a page that is not mapped.
-    char* two = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    char* two = static_cast<char*>(
+        ::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     REQUIRE(::munmap(two + page(), page()) == 0);
     void** array = reinterpret_cast<void**>(two + page() - 2 * sizeof(void*));
     array[0] = pages[0];
@@ -267,7 +246,8 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
     std::vector<int> many(4, 99);
     std::vector<int> four_nodes(4, home);
     errno = 0;
-    CHECK(numamove::move_pages(0, 4, array, four_nodes.data(), many.data(), MPOL_MF_MOVE, backend::userspace) == -1);
+    CHECK(numamove::move_pages(0, 4, array, four_nodes.data(), many.data(), MPOL_MF_MOVE,
+                               backend::userspace) == -1);
     CHECK(errno == EFAULT);
     CHECK(many == std::vector<int>{home, home, 99, 99});
     ::munmap(two, page());
@@ -275,33 +255,44 @@ TEST_CASE("userspace: call-level errors are the kernel's, in the kernel's order"
   CHECK(*m.at_page(1) == 1 + 1);
 }
 
-TEST_CASE("userspace: without process_vm_readv the caller's arrays are read through a pipe", "[userspace][errors]") {
+TEST_CASE("userspace: without process_vm_readv the caller's arrays are read through a pipe",
+          "[userspace][errors]") {
   mapping m(2);
   m.touch(0, 2);
-  char* two = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* two = static_cast<char*>(
+      ::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   REQUIRE(::munmap(two + page(), page()) == 0);
-  CHECK(in_child([&] {
-          if (!refuse_process_vm()) return 90;
-          std::vector<void*> pages{m.data, m.at_page(1)};
-          std::vector<int> nodes{home, home};
-          std::vector<int> status{99, 99};
-          if (numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), 0, backend::userspace) != 0) return 91;
-          if (status != std::vector<int>{home, home}) return 92;
-          errno = 0;
-          if (numamove::move_pages(0, 2, nullptr, nullptr, status.data(), 0, backend::userspace) != -1 || errno != EFAULT)
-            return 93;
-          int* unwritable = static_cast<int*>(static_cast<void*>(const_cast<char*>("read-only string!")));
-          errno = 0;
-          if (numamove::move_pages(0, 1, pages.data(), nullptr, unwritable, 0, backend::userspace) != -1 || errno != EFAULT)
-            return 94;
-          void** array = reinterpret_cast<void**>(two + page() - sizeof(void*));
-          array[0] = m.data;
-          std::vector<int> many(3, 99);
-          errno = 0;
-          if (numamove::move_pages(0, 3, array, nullptr, many.data(), 0, backend::userspace) != -1 || errno != EFAULT)
-            return 95;
-          return many == std::vector<int>{home, 99, 99} ? 0 : 96;
-        }) == 0);
+  CHECK(
+      in_child([&] {
+        if (refuse_syscalls({SYS_process_vm_readv, SYS_process_vm_writev}) != 0) return 90;
+        std::vector<void*> pages{m.data, m.at_page(1)};
+        std::vector<int> nodes{home, home};
+        std::vector<int> status{99, 99};
+        if (numamove::move_pages(0, 2, pages.data(), nodes.data(), status.data(), 0,
+                                 backend::userspace) != 0)
+          return 91;
+        if (status != std::vector<int>{home, home}) return 92;
+        errno = 0;
+        if (numamove::move_pages(0, 2, nullptr, nullptr, status.data(), 0, backend::userspace) !=
+                -1 ||
+            errno != EFAULT)
+          return 93;
+        int* unwritable =
+            static_cast<int*>(static_cast<void*>(const_cast<char*>("read-only string!")));
+        errno = 0;
+        if (numamove::move_pages(0, 1, pages.data(), nullptr, unwritable, 0, backend::userspace) !=
+                -1 ||
+            errno != EFAULT)
+          return 94;
+        void** array = reinterpret_cast<void**>(two + page() - sizeof(void*));
+        array[0] = m.data;
+        std::vector<int> many(3, 99);
+        errno = 0;
+        if (numamove::move_pages(0, 3, array, nullptr, many.data(), 0, backend::userspace) != -1 ||
+            errno != EFAULT)
+          return 95;
+        return many == std::vector<int>{home, 99, 99} ? 0 : 96;
+      }) == 0);
   ::munmap(two, page());
 }
 
@@ -312,12 +303,13 @@ TEST_CASE("userspace: another process's pages can be queried, not moved", "[user
   REQUIRE(child.pid() > 0);
   std::vector<void*> pages{m.data, m.at_page(1)};
   std::vector<int> status{99, 99};
-  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nullptr, status.data(), 0, backend::userspace) == 0);
+  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nullptr, status.data(), 0,
+                             backend::userspace) == 0);
   CHECK(status == numamove_test::kernel_query(m.data, 2, child.pid()));
   const std::vector<int> nodes{home, home};
   errno = 0;
-  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE,
-                             backend::userspace) == -1);
+  CHECK(numamove::move_pages(child.pid(), 2, pages.data(), nodes.data(), status.data(),
+                             MPOL_MF_MOVE, backend::userspace) == -1);
   CHECK(errno == EOPNOTSUPP);
 }
 
@@ -360,7 +352,8 @@ TEST_CASE("userspace: migrate() through the userspace path", "[userspace][migrat
   CHECK(*m.at_page(11) == 1 + 11);
 }
 
-TEST_CASE("userspace: containers on the heap, on the stack of no one, and in the data segment move", "[userspace][migrate]") {
+TEST_CASE("userspace: containers on the heap, on the stack of no one, and in the data segment move",
+          "[userspace][migrate]") {
   numamove::migrate_options options;
   options.force = true;
   std::vector<double> v(100000, 1.5);
@@ -378,7 +371,8 @@ TEST_CASE("userspace: containers on the heap, on the stack of no one, and in the
   CHECK(after[999] == 7);
 }
 
-TEST_CASE("userspace: first-touch placement by a pinned worker, for the allocator", "[userspace][allocator]") {
+TEST_CASE("userspace: first-touch placement by a pinned worker, for the allocator",
+          "[userspace][allocator]") {
   const std::size_t bytes = 64 * page();
   void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(memory != MAP_FAILED);
@@ -386,7 +380,9 @@ TEST_CASE("userspace: first-touch placement by a pinned worker, for the allocato
     CHECK(us::place_by_first_touch(memory, bytes, numamove::placement::on_node(home)) == 0);
   }
   SECTION("interleaved") {
-    CHECK(us::place_by_first_touch(memory, bytes, numamove::placement::interleave(numamove::topology::system().nodes())) == 0);
+    CHECK(us::place_by_first_touch(
+              memory, bytes,
+              numamove::placement::interleave(numamove::topology::system().nodes())) == 0);
   }
   CHECK(numamove_test::kernel_query(memory, 64) == std::vector<int>(64, home));
   ::munmap(memory, bytes);

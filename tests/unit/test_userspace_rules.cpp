@@ -16,15 +16,13 @@
 #include <numamove/numamove.hpp>
 
 #include "support/catch.hpp"
-#include "support/held_child.hpp"
+#include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
+#include "support/seccomp_child.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::held_child;
-using numamove_test::home;
-using numamove_test::mapping;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 namespace us = numamove::detail::userspace;
 
 namespace {
@@ -32,7 +30,8 @@ namespace {
 // A file on a disk-backed filesystem (the build tree's), removed on destruction.
 struct scratch_file {
   explicit scratch_file(std::size_t pages) {
-    std::string pattern = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/numamove-us-XXXXXX";
+    std::string pattern =
+        std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/numamove-us-XXXXXX";
     path.assign(pattern.begin(), pattern.end());
     path.push_back('\0');
     fd = ::mkstemp(path.data());
@@ -64,10 +63,12 @@ TEST_CASE("userspace: no mapping and I/O or PFN mappings are -EFAULT", "[userspa
   std::vector<int> nodes{home, home};
   std::vector<int> status{1, 1};
   for (const int flags : {MPOL_MF_MOVE, MPOL_MF_MOVE_ALL}) {
-    CHECK(us::move_pages(0, 2, pages.data(), nodes.data(), status.data(), flags, {true, true, 0}) == 0);
+    CHECK(us::move_pages(0, 2, pages.data(), nodes.data(), status.data(), flags, {true, true, 0}) ==
+          0);
     CHECK(status == std::vector<int>{-EFAULT, -EFAULT});
   }
-  CHECK(numamove::move_pages(0, 2, pages.data(), nullptr, status.data(), 0, numamove::backend::userspace) == 0);
+  CHECK(numamove::move_pages(0, 2, pages.data(), nullptr, status.data(), 0,
+                             numamove::backend::userspace) == 0);
   CHECK(status == std::vector<int>{-EFAULT, -EFAULT});
 }
 
@@ -112,7 +113,8 @@ TEST_CASE("userspace: the zero page is -EFAULT and stays the zero page", "[users
   }
 }
 
-TEST_CASE("userspace: pages already on the target are not moved unless forced", "[userspace][rules]") {
+TEST_CASE("userspace: pages already on the target are not moved unless forced",
+          "[userspace][rules]") {
   mapping m(4);
   m.touch(0, 4);
   const std::uint64_t before = pfn(m.data);
@@ -126,7 +128,8 @@ TEST_CASE("userspace: pages already on the target are not moved unless forced", 
   CHECK(*m.at_page(2) == 1 + 2);
 }
 
-TEST_CASE("userspace: mlocked pages and pages kept from fork for a device are -EPERM", "[userspace][rules]") {
+TEST_CASE("userspace: mlocked pages and pages kept from fork for a device are -EPERM",
+          "[userspace][rules]") {
   mapping m(3);
   m.touch(0, 3);
   SECTION("mlock (VmFlags lo)") {
@@ -150,7 +153,8 @@ TEST_CASE("userspace: mlocked pages and pages kept from fork for a device are -E
   ::munlock(m.data, m.bytes);
 }
 
-TEST_CASE("userspace: private pages shared copy-on-write with a child need MPOL_MF_MOVE_ALL", "[userspace][rules]") {
+TEST_CASE("userspace: private pages shared copy-on-write with a child need MPOL_MF_MOVE_ALL",
+          "[userspace][rules]") {
   mapping m(2);
   m.touch(0, 2, 20);
   held_child child([] {});
@@ -168,39 +172,28 @@ TEST_CASE("userspace: private pages shared copy-on-write with a child need MPOL_
   CHECK(*m.at_page(1) == 21);
 }
 
-TEST_CASE("userspace: the child's view of copy-on-write pages stays its own", "[userspace][rules]") {
+TEST_CASE("userspace: the child's view of copy-on-write pages stays its own",
+          "[userspace][rules]") {
   mapping m(1);
   m.touch(0, 1, 30);
-  int to_child[2];
-  int to_parent[2];
-  REQUIRE(::pipe(to_child) == 0);
-  REQUIRE(::pipe(to_parent) == 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    char byte = 0;
-    (void)!::write(to_parent[1], &byte, 1);
-    (void)!::read(to_child[0], &byte, 1);
-    ::_exit(*m.data == 30 ? 0 : 1);
-  }
-  char byte = 0;
-  REQUIRE(::read(to_parent[0], &byte, 1) == 1);
+  // The child reads its page once the parent has moved its own and written to it.
+  seccomp_child child(
+      [&](child_channel& channel) { return channel.wait_for_parent() && *m.data == 30 ? 0 : 1; },
+      child_options{numa_filter::none});
   std::vector<int> status;
   REQUIRE(force_move(m.data, 1, home, status, MPOL_MF_MOVE_ALL) == 0);
   CHECK(status == std::vector<int>{home});
   *m.data = 77;  // the parent's own page now
-  (void)!::write(to_child[1], &byte, 1);
-  int code = -1;
-  ::waitpid(child, &code, 0);
-  CHECK(WIFEXITED(code));
-  CHECK(WEXITSTATUS(code) == 0);
-  for (const int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) ::close(fd);
+  child.proceed();
+  CHECK(child.release() == 0);
 }
 
-TEST_CASE("userspace: MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM, as in the kernel", "[userspace][rules][errors]") {
+TEST_CASE("userspace: MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM, as in the kernel",
+          "[userspace][rules][errors]") {
   mapping m(1);
   m.touch(0, 1);
   CHECK(in_child([&] {
-          if (!drop_effective(CAP_SYS_NICE)) return 90;
+          if (drop_capability(CAP_SYS_NICE) != 0) return 90;
           numamove::capabilities::refresh();
           std::vector<int> status;
           errno = 0;
@@ -208,23 +201,27 @@ TEST_CASE("userspace: MPOL_MF_MOVE_ALL without CAP_SYS_NICE is EPERM, as in the 
           void* p = m.data;
           int s = 0;
           errno = 0;
-          if (numamove::move_pages(0, 1, &p, nullptr, &s, MPOL_MF_MOVE_ALL, numamove::backend::userspace) != -1 ||
+          if (numamove::move_pages(0, 1, &p, nullptr, &s, MPOL_MF_MOVE_ALL,
+                                   numamove::backend::userspace) != -1 ||
               errno != EPERM)
             return 92;
           return move(m.data, 1, home, status, MPOL_MF_MOVE) == 0 ? 0 : 93;
         }) == 0);
 }
 
-TEST_CASE("userspace: shared memory without backing store is -EACCES, and -EINVAL with MOVE_ALL", "[userspace][rules]") {
+TEST_CASE("userspace: shared memory without backing store is -EACCES, and -EINVAL with MOVE_ALL",
+          "[userspace][rules]") {
   char* memory = nullptr;
   SECTION("MAP_SHARED | MAP_ANONYMOUS") {
-    memory = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    memory = static_cast<char*>(
+        ::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   }
   SECTION("memfd") {
     const int fd = ::memfd_create("numamove-test", MFD_CLOEXEC);
     REQUIRE(fd >= 0);
     REQUIRE(::ftruncate(fd, static_cast<off_t>(2 * page())) == 0);
-    memory = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    memory =
+        static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     ::close(fd);
   }
   SECTION("a tmpfs file") {
@@ -233,7 +230,8 @@ TEST_CASE("userspace: shared memory without backing store is -EACCES, and -EINVA
     REQUIRE(fd >= 0);
     ::unlink(path);
     REQUIRE(::ftruncate(fd, static_cast<off_t>(2 * page())) == 0);
-    memory = static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    memory =
+        static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     ::close(fd);
   }
   REQUIRE(memory != MAP_FAILED);
@@ -250,16 +248,18 @@ TEST_CASE("userspace: shared memory without backing store is -EACCES, and -EINVA
   ::munmap(memory, 2 * page());
 }
 
-TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated with MOVE_ALL", "[userspace][rules][file]") {
+TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated with MOVE_ALL",
+          "[userspace][rules][file]") {
   scratch_file file(4);
   REQUIRE(file.fd >= 0);
   if (file.on_memory_filesystem()) {
     WARN("SKIPPED (no disk filesystem under TMPDIR): file pages need one");
     return;
   }
-  char* m = static_cast<char*>(::mmap(nullptr, 4 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, file.fd, 0));
+  char* m = static_cast<char*>(
+      ::mmap(nullptr, 4 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, file.fd, 0));
   REQUIRE(m != MAP_FAILED);
-  fill_pattern(m, 3);  // pages 0-2 dirty, page 3 never touched
+  fill(m, 3 * page());  // pages 0-2 dirty, page 3 never touched
   std::vector<int> status;
   REQUIRE(force_move(m, 4, home, status) == 0);
   CHECK(status == std::vector<int>{-EACCES, -EACCES, -EACCES, -ENOENT});
@@ -274,7 +274,8 @@ TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated 
     if (before != 0) CHECK(pfn(m) != before);
     // The file has the data: it was written back before the page left the cache.
     std::vector<char> on_disk(3 * page());
-    REQUIRE(::pread(file.fd, on_disk.data(), on_disk.size(), 0) == static_cast<ssize_t>(on_disk.size()));
+    REQUIRE(::pread(file.fd, on_disk.data(), on_disk.size(), 0) ==
+            static_cast<ssize_t>(on_disk.size()));
     CHECK(first_bad_page(on_disk.data(), 3) == 3);
     m[5] = 'w';  // still writable, through the same mapping
     CHECK(m[5] == 'w');
@@ -301,17 +302,17 @@ TEST_CASE("userspace: shared file pages: -EACCES, or written back and relocated 
   ::munmap(m, 4 * page());
 }
 
-TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmapped wherever the mapping starts",
-          "[userspace][rules][file]") {
+TEST_CASE(
+    "userspace: refaulted file pages leave their unmapped neighbours unmapped wherever the mapping "
+    "starts",
+    "[userspace][rules][file]") {
   // A read fault maps up to 15 cached neighbours, in a window that starts at the mapping's start
   // when the 64 KiB-aligned one would begin before it. Every start of the mapping within 64 KiB,
   // with the moved pages ending on a 64 KiB boundary: the untouched pages after them stay unmapped.
   constexpr std::size_t window = 16;
-  const std::size_t region = 4u << 20;
-  char* reserved = static_cast<char*>(::mmap(nullptr, region, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  REQUIRE(reserved != MAP_FAILED);
-  const auto aligned = (reinterpret_cast<std::uintptr_t>(reserved) + (2u << 20) - 1) / (2u << 20) * (2u << 20);
-  char* base = reinterpret_cast<char*>(aligned) + 4 * window * page();  // 64 KiB-aligned, inside one huge page
+  const aligned_mapping reserved(huge_page_bytes, huge_page_bytes, PROT_NONE);
+  REQUIRE(reserved.raw != MAP_FAILED);
+  char* base = reserved.data + 4 * window * page();  // 64 KiB-aligned, inside one huge page
   for (std::size_t start = 0; start < window; ++start) {
     scratch_file file(2 * window);
     REQUIRE(file.fd >= 0);
@@ -319,26 +320,28 @@ TEST_CASE("userspace: refaulted file pages leave their unmapped neighbours unmap
       WARN("SKIPPED (no disk filesystem under TMPDIR): file pages need one");
       break;
     }
-    char* m = static_cast<char*>(::mmap(base + start * page(), 2 * window * page(), PROT_READ | PROT_WRITE,
-                                        MAP_SHARED | MAP_FIXED, file.fd, 0));
+    char* m =
+        static_cast<char*>(::mmap(base + start * page(), 2 * window * page(),
+                                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, file.fd, 0));
     REQUIRE(m == base + start * page());
     const std::size_t moved = window - start;  // pages [0, moved) end on the 64 KiB boundary
-    fill_pattern(m, moved);
+    fill(m, moved * page());
     std::vector<int> status;
     REQUIRE(force_move(m, moved, home, status, MPOL_MF_MOVE_ALL) == 0);
     INFO("mapping starts " << start << " pages after a 64 KiB boundary");
     CHECK(status == std::vector<int>(moved, home));
     CHECK(first_bad_page(m, moved) == moved);
     std::size_t mapped_after = 0;
-    for (std::size_t j = moved; j < 2 * window; ++j) mapped_after += present(m + j * page()) ? 1 : 0;
+    for (std::size_t j = moved; j < 2 * window; ++j)
+      mapped_after += present(m + j * page()) ? 1 : 0;
     CHECK(mapped_after == 0);
     ::mmap(m, 2 * window * page(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   }
-  ::munmap(reserved, region);
 }
 
-TEST_CASE("userspace: private file pages: read ones relocated through the cache, written ones copied",
-          "[userspace][rules][file]") {
+TEST_CASE(
+    "userspace: private file pages: read ones relocated through the cache, written ones copied",
+    "[userspace][rules][file]") {
   scratch_file file(3);
   REQUIRE(file.fd >= 0);
   if (file.on_memory_filesystem()) {
@@ -346,10 +349,12 @@ TEST_CASE("userspace: private file pages: read ones relocated through the cache,
     return;
   }
   std::vector<char> contents(3 * page());
-  fill_pattern(contents.data(), 3, 7);
-  REQUIRE(::pwrite(file.fd, contents.data(), contents.size(), 0) == static_cast<ssize_t>(contents.size()));
+  fill(contents.data(), 3 * page(), 7);
+  REQUIRE(::pwrite(file.fd, contents.data(), contents.size(), 0) ==
+          static_cast<ssize_t>(contents.size()));
   REQUIRE(::fsync(file.fd) == 0);
-  char* m = static_cast<char*>(::mmap(nullptr, 3 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0));
+  char* m = static_cast<char*>(
+      ::mmap(nullptr, 3 * page(), PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0));
   REQUIRE(m != MAP_FAILED);
   (void)*reinterpret_cast<volatile char*>(m);  // page 0: the page-cache page, read
   m[page()] = contents[page()];                // page 1: written, a private copy
@@ -362,13 +367,14 @@ TEST_CASE("userspace: private file pages: read ones relocated through the cache,
     CHECK(status[0] == home);
     CHECK(status[1] == home);
     CHECK((status[2] == home || status[2] == -ENOENT));  // fault-around may have mapped it
-    CHECK(first_bad_page(m, 3, 7) == 3);  // page 2 reads the file, as before
+    CHECK(first_bad_page(m, 3, 7) == 3);                 // page 2 reads the file, as before
     if (before != 0) CHECK(pfn(m + page()) != before);
     CHECK((pagemap(m) >> 61 & 1) == 1);  // still the file's page, not a copy
   }
   SECTION("a page-cache page another process maps too is -EACCES, -EBUSY with MOVE_ALL") {
     held_child child([&] {
-      char* theirs = static_cast<char*>(::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE, file.fd, 0));
+      char* theirs =
+          static_cast<char*>(::mmap(nullptr, page(), PROT_READ, MAP_PRIVATE, file.fd, 0));
       (void)*reinterpret_cast<volatile char*>(theirs);
     });
     m[page()] = contents[page()];  // the fork shared our private copy: make it ours again
@@ -413,28 +419,34 @@ TEST_CASE("userspace: swapped-out pages are -ENOENT and stay in the swap", "[use
   CHECK(*m.at_page(1) == 1 + 1);
 }
 
-TEST_CASE("userspace: the query reports node, -ENOENT and -EFAULT as the kernel does", "[userspace][rules][locate]") {
+TEST_CASE("userspace: the query reports node, -ENOENT and -EFAULT as the kernel does",
+          "[userspace][rules][locate]") {
   mapping m(4);
   m.touch(0, 1);
   m.touch(2, 1);
   (void)*reinterpret_cast<volatile char*>(m.at_page(3));
   void* gone = numamove_test::never_mapped();
-  std::vector<void*> pages{m.data + 17, m.at_page(1), m.at_page(2) + page() - 1, m.at_page(3), gone, m.data};
+  std::vector<void*> pages{m.data + 17,  m.at_page(1), m.at_page(2) + page() - 1,
+                           m.at_page(3), gone,         m.data};
   std::vector<int> status(pages.size(), 99);
-  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0, numamove::backend::userspace) == 0);
+  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, status.data(), 0,
+                               numamove::backend::userspace) == 0);
   CHECK(status == std::vector<int>{home, -ENOENT, home, -EFAULT, -EFAULT, home});
   std::vector<int> kernel(pages.size(), 99);
-  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, kernel.data(), 0, numamove::backend::kernel) == 0);
+  REQUIRE(numamove::move_pages(0, pages.size(), pages.data(), nullptr, kernel.data(), 0,
+                               numamove::backend::kernel) == 0);
   CHECK(status == kernel);
 }
 
-TEST_CASE("userspace: every kind of page, statuses next to the kernel's", "[userspace][rules][equivalence]") {
+TEST_CASE("userspace: every kind of page, statuses next to the kernel's",
+          "[userspace][rules][equivalence]") {
   // One process, both backends, the same request; only the documented differences may differ.
   const auto run = [](numamove::backend path, int flags) {
     scenario s;
     std::vector<int> nodes(s.pages.size(), home);
     std::vector<int> status(s.pages.size(), 1000);
-    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), nodes.data(), status.data(), flags, path);
+    const long rc = numamove::move_pages(0, s.pages.size(), s.pages.data(), nodes.data(),
+                                         status.data(), flags, path);
     return std::make_pair(rc, std::make_pair(status, s.kinds));
   };
   for (const int flags : {MPOL_MF_MOVE, MPOL_MF_MOVE_ALL}) {
@@ -454,14 +466,15 @@ TEST_CASE("userspace: every kind of page, statuses next to the kernel's", "[user
   }
 }
 
-TEST_CASE("userspace: the zero page is told apart without PFNs (no CAP_SYS_ADMIN)", "[userspace][rules]") {
+TEST_CASE("userspace: the zero page is told apart without PFNs (no CAP_SYS_ADMIN)",
+          "[userspace][rules]") {
   mapping m(3);
   CHECK(in_child([&] {
           // The child's own pages (the parent's would be shared with it copy-on-write).
           m.touch(0, 1);
           (void)*reinterpret_cast<volatile char*>(m.at_page(1));  // the zero page
-          std::memset(m.at_page(2), 0, page());                   // written, all zeros: a page of its own
-          if (!drop_effective(CAP_SYS_ADMIN)) return 90;
+          std::memset(m.at_page(2), 0, page());  // written, all zeros: a page of its own
+          if (drop_capability(CAP_SYS_ADMIN) != 0) return 90;
           const numamove::capabilities& here = numamove::capabilities::refresh();
           if (here.pagemap_pfns) return 91;
           // PAGEMAP_SCAN where the kernel has it (6.7+), else the move_pages query, else contents.

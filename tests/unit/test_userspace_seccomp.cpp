@@ -15,13 +15,11 @@
 #include "support/seccomp_child.hpp"
 #include "test_userspace_support.hpp"
 
-using numamove_test::child_channel;
-using numamove_test::home;
-using numamove_test::page;
-using namespace numamove_us;
+using namespace numamove_test;
 
-TEST_CASE("under the filter: the probe sees it, automatic takes the userspace path and really moves",
-          "[userspace][seccomp]") {
+TEST_CASE(
+    "under the filter: the probe sees it, automatic takes the userspace path and really moves",
+    "[userspace][seccomp]") {
   const bool drop = GENERATE(false, true);
   INFO((drop ? "without" : "with") << " CAP_SYS_NICE");
   numamove_test::child_options options;
@@ -32,37 +30,40 @@ TEST_CASE("under the filter: the probe sees it, automatic takes the userspace pa
       [&](child_channel& ch) {
         m.touch(0, 6, 50);  // the child's own pages (after fork the parent's would be shared)
         const numamove::capabilities& here = numamove::capabilities::of_this_process();
-        ch.send(here.move_pages_query);                          // 0
-        ch.send(here.mbind);                                     // 1
-        ch.send(static_cast<int>(here.automatic()));            // 2
+        ch.send(here.move_pages_query);               // 0
+        ch.send(here.mbind);                          // 1
+        ch.send(static_cast<int>(here.automatic()));  // 2
         const std::uint64_t before = pfn(m.data);
         numamove::migrate_options force;
         force.force = true;
         const numamove::migration_result r = numamove::migrate(m.data, m.bytes, home, force);
-        ch.send(static_cast<int>(r.used));                      // 3
-        ch.send(r.error.value());                               // 4
-        ch.send(static_cast<std::int64_t>(r.moved));            // 5
-        ch.send(static_cast<std::int64_t>(r.not_present));      // 6
-        ch.send(before == 0 || pfn(m.data) != before);          // 7: a new page frame
+        ch.send(static_cast<int>(r.used));                  // 3
+        ch.send(r.error.value());                           // 4
+        ch.send(static_cast<std::int64_t>(r.moved));        // 5
+        ch.send(static_cast<std::int64_t>(r.not_present));  // 6
+        ch.send(before == 0 || pfn(m.data) != before);      // 7: a new page frame
         bool intact = true;
-        for (std::size_t i = 0; i < 6; ++i) intact = intact && *m.at_page(i) == static_cast<char>(50 + i);
-        ch.send(intact);                                        // 8
+        for (std::size_t i = 0; i < 6; ++i)
+          intact = intact && *m.at_page(i) == static_cast<char>(50 + i);
+        ch.send(intact);  // 8
         const std::vector<int> where = numamove::locate(m.data, m.bytes);
-        ch.send(where == std::vector<int>{home, home, home, home, home, home, -ENOENT, -ENOENT});  // 9
+        ch.send(where ==
+                std::vector<int>{home, home, home, home, home, home, -ENOENT, -ENOENT});  // 9
         numamove::migrate_options all;
         all.flags = MPOL_MF_MOVE_ALL;
         ch.send(numamove::migrate(m.data, m.bytes, home, all).error.value());  // 10
         // The allocator places without mbind by first touch from a pinned worker.
         int placed = 0;
         try {
-          numamove::vector<char> v(16 * page(), 1, numamove::allocator<char>(numamove::placement::on_node(home)));
+          numamove::vector<char> v(16 * page(), 1,
+                                   numamove::allocator<char>(numamove::placement::on_node(home)));
           ch.send(reinterpret_cast<std::intptr_t>(v.data()));  // 11
           ch.wait_for_parent();
           placed = v[5] == 1;
         } catch (const std::system_error& e) {
           ch.send(-e.code().value());
         }
-        ch.send(placed);                                        // 12
+        ch.send(placed);  // 12
         return 0;
       },
       options);
