@@ -1,5 +1,6 @@
 // numamove/allocator.hpp: an std::allocator-compatible allocator that places memory on nodes.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <sys/mman.h>
 
@@ -98,3 +99,5 @@ template <class T>
 using vector = std::vector<T, allocator<T>>;
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

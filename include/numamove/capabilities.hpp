@@ -4,6 +4,7 @@
 // kernels without CONFIG_NUMA have none; backend::automatic and the userspace migrator decide
 // from this report.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <unistd.h>
 
@@ -111,3 +112,5 @@ inline std::ostream& operator<<(std::ostream& out, const capabilities& c) {
 // The probe itself is Linux probing and lives in the Linux layer; included here as header-only
 // libraries do.
 #include "detail/linux/capabilities_probe.hpp"
+
+#include "detail/public_header_end.hpp"

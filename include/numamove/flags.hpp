@@ -1,5 +1,6 @@
 // numamove/flags.hpp: the move_pages(2) flags and the choice of path, without <numaif.h>.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 // Same values and spelling as <numaif.h> and <linux/mempolicy.h>, so either may be included
 // before or after numamove.
@@ -25,3 +26,5 @@ constexpr const char* to_string(backend b) noexcept {
 }
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

@@ -10,6 +10,7 @@
 //   create_mirror, resize, realloc, kokkos_malloc   Kokkos' calls that keep the placement
 //   allocation_failure         what NumaSpace allocations throw (kokkos/allocation_failure.hpp)
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -44,7 +45,6 @@
 #define NUMAMOVE_KOKKOS_THREAD_PLACEMENT 1
 #endif
 
-#define NUMAMOVE_KOKKOS_INSIDE
 #include "detail/kokkos/allocation.hpp"
 #include "detail/kokkos/view_pages.hpp"
 
@@ -213,7 +213,6 @@ class NumaSpace {
 }  // namespace numamove::kokkos
 
 #include "detail/kokkos/hooks.hpp"
-#undef NUMAMOVE_KOKKOS_INSIDE
 
 namespace numamove::kokkos {
 
@@ -291,10 +290,8 @@ std::map<int, std::size_t> bytes_per_node(const View& view) {
 
 }  // namespace numamove::kokkos
 
-#define NUMAMOVE_KOKKOS_INSIDE
 #include "detail/kokkos/views.hpp"
 #include "detail/linux/syscalls.hpp"
-#undef NUMAMOVE_KOKKOS_INSIDE
 
 namespace numamove::kokkos {
 
@@ -384,3 +381,5 @@ inline void* kokkos_malloc(const NumaSpace& space, const std::string& label, std
 }
 
 }  // namespace numamove::kokkos
+
+#include "detail/public_header_end.hpp"

@@ -1,5 +1,6 @@
 // numamove/migrate.hpp: move typed data to a node, and find where it is.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <cerrno>
 #include <cstddef>
@@ -88,3 +89,5 @@ std::map<int, std::size_t> bytes_per_node(const T* data, std::size_t count) {
 }
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

@@ -1,6 +1,7 @@
 // numamove/migrate_async.hpp: migrate() that returns at once, so that a program moves the
 // data of its next phase while it computes on other data.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <cstddef>
 #include <future>
@@ -56,3 +57,5 @@ std::future<migration_result> migrate_async(Range& contiguous, int node,
 }
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

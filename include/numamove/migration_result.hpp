@@ -1,5 +1,6 @@
 // numamove/migration_result.hpp: what migrate() takes and what it reports.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -66,3 +67,5 @@ struct migration_result {
 };
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

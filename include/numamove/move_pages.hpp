@@ -1,6 +1,7 @@
 // numamove/move_pages.hpp: the seed's batched call, move_pages(2), on either path. A thin
 // wrapper: the engine's dispatch (detail/engine/dispatch.hpp) picks the backend.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include "detail/engine/dispatch.hpp"
 #include "flags.hpp"
@@ -47,3 +48,5 @@ inline long move_pages(int pid, unsigned long count, void** pages, const int* no
 }
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

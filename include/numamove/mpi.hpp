@@ -22,6 +22,7 @@
 // `error`, or thrown as std::system_error by the calls that return plain values. Every call
 // throws std::logic_error before MPI_Init and after MPI_Finalize. docs/mpi.md has the whole.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <mpi.h>
 
@@ -332,3 +333,5 @@ inline locality_table gather_locality(MPI_Comm comm = MPI_COMM_WORLD, int root =
 }
 
 }  // namespace numamove::mpi
+
+#include "detail/public_header_end.hpp"

@@ -14,9 +14,12 @@
 //                          locality_report: what the calls above take and report
 //   openmp/next_touch.hpp  next_touch: pages move to the node of the thread that next touches
 //                          them
+//   openmp/follow_async.hpp  follow_async: follow_threads planned now, moved on numamove's
+//                          mover thread while the caller computes
 //
 // docs/openmp.md describes the whole.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <omp.h>
 
@@ -112,3 +115,8 @@ locality_report locality_for_schedule(const T* data, std::size_t count,
 }
 
 }  // namespace numamove::openmp
+
+// The asynchronous follow_threads; last, since it builds on everything above.
+#include "openmp/follow_async.hpp"
+
+#include "detail/public_header_end.hpp"

@@ -1,5 +1,6 @@
 // numamove/placement.hpp: where newly allocated memory goes, decided before first touch.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -34,3 +35,5 @@ struct placement {
 };
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

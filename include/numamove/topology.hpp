@@ -1,5 +1,6 @@
 // numamove/topology.hpp: the machine's NUMA nodes, their CPUs and distances, read through hwloc.
 #pragma once
+#include "detail/public_header_begin.hpp"
 
 #include <hwloc.h>
 #include <sched.h>
@@ -178,3 +179,5 @@ class topology {
 };
 
 }  // namespace numamove
+
+#include "detail/public_header_end.hpp"

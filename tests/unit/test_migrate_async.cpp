@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#define NUMAMOVE_PUBLIC_INCLUDE  // this test looks at an internal piece
 #include <numamove/detail/sanitizers.hpp>
 #include <numamove/migrate_async.hpp>
 #include <numamove/topology.hpp>

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#define NUMAMOVE_PUBLIC_INCLUDE  // this test looks at an internal piece
 #include <numamove/detail/sanitizers.hpp>
 #include <numamove/numamove.hpp>
 

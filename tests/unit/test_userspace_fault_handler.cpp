@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#define NUMAMOVE_PUBLIC_INCLUDE  // this test looks at an internal piece
 #include <numamove/detail/linux/fault_handler.hpp>
 
 #include "support/catch.hpp"

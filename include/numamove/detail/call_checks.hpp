@@ -3,6 +3,10 @@
 // of the move_pages contract, shared by the engine and the userspace backend.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/call_checks.hpp is internal: include a public numamove header"
+#endif
+
 #include <algorithm>
 #include <cerrno>
 

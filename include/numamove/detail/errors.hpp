@@ -14,6 +14,10 @@
 //   header says so; the migrator's protected phases do not throw.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/errors.hpp is internal: include a public numamove header"
+#endif
+
 #include <cerrno>
 
 namespace numamove::detail {

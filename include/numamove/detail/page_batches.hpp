@@ -4,6 +4,10 @@
 // the entries to gather by their status).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/page_batches.hpp is internal: include a public numamove header"
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <vector>

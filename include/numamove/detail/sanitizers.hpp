@@ -3,6 +3,10 @@
 // follow what it does; docs/userspace.md lists each place.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/sanitizers.hpp is internal: include a public numamove header"
+#endif
+
 #if defined(__SANITIZE_ADDRESS__)
 #define NUMAMOVE_DETAIL_ADDRESS_SANITIZER 1
 #endif

@@ -1,6 +1,7 @@
 // numamove/kokkos/allocation_failure.hpp: what numamove::kokkos::NumaSpace throws when it
 // cannot give memory. Needs no Kokkos; reached through numamove/kokkos.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <cstddef>
 #include <new>
@@ -28,3 +29,5 @@ class allocation_failure : public std::bad_alloc {
 };
 
 }  // namespace numamove::kokkos
+
+#include "../detail/public_header_end.hpp"

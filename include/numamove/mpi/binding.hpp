@@ -1,6 +1,7 @@
 // numamove/mpi/binding.hpp: where a rank runs (rank_binding), as numamove::mpi::rank_affinity()
 // and the results of the placement calls report it. Reached through numamove/mpi.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <vector>
 
@@ -19,3 +20,5 @@ struct rank_binding {
 };
 
 }  // namespace numamove::mpi
+
+#include "../detail/public_header_end.hpp"

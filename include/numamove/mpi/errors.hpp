@@ -2,6 +2,7 @@
 // `error` of numamove::mpi's results and the code of what its calls throw. Reached through
 // numamove/mpi.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <mpi.h>
 
@@ -17,3 +18,5 @@ inline const std::error_category& mpi_category() noexcept {
 }
 
 }  // namespace numamove::mpi
+
+#include "../detail/public_header_end.hpp"

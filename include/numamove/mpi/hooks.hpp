@@ -19,6 +19,7 @@
 // message (rank 0) and the hooks then do nothing. A hook never changes an MPI return code and
 // never aborts: what it could not do is printed to stderr once and listed in the report.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <mpi.h>
 
@@ -79,3 +80,5 @@ NUMAMOVE_MPI_FORTRAN_HOOKS(mpi_init_f08_, mpi_init_thread_f08_, mpi_finalize_f08
 #undef NUMAMOVE_MPI_FORTRAN_HOOKS
 
 }  // extern "C"
+
+#include "../detail/public_header_end.hpp"

@@ -2,6 +2,7 @@
 // rank, its binding, bytes per node and the local fraction, printed as a table. Reached through
 // numamove/mpi.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <cstddef>
 #include <cstdio>
@@ -89,3 +90,5 @@ struct locality_table {
 };
 
 }  // namespace numamove::mpi
+
+#include "../detail/public_header_end.hpp"

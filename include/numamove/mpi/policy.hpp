@@ -2,6 +2,7 @@
 // the placement policy of a rank's memory, its options, and the rank's placement. Reached
 // through numamove/mpi.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <mpi.h>
 
@@ -84,3 +85,5 @@ struct rank_placement {
 };
 
 }  // namespace numamove::mpi
+
+#include "../detail/public_header_end.hpp"

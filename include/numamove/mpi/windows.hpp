@@ -2,6 +2,7 @@
 // report: how a rank's segment is placed and what placing it did, and the page-aligned parts of
 // a window from allocate_shared_aligned(). Reached through numamove/mpi.hpp.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <mpi.h>
 
@@ -72,3 +73,5 @@ struct aligned_window {
 };
 
 }  // namespace numamove::mpi
+
+#include "../detail/public_header_end.hpp"

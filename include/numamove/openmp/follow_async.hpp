@@ -1,6 +1,7 @@
 // numamove/openmp/follow_async.hpp: follow_threads() whose moves run on numamove's mover
 // thread, so that a team computes on other data while its data follows it.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -117,3 +118,5 @@ std::future<migration_result> follow_async(T* data, std::size_t count,
 }
 
 }  // namespace numamove::openmp
+
+#include "../detail/public_header_end.hpp"

@@ -1,6 +1,7 @@
 // numamove/openmp/next_touch.hpp: pages that move to the node of the thread that next touches
 // them. Needs no OpenMP runtime; reached through numamove/openmp.hpp with the rest of the layer.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <cstddef>
 #include <memory>
@@ -71,3 +72,5 @@ class next_touch {
 };
 
 }  // namespace numamove::openmp
+
+#include "../detail/public_header_end.hpp"

@@ -4,6 +4,7 @@
 // node_of_cpus() without OpenMP); numamove/openmp.hpp feeds it the live binding and the
 // kernel's page statuses.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -205,3 +206,5 @@ inline std::vector<thread_locality> locality_of(const void* data, std::size_t by
 }
 
 }  // namespace numamove::openmp
+
+#include "../detail/public_header_end.hpp"

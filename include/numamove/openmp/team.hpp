@@ -2,6 +2,7 @@
 // proc_bind of the loop, where each thread ran, what each thread and the team moved, and how
 // much of each thread's chunk is local. Value types only; numamove/openmp.hpp runs the teams.
 #pragma once
+#include "../detail/public_header_begin.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -94,3 +95,5 @@ struct locality_report {
 };
 
 }  // namespace numamove::openmp
+
+#include "../detail/public_header_end.hpp"

@@ -5,6 +5,10 @@
 // and is joined.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/async_mover.hpp is internal: include a public numamove header"
+#endif
+
 #include <pthread.h>
 
 #include <condition_variable>

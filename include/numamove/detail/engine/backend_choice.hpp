@@ -1,6 +1,10 @@
 // Which path `backend::automatic` takes in this process.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/backend_choice.hpp is internal: include a public numamove header"
+#endif
+
 #include "../../flags.hpp"
 #include "../linux/capabilities_probe.hpp"
 

@@ -2,6 +2,10 @@
 // The engine calls this, never the public header, so dependencies point one way.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/dispatch.hpp is internal: include a public numamove header"
+#endif
+
 #include "../../flags.hpp"
 #include "../kernel/backend.hpp"
 #include "../userspace/backend.hpp"

@@ -4,6 +4,10 @@
 // call pays a thread start. A fork()ed child starts with none and makes its own.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/kernel_workers.hpp is internal: include a public numamove header"
+#endif
+
 #include <pthread.h>
 
 #include <atomic>

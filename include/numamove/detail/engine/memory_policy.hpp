@@ -1,6 +1,10 @@
 // Binding fresh, untouched memory to a placement with mbind(2).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/memory_policy.hpp is internal: include a public numamove header"
+#endif
+
 #include <cerrno>
 #include <vector>
 

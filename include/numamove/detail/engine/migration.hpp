@@ -4,6 +4,10 @@
 // runs it, through the engine's dispatch (dispatch.hpp), on the kernel or the userspace path.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/migration.hpp is internal: include a public numamove header"
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>

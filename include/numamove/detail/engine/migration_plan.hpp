@@ -6,6 +6,10 @@
 // its move_pages(2) status (a node, or a negative errno).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/engine/migration_plan.hpp is internal: include a public numamove header"
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>

@@ -2,6 +2,10 @@
 // kernel version.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/kernel/backend.hpp is internal: include a public numamove header"
+#endif
+
 #include <sys/mman.h>
 
 #include <cerrno>

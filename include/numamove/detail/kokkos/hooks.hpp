@@ -3,8 +3,8 @@
 // Kokkos version (docs/kokkos.md). Reached through numamove/kokkos.hpp only.
 #pragma once
 
-#ifndef NUMAMOVE_KOKKOS_INSIDE
-#error "include <numamove/kokkos.hpp>, not numamove/detail/kokkos/*.hpp"
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/kokkos/hooks.hpp is internal: include a public numamove header"
 #endif
 
 #include <cstddef>

@@ -3,8 +3,8 @@
 // numamove/kokkos.hpp only (after space_of).
 #pragma once
 
-#ifndef NUMAMOVE_KOKKOS_INSIDE
-#error "include <numamove/kokkos.hpp>, not numamove/detail/kokkos/*.hpp"
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/kokkos/views.hpp is internal: include a public numamove header"
 #endif
 
 #include <algorithm>

@@ -3,6 +3,10 @@
 // fills is the public vocabulary of capabilities.hpp, which includes this implementation.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/capabilities_probe.hpp is internal: include a public numamove header"
+#endif
+
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/uio.h>

@@ -6,6 +6,10 @@
 // page with the library's globals, and the handler must never fault.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/fault_handler.hpp is internal: include a public numamove header"
+#endif
+
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>

@@ -1,6 +1,10 @@
 // An owned file descriptor, closed when it goes out of scope.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/fd.hpp is internal: include a public numamove header"
+#endif
+
 #include <unistd.h>
 
 #include <cerrno>

@@ -2,6 +2,10 @@
 // address per huge page.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/huge_pages.hpp is internal: include a public numamove header"
+#endif
+
 #include <cstdint>
 #include <cstdlib>
 #include <string>

@@ -2,6 +2,10 @@
 // needs to know about memory without any NUMA system call.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/maps.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>

@@ -2,6 +2,10 @@
 // soft-dirty, the frame number, and (Linux 6.7+) the PAGEMAP_SCAN categories.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/pagemap.hpp is internal: include a public numamove header"
+#endif
+
 #include <sys/ioctl.h>
 #include <unistd.h>
 

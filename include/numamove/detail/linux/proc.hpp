@@ -2,6 +2,10 @@
 // files. These files stay readable where the NUMA system calls are refused (containers).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/proc.hpp is internal: include a public numamove header"
+#endif
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>

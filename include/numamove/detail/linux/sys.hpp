@@ -2,6 +2,10 @@
 // files. Readable where the NUMA system calls are refused (containers).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/sys.hpp is internal: include a public numamove header"
+#endif
+
 #include <unistd.h>
 
 #include <cstdint>

@@ -3,6 +3,10 @@
 // Each sys_* returns what the kernel returns: a value >= 0, or -1 with errno set.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/linux/syscalls.hpp is internal: include a public numamove header"
+#endif
+
 #include <sched.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>

@@ -3,6 +3,10 @@
 // host, and rebinding every thread of the process.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/affinity.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 #include <sched.h>
 #include <unistd.h>

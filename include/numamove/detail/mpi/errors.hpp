@@ -1,6 +1,10 @@
 // MPI's error codes as std::error_code, and the check that MPI is running.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/errors.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 
 #include <stdexcept>

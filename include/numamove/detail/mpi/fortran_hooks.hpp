@@ -3,6 +3,10 @@
 // there is none, then acts as the C hook does.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/fortran_hooks.hpp is internal: include a public numamove header"
+#endif
+
 #include <dlfcn.h>
 #include <mpi.h>
 

@@ -4,6 +4,10 @@
 // what could not be done is printed to stderr once and kept for the report.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/hook_actions.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 
 #include <atomic>

@@ -2,6 +2,10 @@
 // per node, gathered at one rank.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/locality.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 
 #include <cstddef>

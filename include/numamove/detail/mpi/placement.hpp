@@ -2,6 +2,10 @@
 // of every thread, the move of what the process touched, and what the last placement did.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/placement.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 
 #include <algorithm>

@@ -3,6 +3,10 @@
 // the userspace path where that is refused), and its private memory per node.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/process.hpp is internal: include a public numamove header"
+#endif
+
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>

@@ -4,6 +4,10 @@
 // neighbours share their boundary pages.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/mpi/windows.hpp is internal: include a public numamove header"
+#endif
+
 #include <mpi.h>
 
 #include <algorithm>

@@ -2,6 +2,10 @@
 // region in which every thread finds its node, one thread plans, every thread moves its pages.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/openmp/distribute.hpp is internal: include a public numamove header"
+#endif
+
 #include <omp.h>
 #include <sys/mman.h>
 

@@ -5,6 +5,10 @@
 // re-backed by the toucher itself (rebuild_on_touch).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/openmp/next_touch.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>

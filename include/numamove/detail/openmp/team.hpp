@@ -2,6 +2,10 @@
 // proc_bind, the binding of the calling thread, and the first exception of any thread.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/openmp/team.hpp is internal: include a public numamove header"
+#endif
+
 #include <omp.h>
 #include <sched.h>
 

@@ -3,6 +3,10 @@
 // allocate during the stop (a stopped thread may hold the malloc lock).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/arena.hpp is internal: include a public numamove header"
+#endif
+
 #include <sys/mman.h>
 
 #include <cstddef>

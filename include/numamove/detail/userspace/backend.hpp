@@ -15,6 +15,10 @@
 //   fault_injection.hpp   test-only failure points
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/backend.hpp is internal: include a public numamove header"
+#endif
+
 #include "migrator.hpp"
 
 namespace numamove::detail {

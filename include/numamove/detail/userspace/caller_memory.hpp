@@ -5,6 +5,10 @@
 // copy_from_user does.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/caller_memory.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/uio.h>

@@ -6,6 +6,10 @@
 // made before the first stop.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/chunk_moves.hpp is internal: include a public numamove header"
+#endif
+
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>

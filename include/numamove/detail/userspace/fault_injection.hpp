@@ -4,6 +4,10 @@
 // fails unless a test asks; production code never calls inject_failure().
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/fault_injection.hpp is internal: include a public numamove header"
+#endif
+
 #include <atomic>
 
 namespace numamove::detail::userspace {

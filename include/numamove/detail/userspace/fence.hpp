@@ -13,6 +13,10 @@
 // stopped: they do the copying. Everything the handler touches lives in a mapping of its own.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/fence.hpp is internal: include a public numamove header"
+#endif
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>

@@ -6,6 +6,10 @@
 // where it was.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/file_pages.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>

@@ -2,6 +2,10 @@
 // their callers wait with. Async-signal-safe, allocates nothing.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/futex.hpp is internal: include a public numamove header"
+#endif
+
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -4,6 +4,10 @@
 // may hold the C library's malloc lock.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/live_maps.hpp is internal: include a public numamove header"
+#endif
+
 #include <unistd.h>
 
 #include <cerrno>

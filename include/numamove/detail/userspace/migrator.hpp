@@ -3,6 +3,10 @@
 // and moved (relocation.hpp).
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/migrator.hpp is internal: include a public numamove header"
+#endif
+
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>

@@ -8,6 +8,10 @@
 // such a hole: the probe may start inside the hole, what is kept lies far below it.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/own_mappings.hpp is internal: include a public numamove header"
+#endif
+
 #include <sys/mman.h>
 
 #include <cstddef>

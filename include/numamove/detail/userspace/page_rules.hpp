@@ -3,6 +3,10 @@
 // mapped, page cache), numa_maps (pages per node per mapping). docs/semantics.md has the table.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/page_rules.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <pthread.h>

@@ -22,6 +22,10 @@
 // lock.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/relocation.hpp is internal: include a public numamove header"
+#endif
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>

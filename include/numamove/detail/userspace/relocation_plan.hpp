@@ -5,6 +5,10 @@
 // the plan out.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/relocation_plan.hpp is internal: include a public numamove header"
+#endif
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -4,6 +4,10 @@
 // nothing of the caller's runs while pages are write-protected.
 #pragma once
 
+#ifndef NUMAMOVE_PUBLIC_INCLUDE
+#error "numamove/detail/userspace/workers.hpp is internal: include a public numamove header"
+#endif
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
