@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   const std::vector<int> nodes = numamove::topology::system().nodes();
   using numamove::kokkos::NumaSpace;
   const NumaSpace placed(numamove::placement::on_node(nodes.front()));
-  std::printf("kokkos_space: %zu MiB, %d rounds, Kokkos %d, %s, %zu node(s)\n", mib, rounds, KOKKOS_VERSION,
-              Kokkos::DefaultHostExecutionSpace::name(), nodes.size());
+  std::printf("kokkos_space: %zu MiB, %d rounds, Kokkos %d, %s, %zu node(s)\n", mib, rounds,
+              KOKKOS_VERSION, Kokkos::DefaultHostExecutionSpace::name(), nodes.size());
 
   // 1. Construction, HostSpace and NumaSpace alternating so that drift hits both; the View is
   //    destroyed outside the timing. One warm-up round of each first.
@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     }
     {
       Kokkos::View<double*, NumaSpace>* v = nullptr;
-      m = seconds([&] { v = new Kokkos::View<double*, NumaSpace>(Kokkos::view_alloc(placed, "numa"), n); });
+      m = seconds(
+          [&] { v = new Kokkos::View<double*, NumaSpace>(Kokkos::view_alloc(placed, "numa"), n); });
       delete v;
     }
     if (r >= 0) {
@@ -64,16 +65,20 @@ int main(int argc, char** argv) {
     }
   }
   const double host = median(host_s), numa = median(numa_s);
-  std::printf("View construction (allocate + initialize): HostSpace %.1f ms, NumaSpace on node %d %.1f ms: %.3fx\n",
-              host * 1e3, nodes.front(), numa * 1e3, numa / host);
+  std::printf(
+      "View construction (allocate + initialize): HostSpace %.1f ms, NumaSpace on node %d %.1f ms: "
+      "%.3fx\n",
+      host * 1e3, nodes.front(), numa * 1e3, numa / host);
 #ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
   // The same View placed for the threads of a parallel_for over it: one more parallel region,
   // in which every thread touches its pages and queries them.
-  const NumaSpace for_loop = NumaSpace::for_range(Kokkos::RangePolicy<Kokkos::OpenMP>(0, static_cast<std::int64_t>(n)));
+  const NumaSpace for_loop =
+      NumaSpace::for_range(Kokkos::RangePolicy<Kokkos::OpenMP>(0, static_cast<std::int64_t>(n)));
   std::vector<double> loop_s;
   for (int r = -1; r < rounds; ++r) {
     Kokkos::View<double*, NumaSpace>* v = nullptr;
-    const double t = seconds([&] { v = new Kokkos::View<double*, NumaSpace>(Kokkos::view_alloc(for_loop, "loop"), n); });
+    const double t = seconds(
+        [&] { v = new Kokkos::View<double*, NumaSpace>(Kokkos::view_alloc(for_loop, "loop"), n); });
     delete v;
     if (r >= 0) loop_s.push_back(t);
   }
@@ -101,7 +106,8 @@ int main(int argc, char** argv) {
     pages += a.status.size() + b.status.size();
   }
   const double by_view = median(view_s), by_raw = median(raw_s);
-  std::printf("migrate: of the View %.1f ms, of its memory %.1f ms: %.3fx (%zu of %zu pages moved)\n", by_view * 1e3,
-              by_raw * 1e3, by_view / by_raw, moved, pages);
+  std::printf(
+      "migrate: of the View %.1f ms, of its memory %.1f ms: %.3fx (%zu of %zu pages moved)\n",
+      by_view * 1e3, by_raw * 1e3, by_view / by_raw, moved, pages);
   return 0;
 }

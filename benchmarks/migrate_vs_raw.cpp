@@ -38,13 +38,16 @@ double median(std::vector<double> values) {
 struct buffer {
   explicit buffer(std::size_t bytes) : size(bytes) {
     const std::size_t guard = numamove::detail::page_size();
-    char* base = static_cast<char*>(::mmap(nullptr, bytes + 2 * guard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    char* base = static_cast<char*>(
+        ::mmap(nullptr, bytes + 2 * guard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (base == MAP_FAILED) std::abort();
     data = base + guard;
     if (::mprotect(data, bytes, PROT_READ | PROT_WRITE) != 0) std::abort();
     std::memset(data, 1, bytes);
   }
-  ~buffer() { ::munmap(data - numamove::detail::page_size(), size + 2 * numamove::detail::page_size()); }
+  ~buffer() {
+    ::munmap(data - numamove::detail::page_size(), size + 2 * numamove::detail::page_size());
+  }
   std::vector<void*> pages() const {
     std::vector<void*> out(size / numamove::detail::page_size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = data + i * numamove::detail::page_size();
@@ -57,18 +60,19 @@ struct buffer {
 long raw_move(std::vector<void*>& pages, int node) {
   std::vector<int> nodes(pages.size(), node);
   std::vector<int> status(pages.size());
-  return numamove::detail::sys_move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(), MPOL_MF_MOVE);
+  return numamove::detail::sys_move_pages(0, pages.size(), pages.data(), nodes.data(),
+                                          status.data(), MPOL_MF_MOVE);
 }
 
 long mbind_move(const buffer& b, int node) {
   const numamove::detail::node_mask mask({node});
-  return numamove::detail::sys_mbind(b.data, b.size, numamove::detail::mpol_bind, mask.words.data(), mask.maxnode,
-                                     MPOL_MF_MOVE);
+  return numamove::detail::sys_mbind(b.data, b.size, numamove::detail::mpol_bind, mask.words.data(),
+                                     mask.maxnode, MPOL_MF_MOVE);
 }
 
 void report(const char* what, double ours, double theirs, const char* against) {
-  std::printf("  %-44s %8.2f ms  vs %-28s %8.2f ms   ratio %.2f\n", what, ours * 1e3, against, theirs * 1e3,
-              ours / theirs);
+  std::printf("  %-44s %8.2f ms  vs %-28s %8.2f ms   ratio %.2f\n", what, ours * 1e3, against,
+              theirs * 1e3, ours / theirs);
 }
 
 }  // namespace
@@ -83,7 +87,8 @@ int main(int argc, char** argv) {
               a == b ? " (one node: every move finds its pages already there)" : "");
 
   if (numamove::detail::read_text("/proc/sys/kernel/numa_balancing").rfind('0', 0) != 0 && a != b)
-    std::printf("warning: automatic NUMA balancing is on (kernel.numa_balancing); it moves pages too\n");
+    std::printf(
+        "warning: automatic NUMA balancing is on (kernel.numa_balancing); it moves pages too\n");
 
   buffer ours(mib << 20);
   buffer theirs(mib << 20);
@@ -109,7 +114,8 @@ int main(int argc, char** argv) {
   // migrate() with kernel-path workers (one slice per CPU the process may use, at most 4)
   // against migrate() from the calling thread alone, alternating.
   numamove::migrate_options sliced;
-  sliced.workers = std::min(4u, std::max(1u, numamove::detail::kernel_slices(4, ours.size / numamove::detail::page_size())));
+  sliced.workers = std::min(4u, std::max(1u, numamove::detail::kernel_slices(
+                                                 4, ours.size / numamove::detail::page_size())));
   std::vector<double> t_sliced, t_single;
   int here = numamove::locate(ours.data, 1).front();
   for (int round = 0; round < rounds; ++round) {
@@ -132,7 +138,8 @@ int main(int argc, char** argv) {
         numamove::bytes_per_node(theirs.data, theirs.size)[to] != theirs.size)
       ++incomplete;
   }
-  if (incomplete != 0) std::printf("warning: %d mbind/move_pages rounds left pages behind\n", incomplete);
+  if (incomplete != 0)
+    std::printf("warning: %d mbind/move_pages rounds left pages behind\n", incomplete);
 
   // Where the pages are: locate() against a raw query and hwloc.
   std::vector<double> t_locate, t_query, t_hwloc;
@@ -144,7 +151,8 @@ int main(int argc, char** argv) {
   for (int round = 0; round < rounds; ++round) {
     t_locate.push_back(seconds([&] { numamove::locate(ours.data, ours.size); }));
     t_query.push_back(seconds([&] {
-      numamove::detail::sys_move_pages(0, their_pages.size(), their_pages.data(), nullptr, status.data(), 0);
+      numamove::detail::sys_move_pages(0, their_pages.size(), their_pages.data(), nullptr,
+                                       status.data(), 0);
     }));
     t_hwloc.push_back(seconds([&] {
       hwloc_get_area_memlocation(topo, theirs.data, theirs.size, nodeset, HWLOC_MEMBIND_BYNODESET);
@@ -155,11 +163,14 @@ int main(int argc, char** argv) {
 
   std::printf("ratios below 1 mean numamove is faster\n");
   report("migrate() to the other node", median(t_migrate), median(t_raw), "raw move_pages");
-  report("migrate() to the node it is already on", median(t_migrate_placed), median(t_raw_placed), "raw move_pages");
+  report("migrate() to the node it is already on", median(t_migrate_placed), median(t_raw_placed),
+         "raw move_pages");
   char sliced_line[64];
-  std::snprintf(sliced_line, sizeof sliced_line, "migrate(), %u kernel-path workers", sliced.workers);
+  std::snprintf(sliced_line, sizeof sliced_line, "migrate(), %u kernel-path workers",
+                sliced.workers);
   report(sliced_line, median(t_sliced), median(t_single), "migrate(), the caller alone");
-  report("mbind(MPOL_MF_MOVE), whole range", median(t_mbind), median(t_raw_again), "raw move_pages");
+  report("mbind(MPOL_MF_MOVE), whole range", median(t_mbind), median(t_raw_again),
+         "raw move_pages");
   report("locate()", median(t_locate), median(t_query), "raw move_pages query");
   report("locate()", median(t_locate), median(t_hwloc), "hwloc_get_area_memlocation");
   return 0;

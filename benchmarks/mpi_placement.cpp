@@ -7,8 +7,9 @@
 //      without and with place_window_segments().
 // Times are the slowest rank's. Needs two nodes with CPUs for 1 and 2 to move anything (on one
 // node it says so); in the QEMU guests (a 4-node guest's node holds about 80 MiB free):
-//   tests/vm/run-guest.sh --plain --mpirun 2 --shape 2node --binary build/benchmarks/mpi_placement -- 32
-//   tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --binary build/benchmarks/mpi_placement -- 8
+//   tests/vm/run-guest.sh --plain --mpirun 2 --shape 2node --binary build/benchmarks/mpi_placement
+//   -- 32 tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --binary
+//   build/benchmarks/mpi_placement -- 8
 //
 //   mpirun -np N mpi_placement [MiB per rank, default 64]
 #include <mpi.h>
@@ -44,7 +45,8 @@ double mean(double mine) {
 }
 
 char* fresh(std::size_t bytes) {
-  return static_cast<char*>(::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  return static_cast<char*>(
+      ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 }
 
 // Writes `bytes` at `data` with the calling thread preferring `node` (-1: as it is). Preferred,
@@ -69,10 +71,12 @@ double local_fraction(MPI_Win win, int rank, int node) {
   MPI_Win_shared_query(win, rank, &size, &unit, &base);
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::uintptr_t first = (reinterpret_cast<std::uintptr_t>(base) + page - 1) / page * page;
-  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::size_t>(size)) / page * page;
+  const std::uintptr_t end =
+      (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::size_t>(size)) / page * page;
   if (end <= first) return 1.0;
   const auto* data = reinterpret_cast<const char*>(first);
-  for (std::size_t i = 0; i < end - first; i += page) (void)static_cast<const volatile char*>(data)[i];  // mapped here
+  for (std::size_t i = 0; i < end - first; i += page)
+    (void)static_cast<const volatile char*>(data)[i];  // mapped here
   std::size_t local = 0;
   for (const auto& [n, bytes] : numamove::bytes_per_node(data, end - first))
     if (n == node) local = bytes;
@@ -104,10 +108,12 @@ int main(int argc, char** argv) {
   const double init_all = slowest(init);
   const double place_all = slowest(place);
   if (rank == 0)
-    std::printf("ranks %d, %zu MiB per rank touched before MPI_Init on node %d, %zu nodes\n"
-                "1. MPI_Init %.3f s; place_rank %.3f s (%.1f MiB moved per rank, %zu threads): %.2fx MPI_Init\n",
-                ranks, mib, machine.nodes().back(), machine.nodes().size(), init_all, place_all, moved_at_init,
-                placed.threads, place_all / init_all);
+    std::printf(
+        "ranks %d, %zu MiB per rank touched before MPI_Init on node %d, %zu nodes\n"
+        "1. MPI_Init %.3f s; place_rank %.3f s (%.1f MiB moved per rank, %zu threads): %.2fx "
+        "MPI_Init\n",
+        ranks, mib, machine.nodes().back(), machine.nodes().size(), init_all, place_all,
+        moved_at_init, placed.threads, place_all / init_all);
   std::fflush(stdout);
 
   // 2. follow_rank after a rebind against one migrate() of the same bytes.
@@ -136,10 +142,12 @@ int main(int argc, char** argv) {
     const double migrate_mib = mean(static_cast<double>(back.bytes) / (1 << 20));
     numamove::mpi::follow_rank();  // the rest of the process home too
     if (rank == 0)
-      std::printf("2. follow_rank %.3f s (%.1f MiB of private memory moved per rank, via %s, %.0f MiB/s); "
-                  "migrate() of the array back %.3f s (%.1f MiB, %.0f MiB/s): follow_rank %.2fx migrate per MiB\n",
-                  follow, follow_mib, numamove::to_string(followed.used), follow_mib / follow, migrate, migrate_mib,
-                  migrate_mib / migrate, (follow / follow_mib) / (migrate / migrate_mib));
+      std::printf(
+          "2. follow_rank %.3f s (%.1f MiB of private memory moved per rank, via %s, %.0f MiB/s); "
+          "migrate() of the array back %.3f s (%.1f MiB, %.0f MiB/s): follow_rank %.2fx migrate "
+          "per MiB\n",
+          follow, follow_mib, numamove::to_string(followed.used), follow_mib / follow, migrate,
+          migrate_mib, migrate_mib / migrate, (follow / follow_mib) / (migrate / migrate_mib));
     std::fflush(stdout);
     ::munmap(data, bytes);
   } else if (rank == 0) {
@@ -180,9 +188,11 @@ int main(int argc, char** argv) {
   }
   MPI_Comm_free(&host);
   if (rank == 0)
-    std::printf("3. window of %zu MiB per rank written by rank 0: local fraction %.1f%% without numamove, %.1f%% with "
-                "place_window_segments (%.3f s)\n",
-                segment >> 20, 100.0 * fractions[0], 100.0 * fractions[1], placing);
+    std::printf(
+        "3. window of %zu MiB per rank written by rank 0: local fraction %.1f%% without numamove, "
+        "%.1f%% with "
+        "place_window_segments (%.3f s)\n",
+        segment >> 20, 100.0 * fractions[0], 100.0 * fractions[1], placing);
   ::munmap(early, bytes);
   MPI_Finalize();
   return 0;

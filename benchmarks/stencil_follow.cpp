@@ -29,11 +29,12 @@ double seconds_since(clock_type::time_point start) {
 }
 
 void pin_team(const std::vector<int>& nodes) {
-#pragma omp parallel num_threads(static_cast<int>(nodes.size()))
+#pragma omp parallel num_threads(static_cast <int>(nodes.size()))
   {
     cpu_set_t set;
     CPU_ZERO(&set);
-    for (const int cpu : numamove::topology::system().cpus_of(nodes[static_cast<std::size_t>(omp_get_thread_num())]))
+    for (const int cpu : numamove::topology::system().cpus_of(
+             nodes[static_cast<std::size_t>(omp_get_thread_num())]))
       CPU_SET(cpu, &set);
     ::sched_setaffinity(0, sizeof set, &set);
   }
@@ -64,7 +65,8 @@ double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next
         out[row + columns - 1] = in[row + columns - 1];
         for (std::size_t j = 1; j + 1 < columns; ++j) {
           const std::size_t c = row + j;
-          out[c] = in[c] + 0.2 * (in[c - columns] + in[c + columns] + in[c - 1] + in[c + 1] - 4.0 * in[c]);
+          out[c] = in[c] +
+                   0.2 * (in[c - columns] + in[c + columns] + in[c - 1] + in[c + 1] - 4.0 * in[c]);
         }
       }
       u.swap(next);
@@ -84,12 +86,17 @@ int main(int argc, char** argv) {
   int repeat = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
-    if (arg == "--rows") rows = std::strtoul(argv[i + 1], nullptr, 10);
-    else if (arg == "--columns") columns = std::strtoul(argv[i + 1], nullptr, 10);
-    else if (arg == "--steps") steps = std::atoi(argv[i + 1]);
-    else if (arg == "--repeat") repeat = std::atoi(argv[i + 1]);
+    if (arg == "--rows")
+      rows = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (arg == "--columns")
+      columns = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (arg == "--steps")
+      steps = std::atoi(argv[i + 1]);
+    else if (arg == "--repeat")
+      repeat = std::atoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: %s [--rows N] [--columns N] [--steps N] [--repeat N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--rows N] [--columns N] [--steps N] [--repeat N]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -98,8 +105,10 @@ int main(int argc, char** argv) {
   for (const int node : machine.nodes())
     if (!machine.cpus_of(node).empty() && nodes.size() < 8) nodes.push_back(node);
   if (nodes.size() < 2) {
-    std::printf("SKIPPED: stencil_follow needs 2 NUMA nodes with CPUs, this machine has %zu "
-                "(tests/vm/run-guest.sh --shape 4node runs it in a guest)\n", nodes.size());
+    std::printf(
+        "SKIPPED: stencil_follow needs 2 NUMA nodes with CPUs, this machine has %zu "
+        "(tests/vm/run-guest.sh --shape 4node runs it in a guest)\n",
+        nodes.size());
     return 77;
   }
   const int threads = static_cast<int>(nodes.size());
@@ -111,8 +120,10 @@ int main(int argc, char** argv) {
   }
   const std::size_t count = rows * columns;
   const double mib = static_cast<double>(2 * count * sizeof(double)) / (1 << 20);
-  std::printf("stencil_follow: %d threads on %zu nodes, grid %zu x %zu, 2 arrays, %.1f MiB; median of %d runs of %d steps\n",
-              threads, nodes.size(), rows, columns, mib, repeat, steps);
+  std::printf(
+      "stencil_follow: %d threads on %zu nodes, grid %zu x %zu, 2 arrays, %.1f MiB; median of %d "
+      "runs of %d steps\n",
+      threads, nodes.size(), rows, columns, mib, repeat, steps);
 
   numamove::vector<double> u(count);
   numamove::vector<double> next(count);
@@ -147,10 +158,12 @@ int main(int argc, char** argv) {
 
   std::printf("  time per step, remote / local:        %.2fx\n", remote / local);
   std::printf("  time per step, after follow / local:  %.2fx\n", followed / local);
-  std::printf("  follow_threads (%.1f MiB, %d threads in parallel) / one migrate (%.1f MiB, 1 thread): %.2fx\n",
-              static_cast<double>(follow_bytes) / (1 << 20), threads, static_cast<double>(one.bytes) / (1 << 20),
-              follow / migrate);
-  std::printf("  (absolute, this run only: local %.2f ms/step, follow %.1f ms, migrate %.1f ms)\n", 1e3 * local,
-              1e3 * follow, 1e3 * migrate);
+  std::printf(
+      "  follow_threads (%.1f MiB, %d threads in parallel) / one migrate (%.1f MiB, 1 thread): "
+      "%.2fx\n",
+      static_cast<double>(follow_bytes) / (1 << 20), threads,
+      static_cast<double>(one.bytes) / (1 << 20), follow / migrate);
+  std::printf("  (absolute, this run only: local %.2f ms/step, follow %.1f ms, migrate %.1f ms)\n",
+              1e3 * local, 1e3 * follow, 1e3 * migrate);
   return moved_u && moved_next && one ? 0 : 1;
 }

@@ -42,10 +42,11 @@ double seconds(const std::function<void()>& work) {
 // Touched anonymous memory aligned to the huge-page size, with THP advice.
 struct region {
   region(std::size_t size, bool thp) : bytes(size) {
-    raw = static_cast<char*>(
-        ::mmap(nullptr, bytes + huge_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    raw = static_cast<char*>(::mmap(nullptr, bytes + huge_page, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (raw == MAP_FAILED) std::abort();
-    data = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + huge_page - 1) / huge_page * huge_page);
+    data = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + huge_page - 1) /
+                                   huge_page * huge_page);
     ::madvise(data, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     std::memset(data, 1, bytes);
   }
@@ -62,8 +63,10 @@ struct region {
   char* data;
 };
 
-void row(const char* study, const std::string& method, bool thp, std::size_t bytes, int repeat, double s) {
-  std::printf("%s,%s,%s,%zu,%d,%.9f\n", study, method.c_str(), thp ? "thp" : "4k", bytes, repeat, s);
+void row(const char* study, const std::string& method, bool thp, std::size_t bytes, int repeat,
+         double s) {
+  std::printf("%s,%s,%s,%zu,%d,%.9f\n", study, method.c_str(), thp ? "thp" : "4k", bytes, repeat,
+              s);
 }
 
 std::vector<std::size_t> sizes_up_to(std::size_t max_mib) {
@@ -80,7 +83,8 @@ struct mover {
 
 std::vector<mover> kernel_movers(hwloc_topology_t topo) {
   std::vector<mover> movers;
-  movers.push_back({"migrate", [](region& r, int node) { numamove::migrate(r.data, r.bytes, node); }});
+  movers.push_back(
+      {"migrate", [](region& r, int node) { numamove::migrate(r.data, r.bytes, node); }});
   movers.push_back({"migrate_4_workers", [](region& r, int node) {
                       numamove::migrate_options options;
                       options.workers = 4;
@@ -89,8 +93,8 @@ std::vector<mover> kernel_movers(hwloc_topology_t topo) {
   movers.push_back({"move_pages", [](region& r, int node) {
                       std::vector<void*> pages = r.pages();
                       std::vector<int> nodes(pages.size(), node), status(pages.size());
-                      ::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nodes.data(), status.data(),
-                                MPOL_MF_MOVE);
+                      ::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nodes.data(),
+                                status.data(), MPOL_MF_MOVE);
                     }});
   movers.push_back({"mbind_move", [](region& r, int node) {
                       unsigned long mask[2] = {0, 0};
@@ -112,8 +116,12 @@ int moves(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
   const int first = machine.nodes().front();
   const int last = machine.nodes().back();
   std::vector<mover> movers;
-  if (first != last) movers = kernel_movers(topo);
-  else std::printf("# one node: the kernel's moves would find every page in place; userspace and memcpy only\n");
+  if (first != last)
+    movers = kernel_movers(topo);
+  else
+    std::printf(
+        "# one node: the kernel's moves would find every page in place; userspace and memcpy "
+        "only\n");
   movers.push_back({"userspace", [](region& r, int node) {
                       numamove::migrate_options options;
                       options.path = numamove::backend::userspace;
@@ -124,16 +132,20 @@ int moves(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
     for (const std::size_t bytes : sizes_up_to(max_mib)) {
       region source(bytes, thp);
       region warm(bytes, thp);
-      numamove::migrate(source.data, source.bytes, first);  // untimed: first touch may have used any node
+      numamove::migrate(source.data, source.bytes,
+                        first);  // untimed: first touch may have used any node
       int at = first;
       for (int repeat = 0; repeat < repeats; ++repeat) {
-        row("moves", "memcpy_warm", thp, bytes, repeat, seconds([&] { std::memcpy(warm.data, source.data, bytes); }));
+        row("moves", "memcpy_warm", thp, bytes, repeat,
+            seconds([&] { std::memcpy(warm.data, source.data, bytes); }));
         // Every mover moves the pages away from where the previous one left them.
         for (const mover& m : movers) {
           const int to = first == last ? first : at == first ? last : first;
           row("moves", m.name, thp, bytes, repeat, seconds([&] { m.move(source, to); }));
           const std::size_t there = numamove::bytes_per_node(source.data, source.bytes)[to];
-          if (there != bytes) std::printf("# %s left %zu of %zu bytes behind\n", m.name.c_str(), bytes - there, bytes);
+          if (there != bytes)
+            std::printf("# %s left %zu of %zu bytes behind\n", m.name.c_str(), bytes - there,
+                        bytes);
           at = to;
         }
       }
@@ -144,7 +156,9 @@ int moves(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
 int workers(std::size_t mib, int repeats) {
   const numamove::topology& machine = numamove::topology::system();
   const bool one_node = machine.nodes().size() == 1;
-  if (one_node) std::printf("# one node: userspace path (forced), the kernel's moves would find the pages in place\n");
+  if (one_node)
+    std::printf(
+        "# one node: userspace path (forced), the kernel's moves would find the pages in place\n");
   for (const bool thp : {false, true}) {
     region r(mib << 20, thp);
     for (int repeat = 0; repeat < repeats; ++repeat)
@@ -171,7 +185,8 @@ int queries(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
       std::vector<int> status(pages.size());
       hwloc_bitmap_t set = hwloc_bitmap_alloc();
       for (int repeat = 0; repeat < repeats; ++repeat) {
-        row("queries", "locate", thp, bytes, repeat, seconds([&] { (void)numamove::locate(r.data, r.bytes); }));
+        row("queries", "locate", thp, bytes, repeat,
+            seconds([&] { (void)numamove::locate(r.data, r.bytes); }));
         row("queries", "move_pages_query", thp, bytes, repeat, seconds([&] {
               ::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nullptr, status.data(), 0);
             }));
@@ -194,7 +209,8 @@ int allocator(std::size_t max_mib, int repeats) {
             if (v[count / 2] != 1.0) std::abort();
           }));
       row("allocator", "numamove_allocator", false, bytes, repeat, seconds([&] {
-            std::vector<double, numamove::allocator<double>> v(count, 1.0, numamove::allocator<double>(numamove::placement::on_node(node)));
+            std::vector<double, numamove::allocator<double>> v(
+                count, 1.0, numamove::allocator<double>(numamove::placement::on_node(node)));
             if (v[count / 2] != 1.0) std::abort();
           }));
     }
@@ -215,11 +231,17 @@ int main(int argc, char** argv) {
   (void)numamove::locate(warm_up.data, 1);
   std::printf("study,method,memory,bytes,repeat,seconds\n");
   int rc = 2;
-  if (study == "moves") rc = moves(mib, repeats, topo);
-  else if (study == "workers") rc = workers(mib, repeats);
-  else if (study == "queries") rc = queries(mib, repeats, topo);
-  else if (study == "allocator") rc = allocator(mib, repeats);
-  else std::fprintf(stderr, "usage: throughput_study moves|workers|queries|allocator [MiB] [repeats]\n");
+  if (study == "moves")
+    rc = moves(mib, repeats, topo);
+  else if (study == "workers")
+    rc = workers(mib, repeats);
+  else if (study == "queries")
+    rc = queries(mib, repeats, topo);
+  else if (study == "allocator")
+    rc = allocator(mib, repeats);
+  else
+    std::fprintf(stderr,
+                 "usage: throughput_study moves|workers|queries|allocator [MiB] [repeats]\n");
   hwloc_topology_destroy(topo);
   return rc;
 }

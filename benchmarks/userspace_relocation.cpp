@@ -31,9 +31,11 @@ constexpr std::size_t huge = std::size_t{2} << 20;
 // A mapping of `bytes`, aligned to the huge-page size, with THP advice `advice`.
 struct region {
   region(std::size_t bytes_, int advice) : bytes(bytes_) {
-    raw = static_cast<char*>(::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    raw = static_cast<char*>(
+        ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (raw == MAP_FAILED) std::abort();
-    data = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) / huge * huge);
+    data =
+        reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) / huge * huge);
     ::madvise(data, bytes, advice);
   }
   ~region() { ::munmap(raw, bytes + huge); }
@@ -67,7 +69,8 @@ double fresh_memcpy_seconds(const char* from, std::size_t bytes, int advice) {
 
 std::size_t anon_huge_bytes(const void* address) {
   const std::vector<numamove::detail::mapping> maps = numamove::detail::read_mappings(0);
-  const numamove::detail::mapping* m = numamove::detail::find_mapping(maps, reinterpret_cast<std::uintptr_t>(address));
+  const numamove::detail::mapping* m =
+      numamove::detail::find_mapping(maps, reinterpret_cast<std::uintptr_t>(address));
   return m == nullptr ? 0 : m->anon_huge_bytes;
 }
 
@@ -79,26 +82,35 @@ int main(int argc, char** argv) {
   const std::size_t bytes = mib << 20;
   const int node = numamove::topology::system().nodes().front();
   const numamove::capabilities& here = numamove::capabilities::of_this_process();
-  std::printf("userspace_relocation: %zu MiB, best of %d, node %d, THP %s, %zu CPU(s) on the node\n", mib, repeats, node,
-              here.thp.empty() ? "unavailable" : here.thp.c_str(), here.find(node) ? here.find(node)->cpus.size() : 0);
+  std::printf(
+      "userspace_relocation: %zu MiB, best of %d, node %d, THP %s, %zu CPU(s) on the node\n", mib,
+      repeats, node, here.thp.empty() ? "unavailable" : here.thp.c_str(),
+      here.find(node) ? here.find(node)->cpus.size() : 0);
 
   region source(bytes, MADV_NOHUGEPAGE);
   for (std::size_t i = 0; i < bytes; i += 64) source.data[i] = static_cast<char>(i >> 12);
   region warm(bytes, MADV_NOHUGEPAGE);
   std::memset(warm.data, 0, bytes);
-  memcpy_seconds(source.data, warm.data, bytes);  // first touches of everything: the host backs lazily
+  memcpy_seconds(source.data, warm.data,
+                 bytes);  // first touches of everything: the host backs lazily
 
-  const double t_warm = best_of(repeats, [&] { return memcpy_seconds(source.data, warm.data, bytes); });
-  const double t_fresh_small = best_of(repeats, [&] { return fresh_memcpy_seconds(source.data, bytes, MADV_NOHUGEPAGE); });
-  const double t_fresh_huge = best_of(repeats, [&] { return fresh_memcpy_seconds(source.data, bytes, MADV_HUGEPAGE); });
+  const double t_warm =
+      best_of(repeats, [&] { return memcpy_seconds(source.data, warm.data, bytes); });
+  const double t_fresh_small =
+      best_of(repeats, [&] { return fresh_memcpy_seconds(source.data, bytes, MADV_NOHUGEPAGE); });
+  const double t_fresh_huge =
+      best_of(repeats, [&] { return fresh_memcpy_seconds(source.data, bytes, MADV_HUGEPAGE); });
   const double gb = static_cast<double>(bytes) / 1e9;
   std::printf("\n%-52s %9s %8s\n", "baseline", "ms", "GB/s");
-  std::printf("%-52s %9.1f %8.2f\n", "memcpy into faulted memory (the limit)", t_warm * 1e3, gb / t_warm);
-  std::printf("%-52s %9.1f %8.2f\n", "memcpy into fresh 4 KiB pages", t_fresh_small * 1e3, gb / t_fresh_small);
-  std::printf("%-52s %9.1f %8.2f\n", "memcpy into fresh huge pages", t_fresh_huge * 1e3, gb / t_fresh_huge);
+  std::printf("%-52s %9.1f %8.2f\n", "memcpy into faulted memory (the limit)", t_warm * 1e3,
+              gb / t_warm);
+  std::printf("%-52s %9.1f %8.2f\n", "memcpy into fresh 4 KiB pages", t_fresh_small * 1e3,
+              gb / t_fresh_small);
+  std::printf("%-52s %9.1f %8.2f\n", "memcpy into fresh huge pages", t_fresh_huge * 1e3,
+              gb / t_fresh_huge);
 
-  std::printf("\n%-34s %7s %9s %8s %10s %10s %8s\n", "forced userspace relocation", "workers", "ms", "GB/s",
-              "x faulted", "x fresh", "THP MiB");
+  std::printf("\n%-34s %7s %9s %8s %10s %10s %8s\n", "forced userspace relocation", "workers", "ms",
+              "GB/s", "x faulted", "x fresh", "THP MiB");
   for (const int advice : {MADV_NOHUGEPAGE, MADV_HUGEPAGE}) {
     for (const bool fenced : {true, false}) {
       for (const unsigned workers : {1u, 2u}) {
@@ -112,7 +124,8 @@ int main(int argc, char** argv) {
         const double t = best_of(repeats, [&] {
           const numamove::migration_result r = numamove::migrate(source.data, bytes, node, options);
           if (r.error || r.failed != 0) {
-            std::fprintf(stderr, "migrate failed: %s, %zu pages failed\n", r.error.message().c_str(), r.failed);
+            std::fprintf(stderr, "migrate failed: %s, %zu pages failed\n",
+                         r.error.message().c_str(), r.failed);
             std::exit(1);
           }
           moved = r.moved;
@@ -121,15 +134,16 @@ int main(int argc, char** argv) {
         if (moved * numamove::detail::page_size() != bytes) std::abort();
         for (std::size_t i = 0; i < bytes; i += 4096 * 97)
           if (source.data[i] != static_cast<char>(i >> 12)) std::abort();
-        const std::string label = std::string(advice == MADV_HUGEPAGE ? "huge-page" : "4 KiB") + " destination, " +
-                                  (fenced ? "fenced" : "unfenced");
+        const std::string label = std::string(advice == MADV_HUGEPAGE ? "huge-page" : "4 KiB") +
+                                  " destination, " + (fenced ? "fenced" : "unfenced");
         const double fresh = advice == MADV_HUGEPAGE ? t_fresh_huge : t_fresh_small;
-        std::printf("%-34s %7u %9.1f %8.2f %10.2f %10.2f %8zu\n", label.c_str(), workers, t * 1e3, gb / t, t / t_warm,
-                    t / fresh, anon_huge_bytes(source.data) >> 20);
+        std::printf("%-34s %7u %9.1f %8.2f %10.2f %10.2f %8zu\n", label.c_str(), workers, t * 1e3,
+                    gb / t, t / t_warm, t / fresh, anon_huge_bytes(source.data) >> 20);
       }
     }
   }
-  std::printf("\n'x faulted' and 'x fresh': relocation time over memcpy time into faulted and into fresh\n"
-              "memory of the same page size (1.00: as fast; lower is better).\n");
+  std::printf(
+      "\n'x faulted' and 'x fresh': relocation time over memcpy time into faulted and into fresh\n"
+      "memory of the same page size (1.00: as fast; lower is better).\n");
   return 0;
 }

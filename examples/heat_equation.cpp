@@ -35,10 +35,12 @@ struct settings {
   std::size_t rows = 8192;
   std::size_t columns = 2048;  // 16 KiB rows: chunks of whole rows are whole pages
   int steps = 10;
-  int threads = 0;             // 0: one per node with CPUs, at most 8
+  int threads = 0;  // 0: one per node with CPUs, at most 8
 };
 
-double mib(std::size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+double mib(std::size_t bytes) {
+  return static_cast<double>(bytes) / (1 << 20);
+}
 double percent(std::size_t part, std::size_t whole) {
   return whole == 0 ? 100.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
 }
@@ -46,11 +48,12 @@ double percent(std::size_t part, std::size_t whole) {
 // Pins thread t of a team to the CPUs of nodes[t]: how this demo changes the binding mid-run.
 void pin_team(const std::vector<int>& nodes) {
   const numamove::topology& machine = numamove::topology::system();
-#pragma omp parallel num_threads(static_cast<int>(nodes.size()))
+#pragma omp parallel num_threads(static_cast <int>(nodes.size()))
   {
     cpu_set_t set;
     CPU_ZERO(&set);
-    for (const int cpu : machine.cpus_of(nodes[static_cast<std::size_t>(omp_get_thread_num())])) CPU_SET(cpu, &set);
+    for (const int cpu : machine.cpus_of(nodes[static_cast<std::size_t>(omp_get_thread_num())]))
+      CPU_SET(cpu, &set);
     if (::sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
   }
 }
@@ -104,12 +107,17 @@ class simulation {
       for (const auto& [node, bytes] : on) {
         char part[48];
         // A negative key is a page status: -ENOENT, never touched.
-        if (node >= 0) std::snprintf(part, sizeof part, "%snode %d %.0f%%", where.empty() ? "" : ", ", node, percent(bytes, total));
-        else std::snprintf(part, sizeof part, "%snowhere %.0f%%", where.empty() ? "" : ", ", percent(bytes, total));
+        if (node >= 0)
+          std::snprintf(part, sizeof part, "%snode %d %.0f%%", where.empty() ? "" : ", ", node,
+                        percent(bytes, total));
+        else
+          std::snprintf(part, sizeof part, "%snowhere %.0f%%", where.empty() ? "" : ", ",
+                        percent(bytes, total));
         where += part;
       }
       const double local = percent(a.threads[t].local_bytes + b.threads[t].local_bytes, total);
-      std::printf("  %6zu  cpu %2d, node %2d  %-22s %4.0f%%", t, a.bindings[t].cpu, a.bindings[t].node, where.c_str(), local);
+      std::printf("  %6zu  cpu %2d, node %2d  %-22s %4.0f%%", t, a.bindings[t].cpu,
+                  a.bindings[t].node, where.c_str(), local);
       if (moved.empty()) {
         std::printf("         -         -\n");
         continue;
@@ -130,9 +138,12 @@ class simulation {
       call += std::chrono::duration<double>(array.elapsed).count();
       failed += array.failed();
     }
-    std::printf("  moved %.1f MiB in %.1f ms, each thread its own chunks, in parallel (%s path)%s\n", mib(total_moved),
-                1e3 * call, numamove::to_string(moved[0].used), failed ? "; SOME PAGES FAILED" : "");
-    if (contents_kept_) std::printf("  the grid is unchanged by the move (same checksum before and after)\n");
+    std::printf(
+        "  moved %.1f MiB in %.1f ms, each thread its own chunks, in parallel (%s path)%s\n",
+        mib(total_moved), 1e3 * call, numamove::to_string(moved[0].used),
+        failed ? "; SOME PAGES FAILED" : "");
+    if (contents_kept_)
+      std::printf("  the grid is unchanged by the move (same checksum before and after)\n");
   }
 
   // `steps` time steps; returns the seconds per step.
@@ -189,7 +200,8 @@ class simulation {
 #pragma omp parallel for schedule(static) num_threads(s_.threads)
     for (long i = 0; i < rows; ++i) {
       double sum = 0;
-      for (std::size_t j = 0; j < s_.columns; ++j) sum += u_[static_cast<std::size_t>(i) * s_.columns + j];
+      for (std::size_t j = 0; j < s_.columns; ++j)
+        sum += u_[static_cast<std::size_t>(i) * s_.columns + j];
       row_sums[static_cast<std::size_t>(i)] = sum;
     }
     double total = 0;
@@ -208,11 +220,16 @@ bool parse(int argc, char** argv, settings& s) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;
-    if (arg == "--rows" && has_value) s.rows = std::strtoul(argv[++i], nullptr, 10);
-    else if (arg == "--columns" && has_value) s.columns = std::strtoul(argv[++i], nullptr, 10);
-    else if (arg == "--steps" && has_value) s.steps = std::atoi(argv[++i]);
-    else if (arg == "--threads" && has_value) s.threads = std::atoi(argv[++i]);
-    else return false;
+    if (arg == "--rows" && has_value)
+      s.rows = std::strtoul(argv[++i], nullptr, 10);
+    else if (arg == "--columns" && has_value)
+      s.columns = std::strtoul(argv[++i], nullptr, 10);
+    else if (arg == "--steps" && has_value)
+      s.steps = std::atoi(argv[++i]);
+    else if (arg == "--threads" && has_value)
+      s.threads = std::atoi(argv[++i]);
+    else
+      return false;
   }
   return s.rows >= 3 && s.columns >= 3 && s.steps > 0 && s.threads >= 0;
 }
@@ -243,12 +260,17 @@ int main(int argc, char** argv) {
   std::string balancing;
   std::ifstream("/proc/sys/kernel/numa_balancing") >> balancing;
   std::printf("numamove heat-equation demo: data follows threads\n");
-  std::printf("  %zu NUMA nodes with CPUs; %d OpenMP threads, one per node; grid %zu x %zu doubles, 2 arrays of %.0f MiB\n",
-              nodes.size(), s.threads, s.rows, s.columns, mib(s.rows * s.columns * sizeof(double)));
-  std::printf("  automatic NUMA balancing: %s\n",
-              balancing.empty() ? "not in this kernel" : balancing[0] == '0' ? "off" : "on (the grid opts out)");
+  std::printf(
+      "  %zu NUMA nodes with CPUs; %d OpenMP threads, one per node; grid %zu x %zu doubles, 2 "
+      "arrays of %.0f MiB\n",
+      nodes.size(), s.threads, s.rows, s.columns, mib(s.rows * s.columns * sizeof(double)));
+  std::printf("  automatic NUMA balancing: %s\n", balancing.empty()     ? "not in this kernel"
+                                                  : balancing[0] == '0' ? "off"
+                                                                        : "on (the grid opts out)");
   if (nodes.size() < 2)
-    std::printf("  this machine has one node: nothing can move (examples/run-demo.sh runs a 4-node guest)\n");
+    std::printf(
+        "  this machine has one node: nothing can move (examples/run-demo.sh runs a 4-node "
+        "guest)\n");
 
   simulation sim(s);
   std::vector<double> step_time;
@@ -265,12 +287,15 @@ int main(int argc, char** argv) {
     if (step_time.size() > 1) std::printf(" (%.2fx phase 1)", step_time.back() / step_time.front());
     std::printf("\n");
   };
-  phase("thread t pinned to node t; place_for_schedule() puts each thread's rows on its node", home, action::place);
+  phase("thread t pinned to node t; place_for_schedule() puts each thread's rows on its node", home,
+        action::place);
   phase("every thread re-pinned one node over; the data stays behind", over, action::none);
-  phase("same pinning; follow_threads() at the phase boundary moves every chunk after its thread", over,
+  phase("same pinning; follow_threads() at the phase boundary moves every chunk after its thread",
+        over, action::follow);
+  phase("the even threads go back home; follow_threads() moves only their chunks", mixed,
         action::follow);
-  phase("the even threads go back home; follow_threads() moves only their chunks", mixed, action::follow);
 
-  std::printf("\nmean temperature after %d steps: %.6f degrees\n", 4 * s.steps, sim.mean_temperature());
+  std::printf("\nmean temperature after %d steps: %.6f degrees\n", 4 * s.steps,
+              sim.mean_temperature());
   return 0;
 }

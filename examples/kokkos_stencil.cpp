@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
 #ifdef NUMAMOVE_KOKKOS_THREAD_PLACEMENT
   // Every row on the node of the thread that sweeps it (the policy over all rows: the View's
   // leading extent; the interior loop gives the same rows to the same threads but at the ends).
-  const NumaSpace space = NumaSpace::for_range(Kokkos::RangePolicy<exec>(0, static_cast<std::int64_t>(rows)));
+  const NumaSpace space =
+      NumaSpace::for_range(Kokkos::RangePolicy<exec>(0, static_cast<std::int64_t>(rows)));
 #else
   // Without Kokkos' OpenMP backend one thread sweeps: interleave over the nodes for bandwidth.
   const NumaSpace space(numamove::placement::interleave(numamove::topology::system().nodes()));
@@ -43,10 +44,11 @@ int main(int argc, char** argv) {
   where("placed", b);
 
   for (int s = 0; s < sweeps; ++s) {
-    Kokkos::parallel_for("sweep", interior, KOKKOS_LAMBDA(const std::int64_t i) {
-      for (std::size_t j = 1; j + 1 < columns; ++j)
-        b(i, j) = 0.25 * (a(i - 1, j) + a(i + 1, j) + a(i, j - 1) + a(i, j + 1));
-    });
+    Kokkos::parallel_for(
+        "sweep", interior, KOKKOS_LAMBDA(const std::int64_t i) {
+          for (std::size_t j = 1; j + 1 < columns; ++j)
+            b(i, j) = 0.25 * (a(i - 1, j) + a(i + 1, j) + a(i, j - 1) + a(i, j + 1));
+        });
     std::swap(a, b);
   }
   Kokkos::fence();
@@ -55,14 +57,19 @@ int main(int argc, char** argv) {
   const int target = numamove::topology::system().nodes().back();
   for (grid* g : {&a, &b}) {
     const numamove::migration_result r = numamove::kokkos::migrate(*g, target);
-    std::printf("migrate %s to node %d: %zu pages moved, %zu already there, %.1f ms%s%s\n", g->label().c_str(), target,
-                r.moved, r.already_there, static_cast<double>(r.elapsed.count()) / 1e6, r ? "" : ", failed: ",
+    std::printf("migrate %s to node %d: %zu pages moved, %zu already there, %.1f ms%s%s\n",
+                g->label().c_str(), target, r.moved, r.already_there,
+                static_cast<double>(r.elapsed.count()) / 1e6, r ? "" : ", failed: ",
                 r ? "" : (r.error ? r.error.message().c_str() : "some pages did not move"));
     where("moved", *g);
   }
   double edge = 0;
-  Kokkos::parallel_reduce("edge", Kokkos::RangePolicy<exec>(0, static_cast<std::int64_t>(columns)),
-                          KOKKOS_LAMBDA(const std::int64_t j, double& sum) { sum += a(1, static_cast<std::size_t>(j)); }, edge);
+  Kokkos::parallel_reduce(
+      "edge", Kokkos::RangePolicy<exec>(0, static_cast<std::int64_t>(columns)),
+      KOKKOS_LAMBDA(const std::int64_t j, double& sum) {
+        sum += a(1, static_cast<std::size_t>(j));
+      },
+      edge);
   std::printf("after %d sweeps: heat in row 1 = %.3f\n", sweeps, edge);
   return 0;
 }

@@ -11,7 +11,8 @@
 //   mpirun -np 4 mpi_halo_exchange [--rows N] [--columns N] [--steps N] [--phases N]
 //
 // On a one-node machine, in the 4-node QEMU guest (docs/mpi.md), one rank per node:
-//   tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --env OMP_NUM_THREADS=1 --binary build/examples/mpi_halo_exchange
+//   tests/vm/run-guest.sh --plain --mpirun 4 --shape 4node --env OMP_NUM_THREADS=1 --binary
+//   build/examples/mpi_halo_exchange
 #include <mpi.h>
 #include <omp.h>
 
@@ -41,31 +42,37 @@ settings parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string option = argv[i];
     const long value = std::atol(argv[i + 1]);
-    if (option == "--rows") s.rows = static_cast<std::size_t>(value);
-    else if (option == "--columns") s.columns = static_cast<std::size_t>(value);
-    else if (option == "--steps") s.steps = static_cast<int>(value);
-    else if (option == "--phases") s.phases = static_cast<int>(value);
+    if (option == "--rows")
+      s.rows = static_cast<std::size_t>(value);
+    else if (option == "--columns")
+      s.columns = static_cast<std::size_t>(value);
+    else if (option == "--steps")
+      s.steps = static_cast<int>(value);
+    else if (option == "--phases")
+      s.phases = static_cast<int>(value);
   }
   return s;
 }
 
 // One phase of the stencil: halo exchange, then the rows, `steps` times. Returns seconds.
-double advance(std::vector<double, numamove::allocator<double>>& grid, std::vector<double, numamove::allocator<double>>& next,
-               const settings& s, int rank, int ranks) {
+double advance(std::vector<double, numamove::allocator<double>>& grid,
+               std::vector<double, numamove::allocator<double>>& next, const settings& s, int rank,
+               int ranks) {
   const auto started = std::chrono::steady_clock::now();
   const std::size_t n = s.columns;
   const int up = rank == 0 ? MPI_PROC_NULL : rank - 1;
   const int down = rank == ranks - 1 ? MPI_PROC_NULL : rank + 1;
   for (int step = 0; step < s.steps; ++step) {
     // Row 0 and row rows + 1 are the halos.
-    MPI_Sendrecv(&grid[1 * n], static_cast<int>(n), MPI_DOUBLE, up, 0, &grid[(s.rows + 1) * n], static_cast<int>(n),
-                 MPI_DOUBLE, down, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    MPI_Sendrecv(&grid[s.rows * n], static_cast<int>(n), MPI_DOUBLE, down, 1, &grid[0], static_cast<int>(n), MPI_DOUBLE,
-                 up, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Sendrecv(&grid[1 * n], static_cast<int>(n), MPI_DOUBLE, up, 0, &grid[(s.rows + 1) * n],
+                 static_cast<int>(n), MPI_DOUBLE, down, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Sendrecv(&grid[s.rows * n], static_cast<int>(n), MPI_DOUBLE, down, 1, &grid[0],
+                 static_cast<int>(n), MPI_DOUBLE, up, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
 #pragma omp parallel for schedule(static)
     for (std::size_t row = 1; row <= s.rows; ++row)
       for (std::size_t c = 0; c < n; ++c)
-        next[row * n + c] = 0.25 * grid[(row - 1) * n + c] + 0.5 * grid[row * n + c] + 0.25 * grid[(row + 1) * n + c];
+        next[row * n + c] = 0.25 * grid[(row - 1) * n + c] + 0.5 * grid[row * n + c] +
+                            0.25 * grid[(row + 1) * n + c];
     grid.swap(next);
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -85,10 +92,13 @@ int main(int argc, char** argv) {
 
   // The rank's memory on its node from now on; the grid's rows on their threads' nodes.
   const numamove::mpi::rank_placement placed = numamove::mpi::place_rank();
-  if (placed.error) std::fprintf(stderr, "rank %d: place_rank: %s\n", rank, placed.error.message().c_str());
+  if (placed.error)
+    std::fprintf(stderr, "rank %d: place_rank: %s\n", rank, placed.error.message().c_str());
   const std::size_t cells = (s.rows + 2) * s.columns;
   std::vector<double, numamove::allocator<double>> grid(cells, 0.0), next(cells, 0.0);
-  if (rank == 0) std::fill(grid.begin(), grid.begin() + static_cast<std::ptrdiff_t>(s.columns), 100.0);  // a hot edge
+  if (rank == 0)
+    std::fill(grid.begin(), grid.begin() + static_cast<std::ptrdiff_t>(s.columns),
+              100.0);  // a hot edge
   const numamove::openmp::static_schedule rows{s.rows + 2, omp_get_max_threads(), 0};
   numamove::openmp::place_for_schedule(grid.data(), grid.size(), rows);
   numamove::openmp::place_for_schedule(next.data(), next.size(), rows);
@@ -108,15 +118,18 @@ int main(int argc, char** argv) {
       const int node = with_cpus[static_cast<std::size_t>(at + phase) % with_cpus.size()];
       numamove::mpi::bind_process(machine.cpus_of(node));
       const numamove::mpi::rank_placement followed = numamove::mpi::follow_rank();
-      const numamove::openmp::team_migration threads = numamove::openmp::follow_threads(grid.data(), grid.size(), rows);
+      const numamove::openmp::team_migration threads =
+          numamove::openmp::follow_threads(grid.data(), grid.size(), rows);
       numamove::openmp::follow_threads(next.data(), next.size(), rows);
       moved = followed.moved_bytes + threads.bytes();
       follow_seconds = std::chrono::duration<double>(followed.elapsed + threads.elapsed).count();
-      if (followed.error) std::fprintf(stderr, "rank %d: follow_rank: %s\n", rank, followed.error.message().c_str());
+      if (followed.error)
+        std::fprintf(stderr, "rank %d: follow_rank: %s\n", rank, followed.error.message().c_str());
       left = followed.pages_not_moved;
     }
     const double seconds = advance(grid, next, s, rank, ranks);
-    const numamove::mpi::locality_table table = numamove::mpi::gather_locality(grid.data(), grid.size());
+    const numamove::mpi::locality_table table =
+        numamove::mpi::gather_locality(grid.data(), grid.size());
     double slowest = 0;
     double slowest_follow = 0;
     unsigned long long moved_total = 0;
@@ -128,10 +141,12 @@ int main(int argc, char** argv) {
     MPI_Reduce(&mine, &moved_total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Reduce(&mine_left, &left_total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
     if (rank == 0)
-      std::printf("phase %d: %d steps in %.3f s; followed the ranks: %.1f MiB moved (%llu pages busy) in %.3f s; "
-                  "grid %.1f%% local\n%s\n",
-                  phase, s.steps, slowest, static_cast<double>(moved_total) / (1 << 20), left_total, slowest_follow,
-                  100.0 * table.fraction(), table.to_string().c_str());
+      std::printf(
+          "phase %d: %d steps in %.3f s; followed the ranks: %.1f MiB moved (%llu pages busy) in "
+          "%.3f s; "
+          "grid %.1f%% local\n%s\n",
+          phase, s.steps, slowest, static_cast<double>(moved_total) / (1 << 20), left_total,
+          slowest_follow, 100.0 * table.fraction(), table.to_string().c_str());
   }
   numamove::mpi::bind_process(placed.binding.cpus);
   MPI_Finalize();

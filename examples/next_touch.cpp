@@ -14,9 +14,11 @@ int main() {
     numamove::openmp::next_touch marked(data.data(), data.size());
     // A dynamic schedule: which thread touches which page is known only when it happens.
 #pragma omp parallel for schedule(dynamic, 4096)
-    for (long i = 0; i < static_cast<long>(data.size()); ++i) data[static_cast<std::size_t>(i)] *= 2.0;
-    std::printf("%zu pages: %zu moved to their toucher's node, %zu were there already, %zu stayed\n",
-                marked.pages(), marked.moved(), marked.local(), marked.failed());
+    for (long i = 0; i < static_cast<long>(data.size()); ++i)
+      data[static_cast<std::size_t>(i)] *= 2.0;
+    std::printf(
+        "%zu pages: %zu moved to their toucher's node, %zu were there already, %zu stayed\n",
+        marked.pages(), marked.moved(), marked.local(), marked.failed());
   }  // unmarked: pages nobody touched keep their place
   for (const auto& [node, bytes] : numamove::bytes_per_node(data.data(), data.size()))
     std::printf("node %d holds %zu KiB\n", node, bytes / 1024);

@@ -18,12 +18,14 @@ int main() {
   if (!placed) std::printf("some pages could not be placed\n");
 
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (long i = 0; i < static_cast<long>(field.size()); ++i) field[static_cast<std::size_t>(i)] = 1.0 / (1.0 + static_cast<double>(i));
+  for (long i = 0; i < static_cast<long>(field.size()); ++i)
+    field[static_cast<std::size_t>(i)] = 1.0 / (1.0 + static_cast<double>(i));
 
   const auto report = numamove::openmp::locality_for_schedule(field.data(), field.size(), schedule);
   for (std::size_t t = 0; t < report.threads.size(); ++t)
-    std::printf("thread %zu on cpu %d (node %d): %.0f%% of its chunk is local\n", t, report.bindings[t].cpu,
-                report.bindings[t].node, 100 * report.threads[t].fraction());
+    std::printf("thread %zu on cpu %d (node %d): %.0f%% of its chunk is local\n", t,
+                report.bindings[t].cpu, report.bindings[t].node,
+                100 * report.threads[t].fraction());
   // Later, at a phase boundary where the binding changed: numamove::openmp::follow_threads(
   // field.data(), field.size(), schedule) moves only the chunks whose thread moved.
   return 0;

@@ -5,10 +5,10 @@
 // Same values and spelling as <numaif.h> and <linux/mempolicy.h>, so either may be included
 // before or after numamove.
 #ifndef MPOL_MF_MOVE
-#define MPOL_MF_MOVE (1<<1)      // move pages used by this process only
+#define MPOL_MF_MOVE (1 << 1)  // move pages used by this process only
 #endif
 #ifndef MPOL_MF_MOVE_ALL
-#define MPOL_MF_MOVE_ALL (1<<2)  // also move shared pages; needs CAP_SYS_NICE
+#define MPOL_MF_MOVE_ALL (1 << 2)  // also move shared pages; needs CAP_SYS_NICE
 #endif
 
 namespace numamove {

@@ -32,7 +32,8 @@ namespace numamove {
 /// result.used; docs/semantics.md). Throws std::bad_alloc only when the call's own bookkeeping
 /// cannot be allocated.
 template <class T>
-migration_result migrate(T* data, std::size_t count, int node, const migrate_options& options = {}) {
+migration_result migrate(T* data, std::size_t count, int node,
+                         const migrate_options& options = {}) {
   if (detail::range_wraps(data, count, sizeof(T))) {
     migration_result wrapped;
     wrapped.used = detail::path_for(options);
@@ -40,7 +41,8 @@ migration_result migrate(T* data, std::size_t count, int node, const migrate_opt
     return wrapped;
   }
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
-  return detail::migrate_pages(detail::page_addresses(span), std::vector<int>(span.count, node), options);
+  return detail::migrate_pages(detail::page_addresses(span), std::vector<int>(span.count, node),
+                               options);
 }
 
 /// migrate(std::data(contiguous), std::size(contiguous), node, options) for a contiguous range
@@ -59,7 +61,8 @@ migration_result migrate(Range& contiguous, int node, const migrate_options& opt
 template <class T>
 std::vector<int> locate(const T* data, std::size_t count) {
   if (detail::range_wraps(data, count, sizeof(T)))
-    throw std::system_error(EFAULT, std::generic_category(), "numamove::locate: the range wraps the address space");
+    throw std::system_error(EFAULT, std::generic_category(),
+                            "numamove::locate: the range wraps the address space");
   const detail::page_span span = detail::pages_spanned(data, count * sizeof(T));
   std::vector<void*> pages = detail::page_addresses(span);
   std::vector<int> status(span.count);

@@ -19,9 +19,9 @@ inline constexpr int node_unknown = -ENODATA;
 
 /// How migrate() moves pages.
 struct migrate_options {
-  int flags = MPOL_MF_MOVE;             ///< MPOL_MF_MOVE, or MPOL_MF_MOVE_ALL for shared pages
-  backend path = backend::automatic;    ///< which implementation moves them
-  int busy_retries = 4;                 ///< extra attempts for pages that stay -EBUSY
+  int flags = MPOL_MF_MOVE;           ///< MPOL_MF_MOVE, or MPOL_MF_MOVE_ALL for shared pages
+  backend path = backend::automatic;  ///< which implementation moves them
+  int busy_retries = 4;               ///< extra attempts for pages that stay -EBUSY
   /// Move pages that already sit on the target too: the userspace path copies them into fresh
   /// pages (to re-back a region with huge pages, or to measure the copy on a one-node machine).
   /// Only the userspace path can: with `path` automatic, force takes it; with backend::kernel,
@@ -57,9 +57,9 @@ struct migration_result {
   /// Pages whose node before the call could not be learned (userspace path, query refused,
   /// mapping spread over several nodes): moved anyway, and counted in `moved` too.
   std::size_t node_unknown = 0;
-  std::error_code error;             ///< call-level error (errno values, generic category)
-  backend used = backend::kernel;    ///< the path that ran (never automatic)
-  std::size_t bytes = 0;             ///< bytes moved: moved pages times the base page size
+  std::error_code error;           ///< call-level error (errno values, generic category)
+  backend used = backend::kernel;  ///< the path that ran (never automatic)
+  std::size_t bytes = 0;           ///< bytes moved: moved pages times the base page size
   std::chrono::nanoseconds elapsed{0};
 
   /// True when there was no call-level error and no page failed.

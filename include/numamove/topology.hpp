@@ -37,9 +37,8 @@ class topology {
   /// Throws std::invalid_argument for a description hwloc rejects or a matrix of the wrong size.
   static topology synthetic(const std::string& description,
                             const std::vector<std::vector<int>>& distances = {}) {
-    topology made = load([&](hwloc_topology_t t) {
-      return hwloc_topology_set_synthetic(t, description.c_str());
-    });
+    topology made = load(
+        [&](hwloc_topology_t t) { return hwloc_topology_set_synthetic(t, description.c_str()); });
     if (!distances.empty()) made.set_distances(distances);
     return made;
   }
@@ -71,7 +70,8 @@ class topology {
   int distance(int from, int to) const {
     const int row = at(from).index;
     const int column = at(to).index;
-    return distances_[static_cast<std::size_t>(row) * nodes_.size() + static_cast<std::size_t>(column)];
+    return distances_[static_cast<std::size_t>(row) * nodes_.size() +
+                      static_cast<std::size_t>(column)];
   }
 
   /// Nodes with memory and no CPUs (CXL or memory-only nodes), ascending. First touch cannot
@@ -114,7 +114,8 @@ class topology {
       hwloc_topology_t t;
       ~release() { hwloc_topology_destroy(t); }
     } guard{t};
-    if (configure(t) != 0) throw std::invalid_argument("numamove: hwloc rejected the topology description");
+    if (configure(t) != 0)
+      throw std::invalid_argument("numamove: hwloc rejected the topology description");
     if (hwloc_topology_load(t) != 0)
       throw std::system_error(errno, std::generic_category(), "numamove: hwloc_topology_load");
     return from_hwloc(t);
@@ -143,7 +144,8 @@ class topology {
     unsigned count = 1;
     hwloc_distances_s* matrix = nullptr;
     if (hwloc_distances_get_by_type(t, HWLOC_OBJ_NUMANODE, &count, &matrix,
-                                    HWLOC_DISTANCES_KIND_MEANS_LATENCY, 0) != 0 || count == 0)
+                                    HWLOC_DISTANCES_KIND_MEANS_LATENCY, 0) != 0 ||
+        count == 0)
       return;
     for (unsigned i = 0; i < matrix->nbobjs; ++i) {
       for (unsigned j = 0; j < matrix->nbobjs; ++j) {
@@ -160,17 +162,21 @@ class topology {
 
   void set_distances(const std::vector<std::vector<int>>& rows) {
     const std::size_t n = nodes_.size();
-    if (rows.size() != n) throw std::invalid_argument("numamove: distance matrix size differs from node count");
+    if (rows.size() != n)
+      throw std::invalid_argument("numamove: distance matrix size differs from node count");
     for (std::size_t i = 0; i < n; ++i) {
-      if (rows[i].size() != n) throw std::invalid_argument("numamove: distance matrix is not square");
-      std::copy(rows[i].begin(), rows[i].end(), distances_.begin() + static_cast<std::ptrdiff_t>(i * n));
+      if (rows[i].size() != n)
+        throw std::invalid_argument("numamove: distance matrix is not square");
+      std::copy(rows[i].begin(), rows[i].end(),
+                distances_.begin() + static_cast<std::ptrdiff_t>(i * n));
     }
   }
 
   const node_info& at(int node) const {
     const auto found = nodes_.find(node);
     if (found == nodes_.end())
-      throw std::out_of_range("numamove: node " + std::to_string(node) + " is not a node with memory");
+      throw std::out_of_range("numamove: node " + std::to_string(node) +
+                              " is not a node with memory");
     return found->second;
   }
 

@@ -53,17 +53,20 @@ struct pool {
     char* kept = make(1, PROT_READ | PROT_WRITE, MAP_PRIVATE);
     for (char* r : {touched, readonly, none, shared, locked, kept})
       for (std::size_t p = 0; p < 8 && (r == touched || p < 2); ++p)
-        if (r != locked && r != kept) std::memset(r + p * page, static_cast<int>(p + 1 + (r - touched) % 97), page);
+        if (r != locked && r != kept)
+          std::memset(r + p * page, static_cast<int>(p + 1 + (r - touched) % 97), page);
     std::memset(locked, 61, page);
     std::memset(kept, 62, page);
     ::mprotect(readonly, 2 * page, PROT_READ);
     ::mprotect(none, 2 * page, PROT_NONE);
     ::mlock(locked, page);
     ::madvise(kept, page, MADV_DONTFORK);
-    regions = {{touched, 8, true, 0}, {holes, 4, false, 0}, {readonly, 2, true, 0}, {none, 2, false, 0},
-               {shared, 2, true, 3},  {locked, 1, true, 1}, {kept, 1, true, 2}};
+    regions = {{touched, 8, true, 0}, {holes, 4, false, 0}, {readonly, 2, true, 0},
+               {none, 2, false, 0},   {shared, 2, true, 3}, {locked, 1, true, 1},
+               {kept, 1, true, 2}};
     for (const region& r : regions)
-      for (std::size_t p = 0; p < r.pages; ++p) expected.push_back(r.contents ? static_cast<unsigned char>(r.data[p * page]) : 0);
+      for (std::size_t p = 0; p < r.pages; ++p)
+        expected.push_back(r.contents ? static_cast<unsigned char>(r.data[p * page]) : 0);
     unwritable = make(1, PROT_READ, MAP_PRIVATE);
     edge = make(2, PROT_READ | PROT_WRITE, MAP_PRIVATE);
     ::munmap(edge + page, page);
@@ -74,7 +77,8 @@ struct pool {
     for (const region& r : regions)
       for (std::size_t p = 0; p < r.pages; ++p, ++k)
         if (r.contents && static_cast<unsigned char>(r.data[p * page]) != expected[k]) {
-          std::fprintf(stderr, "contents of region %p page %zu changed\n", static_cast<void*>(r.data), p);
+          std::fprintf(stderr, "contents of region %p page %zu changed\n",
+                       static_cast<void*>(r.data), p);
           std::abort();
         }
   }
@@ -96,18 +100,35 @@ struct input {
 bool allowed_status(int s, int max_node) {
   if (s >= 0) return s <= max_node;
   switch (-s) {
-    case ENOENT: case EACCES: case EPERM: case EBUSY: case EFAULT: case ENOMEM: case EIO: case EINVAL: case ENODATA:
+    case ENOENT:
+    case EACCES:
+    case EPERM:
+    case EBUSY:
+    case EFAULT:
+    case ENOMEM:
+    case EIO:
+    case EINVAL:
+    case ENODATA:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
 bool allowed_errno(int e) {
   switch (e) {
-    case EINVAL: case EPERM: case ESRCH: case ENODEV: case EACCES: case EFAULT: case ENOMEM: case EOPNOTSUPP:
+    case EINVAL:
+    case EPERM:
+    case ESRCH:
+    case ENODEV:
+    case EACCES:
+    case EFAULT:
+    case ENOMEM:
+    case EOPNOTSUPP:
     case EHOSTUNREACH:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -159,7 +180,8 @@ outcome run(const call& c, numamove::backend path) {
   if (path == numamove::backend::userspace) {
     numamove::detail::userspace::relocation_options options;
     options.force = c.force;
-    o.rc = numamove::detail::userspace::move_pages(c.pid, n, pages_arg, nodes_arg, status_arg, c.flags, options);
+    o.rc = numamove::detail::userspace::move_pages(c.pid, n, pages_arg, nodes_arg, status_arg,
+                                                   c.flags, options);
   } else {
     o.rc = numamove::move_pages(c.pid, n, pages_arg, nodes_arg, status_arg, c.flags, path);
   }
@@ -170,7 +192,8 @@ outcome run(const call& c, numamove::backend path) {
 // Documented differences of the userspace path (docs/semantics.md) for a page `v`.
 bool documented_difference(const pool& p, void* v, int kernel, int userspace) {
   for (const region& r : p.regions) {
-    if (static_cast<char*>(v) < r.data || static_cast<char*>(v) >= r.data + r.pages * p.page) continue;
+    if (static_cast<char*>(v) < r.data || static_cast<char*>(v) >= r.data + r.pages * p.page)
+      continue;
     if (r.kind == 1 || r.kind == 2) return userspace == -EPERM;            // mlocked, MADV_DONTFORK
     if (r.kind == 3) return userspace == -EACCES || userspace == -EINVAL;  // shared memory
     if (r.data == p.regions[3].data) return kernel == -ENOENT;             // PROT_NONE, Linux < 6.x
@@ -188,17 +211,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   c.query = (head & 1) != 0;
   c.force = (head & 2) != 0;
   switch (head >> 2 & 7) {
-    case 0: c.flags = 0; break;
-    case 1: case 2: c.flags = MPOL_MF_MOVE; break;
-    case 3: c.flags = MPOL_MF_MOVE_ALL; break;
-    case 4: c.flags = MPOL_MF_MOVE | 1; break;
-    case 5: c.flags = 1 << 5; break;
-    default: c.flags = MPOL_MF_MOVE; break;
+    case 0:
+      c.flags = 0;
+      break;
+    case 1:
+    case 2:
+      c.flags = MPOL_MF_MOVE;
+      break;
+    case 3:
+      c.flags = MPOL_MF_MOVE_ALL;
+      break;
+    case 4:
+      c.flags = MPOL_MF_MOVE | 1;
+      break;
+    case 5:
+      c.flags = 1 << 5;
+      break;
+    default:
+      c.flags = MPOL_MF_MOVE;
+      break;
   }
   switch (head >> 5) {
-    case 0: c.pid = static_cast<int>(::getpid()); break;
-    case 1: c.pid = vanished_pid(); break;
-    default: c.pid = 0; break;
+    case 0:
+      c.pid = static_cast<int>(::getpid());
+      break;
+    case 1:
+      c.pid = vanished_pid();
+      break;
+    default:
+      c.pid = 0;
+      break;
   }
   const std::uint8_t arrays = in.next();
   c.pages_array = arrays % 8 == 0 ? 1 : arrays % 8 == 1 ? 2 : 0;
@@ -212,13 +254,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const region& r = p.regions[what % 16];
       address = r.data + (where % r.pages) * p.page + (where / 16) * 97 % p.page;
     } else if (what % 16 == 8) {
-      address = reinterpret_cast<char*>(static_cast<std::uintptr_t>(where + 1) * p.page);  // never mapped
+      address =
+          reinterpret_cast<char*>(static_cast<std::uintptr_t>(where + 1) * p.page);  // never mapped
     } else {
       address = p.regions[0].data + (where % 8) * p.page;
     }
     c.pages.push_back(address);
     const std::uint8_t node = in.next();
-    c.nodes.push_back(node < 200 ? p.home : node < 220 ? -1 : node < 240 ? p.max_node + 1 : 1 << 20);
+    c.nodes.push_back(node < 200   ? p.home
+                      : node < 220 ? -1
+                      : node < 240 ? p.max_node + 1
+                                   : 1 << 20);
   }
 
   const outcome kernel = run(c, numamove::backend::kernel);
@@ -238,19 +284,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::abort();
       }
   // Both paths exist here: compare them where the rules cannot differ.
-  const bool comparable = !c.force && c.status_array == 0 && c.pages_array == 0 &&
-                          numamove::capabilities::of_this_process().automatic() == numamove::backend::kernel;
+  const bool comparable =
+      !c.force && c.status_array == 0 && c.pages_array == 0 &&
+      numamove::capabilities::of_this_process().automatic() == numamove::backend::kernel;
   if (comparable) {
     const bool same_call = kernel.rc == userspace.rc && kernel.error == userspace.error;
     if (!same_call && !(kernel.rc > 0 && userspace.rc == 0)) {
-      std::fprintf(stderr, "kernel %ld/%d, userspace %ld/%d\n", kernel.rc, kernel.error, userspace.rc, userspace.error);
+      std::fprintf(stderr, "kernel %ld/%d, userspace %ld/%d\n", kernel.rc, kernel.error,
+                   userspace.rc, userspace.error);
       std::abort();
     }
     if (kernel.rc == 0 && userspace.rc == 0)
       for (std::size_t i = 0; i < n; ++i)
         if (kernel.status[i] != userspace.status[i] &&
             !documented_difference(p, c.pages[i], kernel.status[i], userspace.status[i])) {
-          std::fprintf(stderr, "entry %zu (%p): kernel %d, userspace %d\n", i, c.pages[i], kernel.status[i], userspace.status[i]);
+          std::fprintf(stderr, "entry %zu (%p): kernel %d, userspace %d\n", i, c.pages[i],
+                       kernel.status[i], userspace.status[i]);
           std::abort();
         }
   }

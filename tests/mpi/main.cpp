@@ -3,7 +3,8 @@
 //                                              with mpirun (this binary with --ranks, the test
 //                                              apps, the hooks) and check what the ranks report
 //   numamove_mpi_tests --ranks [catch2 args]   one rank of such a job: MPI_Init, the cases,
-//                                              MPI_Finalize (mpirun fails the job when a rank fails)
+//                                              MPI_Finalize (mpirun fails the job when a rank
+//                                              fails)
 #include <mpi.h>
 
 #include <cstdio>
@@ -32,7 +33,9 @@ int main(int argc, char** argv) {
   // After MPI_Finalize every call refuses to run.
   try {
     numamove::mpi::rank_affinity();
-    std::fprintf(stderr, "numamove-test: rank_affinity() after MPI_Finalize did not throw std::logic_error\n");
+    std::fprintf(
+        stderr,
+        "numamove-test: rank_affinity() after MPI_Finalize did not throw std::logic_error\n");
     return 1;
   } catch (const std::logic_error&) {
   }

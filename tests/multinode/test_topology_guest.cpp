@@ -13,7 +13,8 @@ TEST_CASE("topology lists exactly the kernel's nodes with memory", "[multinode][
   INFO("kernel: online " << to_text(kernel_nodes("online")) << " has_memory " << to_text(expected));
   CHECK(t.nodes() == expected);
   REQUIRE(t.nodes().size() >= 2);
-  if (vm_expected_number("nodes") > 0) CHECK(t.nodes().size() == static_cast<std::size_t>(vm_expected_number("nodes")));
+  if (vm_expected_number("nodes") > 0)
+    CHECK(t.nodes().size() == static_cast<std::size_t>(vm_expected_number("nodes")));
   for (const int n : memoryless_nodes()) {
     INFO("memoryless node " << n);
     CHECK_FALSE(t.has_node(n));
@@ -46,7 +47,8 @@ TEST_CASE("a node with memory and no CPUs is a node, and has no CPUs", "[multino
   }
 }
 
-TEST_CASE("a node with CPUs and no memory is not a target, and its CPUs belong to no node", "[multinode][topology]") {
+TEST_CASE("a node with CPUs and no memory is not a target, and its CPUs belong to no node",
+          "[multinode][topology]") {
   const numamove::topology& t = numamove::topology::system();
   std::vector<int> cpu_only;
   for (const int n : memoryless_nodes())
@@ -63,7 +65,8 @@ TEST_CASE("the ids of the nodes with memory may have gaps", "[multinode][topolog
   const std::vector<int> nodes = numamove::topology::system().nodes();
   REQUIRE(nodes.size() >= 2);
   const bool gap = nodes.back() - nodes.front() + 1 != static_cast<int>(nodes.size());
-  NUMAMOVE_SKIP_UNLESS(gap, "sparse-memory-nodes", "the nodes with memory are " + to_text(nodes) + ", no gap");
+  NUMAMOVE_SKIP_UNLESS(gap, "sparse-memory-nodes",
+                       "the nodes with memory are " + to_text(nodes) + ", no gap");
   // Every listed id is a real node with memory, and the ids in the gaps are not targets.
   for (int id = nodes.front(); id <= nodes.back(); ++id) {
     const bool listed = std::binary_search(nodes.begin(), nodes.end(), id);
@@ -89,7 +92,8 @@ TEST_CASE("distance() is the kernel's SLIT, in the right direction", "[multinode
       CHECK(t.distance(from, to) == row[k]);
       if (from != to && row[k] != 20) beyond_default = true;
       const std::vector<int> back = kernel_distances_from(to);
-      const auto from_k = static_cast<std::size_t>(std::find(online.begin(), online.end(), from) - online.begin());
+      const auto from_k =
+          static_cast<std::size_t>(std::find(online.begin(), online.end(), from) - online.begin());
       if (back[from_k] != row[k]) asymmetric = true;
     }
     CHECK(t.distance(from, from) == 10);

@@ -20,7 +20,9 @@ using numamove_test::page;
 namespace {
 
 // A page-aligned fake address: planning never touches memory.
-const void* fake(std::size_t page_index) { return reinterpret_cast<const void*>((std::uintptr_t{1} << 32) + page_index * page()); }
+const void* fake(std::size_t page_index) {
+  return reinterpret_cast<const void*>((std::uintptr_t{1} << 32) + page_index * page());
+}
 
 std::vector<int> owners(const static_schedule& s) {
   std::vector<int> who(s.iterations);
@@ -67,7 +69,8 @@ TEST_CASE("static_schedule assigns iterations as the OpenMP runtime does", "[pla
   }
 }
 
-TEST_CASE("node_of_cpus: a mask within one node, a mask spanning nodes, a memoryless CPU", "[plan]") {
+TEST_CASE("node_of_cpus: a mask within one node, a mask spanning nodes, a memoryless CPU",
+          "[plan]") {
   const auto machine = numamove::topology::synthetic("pack:2 numa:1 core:2 pu:1");
   REQUIRE(machine.nodes() == std::vector<int>{0, 1});
   REQUIRE(machine.cpus_of(1) == std::vector<int>{2, 3});
@@ -93,7 +96,8 @@ TEST_CASE("plan: a block schedule on two packages gives each thread its block of
   const auto machine = numamove::topology::synthetic("pack:2 numa:1 core:2 pu:1");
   // Four threads bound one per CPU: threads 0 and 1 on node 0, threads 2 and 3 on node 1.
   std::vector<int> nodes;
-  for (const int cpu : {0, 1, 2, 3}) nodes.push_back(numamove::openmp::node_of_cpus(machine, {cpu}, cpu));
+  for (const int cpu : {0, 1, 2, 3})
+    nodes.push_back(numamove::openmp::node_of_cpus(machine, {cpu}, cpu));
   REQUIRE(nodes == std::vector<int>{0, 0, 1, 1});
   // 16 pages, one iteration per page.
   const auto plan = plan_for_schedule(fake(0), 16 * page(), {16, 4, 0}, nodes);
@@ -159,7 +163,9 @@ TEST_CASE("plan: every page the data touches is in exactly one run", "[plan]") {
         for (const page_run& run : plan.runs[t])
           for (std::size_t p = 0; p < run.pages; ++p) {
             const std::size_t index = (reinterpret_cast<std::uintptr_t>(run.first) -
-                                       reinterpret_cast<std::uintptr_t>(fake(0))) / page() + p;
+                                       reinterpret_cast<std::uintptr_t>(fake(0))) /
+                                          page() +
+                                      p;
             REQUIRE(index < spanned);
             CHECK(owner[index] == -1);
             owner[index] = static_cast<int>(t);
@@ -173,7 +179,8 @@ TEST_CASE("plan and locality reject what does not fit", "[plan]") {
   CHECK_THROWS_AS(plan_for_schedule(fake(0), 10 * page(), {3, 1, 0}, {0}), std::invalid_argument);
   CHECK_THROWS_AS(plan_for_schedule(fake(0), 4 * page(), {4, 2, 0}, {0}), std::invalid_argument);
   CHECK_THROWS_AS(plan_for_schedule(fake(0), 4 * page(), {4, 0, 0}, {}), std::invalid_argument);
-  CHECK_THROWS_AS(plan_for_schedule(fake(0), 4 * page(), {4, 1, 0}, {0}, page() / 2), std::invalid_argument);
+  CHECK_THROWS_AS(plan_for_schedule(fake(0), 4 * page(), {4, 1, 0}, {0}, page() / 2),
+                  std::invalid_argument);
   CHECK_THROWS_AS(plan_for_schedule(fake(0), 4 * page(), {0, 1, 0}, {0}), std::invalid_argument);
   CHECK(plan_for_schedule(fake(0), 0, {0, 1, 0}, {0}).runs[0].empty());
   CHECK_THROWS_AS(numamove::openmp::locality_of(fake(0), 4 * page(), {4, 1, 0}, {0}, {0, 0, 0}),

@@ -21,11 +21,13 @@ int main(int argc, char** argv) {
     const std::size_t needed = std::strtoul(args[i + 1], nullptr, 10);
     const std::size_t present = numamove::topology::system().nodes().size();
     if (present < needed) {
-      std::printf("SKIPPED: needs %zu NUMA nodes, this machine has %zu (the tests/vm guests run these)\n",
-                  needed, present);
+      std::printf(
+          "SKIPPED: needs %zu NUMA nodes, this machine has %zu (the tests/vm guests run these)\n",
+          needed, present);
       return 77;
     }
-    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+               args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
     break;
   }
   return Catch::Session().run(static_cast<int>(args.size()), args.data());

@@ -19,15 +19,18 @@ namespace {
 std::pair<int, unsigned long> policy_at(const void* address) {
   int mode = -1;
   unsigned long mask[2] = {0, 0};
-  numamove::detail::sys_get_mempolicy(&mode, mask, 128, const_cast<void*>(address), numamove::detail::mpol_f_addr);
+  numamove::detail::sys_get_mempolicy(&mode, mask, 128, const_cast<void*>(address),
+                                      numamove::detail::mpol_f_addr);
   return {mode, mask[0]};
 }
 }  // namespace
 
 TEST_CASE("on_node binds the pages before first touch", "[allocator]") {
-  numamove::vector<double> v(100000, numamove::allocator<double>(numamove::placement::on_node(home)));
+  numamove::vector<double> v(100000,
+                             numamove::allocator<double>(numamove::placement::on_node(home)));
   CHECK(reinterpret_cast<std::uintptr_t>(v.data()) % numamove_test::page() == 0);
-  CHECK(policy_at(v.data()) == std::pair<int, unsigned long>{numamove::detail::mpol_bind, 1UL << home});
+  CHECK(policy_at(v.data()) ==
+        std::pair<int, unsigned long>{numamove::detail::mpol_bind, 1UL << home});
   for (const int node : numamove::locate(v.data(), v.size())) CHECK(node == home);
 }
 
@@ -53,7 +56,8 @@ TEST_CASE("an unknown node is an error at construction", "[allocator][errors]") 
     }
     return 0;
   };
-  CHECK(code_of(numamove::placement::on_node(numamove::topology::system().nodes().back() + 1)) == ENODEV);
+  CHECK(code_of(numamove::placement::on_node(numamove::topology::system().nodes().back() + 1)) ==
+        ENODEV);
   CHECK(code_of(numamove::placement::on_node(-3)) == ENODEV);
   CHECK(code_of(numamove::placement::interleave({home, 1000})) == ENODEV);
   CHECK(code_of(numamove::placement::interleave({})) == EINVAL);
@@ -68,7 +72,8 @@ TEST_CASE("allocation failure is std::bad_alloc", "[allocator][errors]") {
 
 TEST_CASE("works with node-based containers through rebinding", "[allocator]") {
   using pair_allocator = numamove::allocator<std::pair<const int, int>>;
-  std::map<int, int, std::less<int>, pair_allocator> m{pair_allocator(numamove::placement::on_node(home))};
+  std::map<int, int, std::less<int>, pair_allocator> m{
+      pair_allocator(numamove::placement::on_node(home))};
   for (int i = 0; i < 100; ++i) m[i] = i * i;
   CHECK(m.at(9) == 81);
   std::list<int, numamove::allocator<int>> l(10, 4);

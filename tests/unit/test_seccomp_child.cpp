@@ -41,7 +41,8 @@ int raw_set_mempolicy_errno() {
   return ::syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, nullptr, 0UL) == 0 ? 0 : errno;
 }
 int raw_mbind_errno(void* addr, std::size_t length) {
-  return ::syscall(SYS_mbind, addr, length, 0 /* MPOL_DEFAULT */, nullptr, 0UL, 0U) == 0 ? 0 : errno;
+  return ::syscall(SYS_mbind, addr, length, 0 /* MPOL_DEFAULT */, nullptr, 0UL, 0U) == 0 ? 0
+                                                                                         : errno;
 }
 
 }  // namespace
@@ -94,7 +95,8 @@ TEST_CASE("the Docker-like filter refuses move_pages and migrate_pages with EPER
   CHECK(raw_query_errno(m.data) == 0);
 }
 
-TEST_CASE("without CAP_SYS_NICE, or with refuse_all, the mempolicy calls are refused too", "[seccomp]") {
+TEST_CASE("without CAP_SYS_NICE, or with refuse_all, the mempolicy calls are refused too",
+          "[seccomp]") {
   numamove_test::mapping m(1);
   m.touch(0, 1);
   const auto body = [&](child_channel& ch) {
@@ -123,7 +125,8 @@ TEST_CASE("without CAP_SYS_NICE, or with refuse_all, the mempolicy calls are ref
   CHECK(r.values[4] == EPERM);
 }
 
-TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, errno EPERM", "[seccomp][move_pages]") {
+TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, errno EPERM",
+          "[seccomp][move_pages]") {
   numamove_test::mapping m(4);
   m.touch(0, 4);
   const auto r = numamove_test::run_in_seccomp_child([&](child_channel& ch) {
@@ -131,7 +134,8 @@ TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, er
     std::vector<int> nodes(4, home);
     std::vector<int> status(4, 1000);
     errno = 0;
-    ch.send(numamove::move_pages(0, 4, pages.data(), nullptr, status.data(), 0, numamove::backend::kernel));
+    ch.send(numamove::move_pages(0, 4, pages.data(), nullptr, status.data(), 0,
+                                 numamove::backend::kernel));
     ch.send(errno);
     ch.send(status == std::vector<int>(4, 1000));  // nothing written
     errno = 0;
@@ -159,7 +163,8 @@ TEST_CASE("under the filter backend::kernel reports the kernel's refusal: -1, er
   CHECK(r.values[7] == 0);
 }
 
-TEST_CASE("under the filter backend::automatic does not crash and leaves the data alone", "[seccomp][move_pages]") {
+TEST_CASE("under the filter backend::automatic does not crash and leaves the data alone",
+          "[seccomp][move_pages]") {
   constexpr std::size_t pages = 8;
   numamove_test::mapping m(pages);
   m.touch(0, pages);
@@ -176,7 +181,8 @@ TEST_CASE("under the filter backend::automatic does not crash and leaves the dat
     ch.send(numamove::move_pages(0, pages, addresses.data(), nullptr, status.data(), 0));
     ch.send(errno);
     errno = 0;
-    ch.send(numamove::move_pages(0, pages, addresses.data(), nodes.data(), status.data(), MPOL_MF_MOVE));
+    ch.send(numamove::move_pages(0, pages, addresses.data(), nodes.data(), status.data(),
+                                 MPOL_MF_MOVE));
     ch.send(errno);
     const numamove::migration_result moved = numamove::migrate(m.data, m.bytes, home);
     ch.send(moved.error.value());
@@ -235,9 +241,8 @@ TEST_CASE("the helper reports a child that crashes or throws instead of hanging"
     CHECK(r.problem.find("signal 11") != std::string::npos);
   }
   SECTION("throw") {
-    const auto r = numamove_test::run_in_seccomp_child([](child_channel&) -> int {
-      throw std::runtime_error("boom");
-    });
+    const auto r = numamove_test::run_in_seccomp_child(
+        [](child_channel&) -> int { throw std::runtime_error("boom"); });
     CHECK(r.finished);
     CHECK(r.code == 125);
     CHECK(r.notes.find("boom") != std::string::npos);

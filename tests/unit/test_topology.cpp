@@ -68,7 +68,8 @@ TEST_CASE("synthetic topologies", "[topology]") {
     CHECK(t.nodes_without_cpus().empty());
   }
   SECTION("non-contiguous node and CPU ids") {
-    const topology t = topology::synthetic("pack:2 numa:1(indexes=0,16) core:2 pu:1(indexes=0,1,8,9)");
+    const topology t =
+        topology::synthetic("pack:2 numa:1(indexes=0,16) core:2 pu:1(indexes=0,1,8,9)");
     CHECK(t.nodes() == std::vector<int>{0, 16});
     CHECK(t.cpus_of(16) == std::vector<int>{8, 9});
     CHECK(t.node_of_cpu(9) == 16);
@@ -76,8 +77,9 @@ TEST_CASE("synthetic topologies", "[topology]") {
     CHECK_FALSE(t.has_node(1));
   }
   SECTION("distances given as a matrix") {
-    const topology t = topology::synthetic("pack:4 numa:1 core:1 pu:1",
-                                           {{10, 12, 20, 22}, {12, 10, 22, 20}, {20, 22, 10, 12}, {22, 20, 12, 10}});
+    const topology t = topology::synthetic(
+        "pack:4 numa:1 core:1 pu:1",
+        {{10, 12, 20, 22}, {12, 10, 22, 20}, {20, 22, 10, 12}, {22, 20, 12, 10}});
     CHECK(t.nodes().size() == 4);
     CHECK(t.distance(0, 3) == 22);
     CHECK(t.distance(2, 3) == 12);

@@ -59,7 +59,8 @@ std::vector<int> id_list(const std::string& path) {
 /// The node with memory whose /sys cpulist holds `cpu`, or -1.
 int node_of_cpu(int cpu) {
   for (const int node : id_list("/sys/devices/system/node/has_memory")) {
-    const std::vector<int> cpus = id_list("/sys/devices/system/node/node" + std::to_string(node) + "/cpulist");
+    const std::vector<int> cpus =
+        id_list("/sys/devices/system/node/node" + std::to_string(node) + "/cpulist");
     if (std::find(cpus.begin(), cpus.end(), cpu) != cpus.end()) return node;
   }
   return -1;
@@ -90,7 +91,8 @@ struct policy_seen {
 policy_seen thread_policy() {
   policy_seen p;
   unsigned long mask[16] = {};
-  if (syscall(SYS_get_mempolicy, &p.mode, mask, 16 * 8 * sizeof(unsigned long), nullptr, 0) != 0) return p;
+  if (syscall(SYS_get_mempolicy, &p.mode, mask, 16 * 8 * sizeof(unsigned long), nullptr, 0) != 0)
+    return p;
   for (int n = 0; n < 16 * 64; ++n)
     if (mask[n / 64] >> (n % 64) & 1) p.nodes.insert(n);
   return p;
@@ -100,11 +102,16 @@ policy_seen thread_policy() {
 /// counts) when the query is refused.
 std::map<int, long> where(const void* data, long bytes, bool& from_numa_maps) {
   const long page = sysconf(_SC_PAGESIZE);
-  const auto first = reinterpret_cast<std::uintptr_t>(data) / static_cast<std::uintptr_t>(page) * static_cast<std::uintptr_t>(page);
-  const auto count = static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(data) + static_cast<std::uintptr_t>(bytes) - first + static_cast<std::uintptr_t>(page) - 1) / static_cast<std::uintptr_t>(page));
+  const auto first = reinterpret_cast<std::uintptr_t>(data) / static_cast<std::uintptr_t>(page) *
+                     static_cast<std::uintptr_t>(page);
+  const auto count = static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(data) +
+                                               static_cast<std::uintptr_t>(bytes) - first +
+                                               static_cast<std::uintptr_t>(page) - 1) /
+                                              static_cast<std::uintptr_t>(page));
   std::vector<void*> pages(count);
   std::vector<int> status(count, -1);
-  for (std::size_t i = 0; i < count; ++i) pages[i] = reinterpret_cast<void*>(first + i * static_cast<std::uintptr_t>(page));
+  for (std::size_t i = 0; i < count; ++i)
+    pages[i] = reinterpret_cast<void*>(first + i * static_cast<std::uintptr_t>(page));
   std::map<int, long> on;
   from_numa_maps = false;
   if (syscall(SYS_move_pages, 0, count, pages.data(), nullptr, status.data(), 0) == 0) {
@@ -117,7 +124,8 @@ std::map<int, long> where(const void* data, long bytes, bool& from_numa_maps) {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
     unsigned long from = 0, to = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &from, &to) == 2 && from <= first && first < to) start = from;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &from, &to) == 2 && from <= first && first < to)
+      start = from;
   }
   std::ifstream numa_maps("/proc/self/numa_maps");
   for (std::string line; std::getline(numa_maps, line);) {
@@ -134,7 +142,8 @@ std::map<int, long> where(const void* data, long bytes, bool& from_numa_maps) {
 
 std::string describe(const std::map<int, long>& on) {
   std::string text;
-  for (const auto& [node, bytes] : on) text += " " + std::to_string(node) + ":" + std::to_string(bytes / 1024) + "KiB";
+  for (const auto& [node, bytes] : on)
+    text += " " + std::to_string(node) + ":" + std::to_string(bytes / 1024) + "KiB";
   return text;
 }
 
@@ -155,29 +164,48 @@ int numamove_test_check(const char* what, const void* data, long bytes) {
   bool numa_maps = false;
   const std::map<int, long> on = where(data, bytes, numa_maps);
   const std::set<int> mine = nodes_of_my_cpus();
-  std::printf("numamove-test: rank %d %s: mode %d policy nodes%s cpus' nodes%s pages%s%s\n", world_rank(), what, p.mode,
-              [&] { std::string s; for (int n : p.nodes) s += " " + std::to_string(n); return s; }().c_str(),
-              [&] { std::string s; for (int n : mine) s += " " + std::to_string(n); return s; }().c_str(),
-              describe(on).c_str(), numa_maps ? " (numa_maps)" : "");
+  std::printf(
+      "numamove-test: rank %d %s: mode %d policy nodes%s cpus' nodes%s pages%s%s\n", world_rank(),
+      what, p.mode,
+      [&] {
+        std::string s;
+        for (int n : p.nodes) s += " " + std::to_string(n);
+        return s;
+      }()
+          .c_str(),
+      [&] {
+        std::string s;
+        for (int n : mine) s += " " + std::to_string(n);
+        return s;
+      }()
+          .c_str(),
+      describe(on).c_str(), numa_maps ? " (numa_maps)" : "");
   if (expect == "none") {
-    if (p.mode != 0) fail(std::string(what) + ": the policy changed (mode " + std::to_string(p.mode) + ")");
+    if (p.mode != 0)
+      fail(std::string(what) + ": the policy changed (mode " + std::to_string(p.mode) + ")");
     return failures;
   }
   if (expect == "interleave") {
-    if (p.mode != 3 || p.nodes != mine) fail(std::string(what) + ": not interleaved over the nodes of the CPUs");
+    if (p.mode != 3 || p.nodes != mine)
+      fail(std::string(what) + ": not interleaved over the nodes of the CPUs");
     return failures;
   }
   const char* mode = std::getenv("NUMAMOVE_TEST_MODE");
   const int wanted = mode != nullptr && std::strcmp(mode, "preferred") == 0 ? 1 : 2;
   if (p.mode != wanted || p.nodes.size() != 1) {
-    fail(std::string(what) + ": policy mode " + std::to_string(p.mode) + " with " + std::to_string(p.nodes.size()) +
-         " nodes, expected mode " + std::to_string(wanted) + " on one node");
+    fail(std::string(what) + ": policy mode " + std::to_string(p.mode) + " with " +
+         std::to_string(p.nodes.size()) + " nodes, expected mode " + std::to_string(wanted) +
+         " on one node");
     return failures;
   }
   const int node = *p.nodes.begin();
-  if (mine.count(node) == 0) fail(std::string(what) + ": policy node " + std::to_string(node) + " is not a node of the rank's CPUs");
+  if (mine.count(node) == 0)
+    fail(std::string(what) + ": policy node " + std::to_string(node) +
+         " is not a node of the rank's CPUs");
   for (const auto& [n, b] : on)
-    if (n != node) fail(std::string(what) + ": " + std::to_string(b) + " bytes on " + std::to_string(n) + ", not on " + std::to_string(node));
+    if (n != node)
+      fail(std::string(what) + ": " + std::to_string(b) + " bytes on " + std::to_string(n) +
+           ", not on " + std::to_string(node));
   if (expect == "spread") {
     int ranks = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
@@ -212,20 +240,28 @@ int numamove_test_check_window(MPI_Fint fortran_win) {
   MPI_Win_shared_query(win, next, &size, &unit, &base);
   const long page = sysconf(_SC_PAGESIZE);
   // The whole pages of its segment: the boundary pages may belong to a neighbour.
-  const auto begin = (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(page) - 1) / static_cast<std::uintptr_t>(page) * static_cast<std::uintptr_t>(page);
-  const auto end = (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(size)) / static_cast<std::uintptr_t>(page) * static_cast<std::uintptr_t>(page);
+  const auto begin =
+      (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(page) - 1) /
+      static_cast<std::uintptr_t>(page) * static_cast<std::uintptr_t>(page);
+  const auto end = (reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(size)) /
+                   static_cast<std::uintptr_t>(page) * static_cast<std::uintptr_t>(page);
   long sum = 0;
-  for (std::uintptr_t at = begin; at < end; at += static_cast<std::uintptr_t>(page)) sum += *reinterpret_cast<volatile char*>(at);
+  for (std::uintptr_t at = begin; at < end; at += static_cast<std::uintptr_t>(page))
+    sum += *reinterpret_cast<volatile char*>(at);
   bool numa_maps = false;
-  const std::map<int, long> on = end > begin ? where(reinterpret_cast<void*>(begin), static_cast<long>(end - begin), numa_maps)
-                                             : std::map<int, long>{};
-  std::printf("numamove-test: rank %d window segment of rank %d (node %d): pages%s%s (sum %ld)\n", rank, next,
-              nodes[static_cast<std::size_t>(next)], describe(on).c_str(), numa_maps ? " (numa_maps)" : "", sum);
+  const std::map<int, long> on =
+      end > begin ? where(reinterpret_cast<void*>(begin), static_cast<long>(end - begin), numa_maps)
+                  : std::map<int, long>{};
+  std::printf("numamove-test: rank %d window segment of rank %d (node %d): pages%s%s (sum %ld)\n",
+              rank, next, nodes[static_cast<std::size_t>(next)], describe(on).c_str(),
+              numa_maps ? " (numa_maps)" : "", sum);
   if (nodes[static_cast<std::size_t>(next)] >= 0 && !numa_maps)
     for (const auto& [n, b] : on)
       if (n != nodes[static_cast<std::size_t>(next)])
-        fail("window: " + std::to_string(b) + " bytes of rank " + std::to_string(next) + "'s segment on node " + std::to_string(n));
-  if (end <= begin) fail("window: the segment of rank " + std::to_string(next) + " has no whole page");
+        fail("window: " + std::to_string(b) + " bytes of rank " + std::to_string(next) +
+             "'s segment on node " + std::to_string(n));
+  if (end <= begin)
+    fail("window: the segment of rank " + std::to_string(next) + " has no whole page");
   MPI_Barrier(MPI_COMM_WORLD);
   return failures;
 }

@@ -6,7 +6,8 @@
 
 int main() {
   const int node = numamove::topology::system().nodes().front();
-  numamove::vector<int> data(1 << 16, 1, numamove::allocator<int>(numamove::placement::on_node(node)));
+  numamove::vector<int> data(1 << 16, 1,
+                             numamove::allocator<int>(numamove::placement::on_node(node)));
   numamove::migrate_options options;
   options.flags = MPOL_MF_MOVE;
   const numamove::migration_result moved = numamove::migrate(data, node, options);

@@ -17,9 +17,10 @@ namespace numamove::detail {
 /// with the contract and return values of the public numamove::move_pages (move_pages.hpp):
 /// 0, a positive count of pages not migrated, or -1 with errno set. The one place below the
 /// public API that keeps that convention; internal callers convert at once (errors.hpp).
-inline long move_pages_on(backend path, int pid, unsigned long count, void** pages, const int* nodes, int* status,
-                          int flags) {
-  if (resolve(path) == backend::kernel) return kernel_move_pages(pid, count, pages, nodes, status, flags);
+inline long move_pages_on(backend path, int pid, unsigned long count, void** pages,
+                          const int* nodes, int* status, int flags) {
+  if (resolve(path) == backend::kernel)
+    return kernel_move_pages(pid, count, pages, nodes, status, flags);
   return userspace_move_pages(pid, count, pages, nodes, status, flags);
 }
 

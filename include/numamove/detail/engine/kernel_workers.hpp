@@ -25,7 +25,8 @@ class kernel_workers {
  public:
   /// The process's workers.
   static kernel_workers& shared() {
-    static const int registered = ::pthread_atfork(nullptr, nullptr, [] { current() = new kernel_workers; });
+    static const int registered =
+        ::pthread_atfork(nullptr, nullptr, [] { current() = new kernel_workers; });
     (void)registered;
     return *current();
   }

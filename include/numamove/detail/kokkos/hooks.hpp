@@ -52,12 +52,13 @@ class Kokkos::Impl::SharedAllocationRecord<numamove::kokkos::NumaSpace, void>
 
  protected:
   ~SharedAllocationRecord() override {
-    m_space.deallocate(RecordBase::m_alloc_ptr->m_label, RecordBase::m_alloc_ptr, RecordBase::m_alloc_size,
+    m_space.deallocate(RecordBase::m_alloc_ptr->m_label, RecordBase::m_alloc_ptr,
+                       RecordBase::m_alloc_size,
                        RecordBase::m_alloc_size - sizeof(SharedAllocationHeader));
   }
 
-  SharedAllocationRecord(const numamove::kokkos::NumaSpace& space, const std::string& label, std::size_t size,
-                         RecordBase::function_type dealloc = &base_t::deallocate)
+  SharedAllocationRecord(const numamove::kokkos::NumaSpace& space, const std::string& label,
+                         std::size_t size, RecordBase::function_type dealloc = &base_t::deallocate)
       : base_t(
 #ifdef KOKKOS_ENABLE_DEBUG
             &s_root_record,
@@ -77,17 +78,20 @@ class Kokkos::Impl::SharedAllocationRecord<numamove::kokkos::NumaSpace, void>
   // Kokkos 3.7+ also constructs a record with the execution space of view_alloc(); host memory
   // needs no fence for it.
   template <class ExecutionSpace>
-  SharedAllocationRecord(const ExecutionSpace&, const numamove::kokkos::NumaSpace& space, const std::string& label,
-                         std::size_t size, RecordBase::function_type dealloc = &base_t::deallocate)
+  SharedAllocationRecord(const ExecutionSpace&, const numamove::kokkos::NumaSpace& space,
+                         const std::string& label, std::size_t size,
+                         RecordBase::function_type dealloc = &base_t::deallocate)
       : SharedAllocationRecord(space, label, size, dealloc) {}
 
  public:
-  static SharedAllocationRecord* allocate(const numamove::kokkos::NumaSpace& space, const std::string& label,
-                                          std::size_t size) {
+  static SharedAllocationRecord* allocate(const numamove::kokkos::NumaSpace& space,
+                                          const std::string& label, std::size_t size) {
     return new SharedAllocationRecord(space, label, size);
   }
 
-  const numamove::kokkos::NumaSpace& space() const noexcept { return m_space; }
+  const numamove::kokkos::NumaSpace& space() const noexcept {
+    return m_space;
+  }
 };
 #endif
 

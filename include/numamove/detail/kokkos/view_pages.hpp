@@ -66,7 +66,8 @@ std::vector<void*> pages_of(const View& view) {
   std::vector<void*> pages;
   for_each_run(view, [&](std::uintptr_t first, std::size_t bytes) {
     for (std::uintptr_t p = first / page * page; p < first + bytes; p += page) {
-      if (pages.empty() || reinterpret_cast<std::uintptr_t>(pages.back()) != p) pages.push_back(reinterpret_cast<void*>(p));
+      if (pages.empty() || reinterpret_cast<std::uintptr_t>(pages.back()) != p)
+        pages.push_back(reinterpret_cast<void*>(p));
     }
   });
   std::sort(pages.begin(), pages.end());

@@ -21,15 +21,18 @@ using numamove::kokkos::NumaSpace;
 /// The space of the View's allocation; a default NumaSpace (first touch) for an unmanaged View.
 template <class View>
 NumaSpace space_or_default(const View& view) {
-  static_assert(std::is_same_v<typename View::memory_space, NumaSpace>, "numamove::kokkos: a View in NumaSpace");
+  static_assert(std::is_same_v<typename View::memory_space, NumaSpace>,
+                "numamove::kokkos: a View in NumaSpace");
   return numamove::kokkos::space_of(view).value_or(NumaSpace());
 }
 
 // Copies the elements both Views have (the common extents), as Kokkos::resize does.
 template <class Dst, class Src, std::size_t... R>
 void copy_common(const Dst& dst, const Src& src, std::index_sequence<R...>) {
-  Kokkos::deep_copy(Kokkos::subview(dst, Kokkos::pair<std::size_t, std::size_t>(0, std::min(dst.extent(R), src.extent(R)))...),
-                    Kokkos::subview(src, Kokkos::pair<std::size_t, std::size_t>(0, std::min(dst.extent(R), src.extent(R)))...));
+  Kokkos::deep_copy(Kokkos::subview(dst, Kokkos::pair<std::size_t, std::size_t>(
+                                             0, std::min(dst.extent(R), src.extent(R)))...),
+                    Kokkos::subview(src, Kokkos::pair<std::size_t, std::size_t>(
+                                             0, std::min(dst.extent(R), src.extent(R)))...));
 }
 
 /// numamove::kokkos::resize(): a new allocation in the old one's space, the common elements
@@ -37,8 +40,8 @@ void copy_common(const Dst& dst, const Src& src, std::index_sequence<R...>) {
 template <class View, class... Init>
 void resize(View& view, const std::array<std::size_t, 8>& n, Init... init) {
   static_assert(View::traits::is_managed, "numamove::kokkos::resize: a managed View");
-  View resized(Kokkos::view_alloc(space_or_default(view), std::string(view.label()), init...), n[0], n[1], n[2], n[3],
-               n[4], n[5], n[6], n[7]);
+  View resized(Kokkos::view_alloc(space_or_default(view), std::string(view.label()), init...), n[0],
+               n[1], n[2], n[3], n[4], n[5], n[6], n[7]);
   copy_common(resized, view, std::make_index_sequence<static_cast<std::size_t>(View::rank)>());
   view = resized;
 }
@@ -50,7 +53,8 @@ void realloc(View& view, const std::array<std::size_t, 8>& n, Init... init) {
   const NumaSpace space = space_or_default(view);
   const std::string label = view.label();
   view = View();  // free the old allocation before the new one is made, as Kokkos::realloc does
-  view = View(Kokkos::view_alloc(space, label, init...), n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]);
+  view = View(Kokkos::view_alloc(space, label, init...), n[0], n[1], n[2], n[3], n[4], n[5], n[6],
+              n[7]);
 }
 
 }  // namespace numamove::detail::kokkos

@@ -74,7 +74,8 @@ inline std::atomic<table*> table_pointer{nullptr};
 inline table* routing_table() noexcept {
   table* t = table_pointer.load(std::memory_order_acquire);
   if (t != nullptr) return t;
-  void* memory = ::mmap(nullptr, sizeof(table), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      ::mmap(nullptr, sizeof(table), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return nullptr;
   table* made = new (memory) table;
   if (table_pointer.compare_exchange_strong(t, made, std::memory_order_acq_rel)) return made;
@@ -96,7 +97,8 @@ inline std::pair<std::uintptr_t, std::uintptr_t> routing_table_extent() noexcept
 // loop has declined the fault. A previous handler that leaves by siglongjmp never returns to
 // clear it; a fault after that has another context, or a shallower frame, and is a new fault.
 // Initial-exec TLS needs no allocation, so reading it in signal context is safe.
-inline thread_local const void* passing_on_context __attribute__((tls_model("initial-exec"))) = nullptr;
+inline thread_local const void* passing_on_context __attribute__((tls_model("initial-exec"))) =
+    nullptr;
 inline thread_local std::uintptr_t passing_on_depth __attribute__((tls_model("initial-exec"))) = 0;
 
 /// Whether the fault with signal context `machine_context`, whose handler frame is at `depth`,
@@ -110,7 +112,8 @@ inline bool passed_on_already(const void* machine_context, std::uintptr_t depth)
 // goes on to the previous handler instead of looping. A later retirement of the same address (the
 // range moved again) makes a stale fault there new.
 inline thread_local std::uintptr_t retried_stale __attribute__((tls_model("initial-exec"))) = 0;
-inline thread_local unsigned retried_stale_retirement __attribute__((tls_model("initial-exec"))) = 0;
+inline thread_local unsigned retried_stale_retirement __attribute__((tls_model("initial-exec"))) =
+    0;
 
 /// Whether the faulting access was a write, from the machine context the kernel saved.
 /// Architectures without a decoder here report every fault as a write.
@@ -142,8 +145,10 @@ inline bool fault_is_write(const void* machine_context) noexcept {
 }
 
 /// Hands the fault to the handler that was installed before ours, as the kernel would have.
-inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine_context, bool loops) noexcept {
-  const struct sigaction& previous = routes.previous[routes.current_previous.load(std::memory_order_acquire)];
+inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine_context,
+                    bool loops) noexcept {
+  const struct sigaction& previous =
+      routes.previous[routes.current_previous.load(std::memory_order_acquire)];
   const bool no_handler = previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN;
   if (loops || no_handler) {
     // A SIGSEGV that kill() sent to a program that ignores it stays ignored.
@@ -151,7 +156,7 @@ inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine
     // The default action: with SIG_DFL in place the faulting instruction faults again when
     // this handler returns and the kernel terminates the process (a fault cannot be ignored);
     // a sent signal is sent again, pending until the handler returns.
-    struct sigaction fallback{};
+    struct sigaction fallback {};
     fallback.sa_handler = SIG_DFL;
     sigemptyset(&fallback.sa_mask);
     ::sigaction(sig, &fallback, nullptr);
@@ -175,8 +180,10 @@ inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine
   char frame = 0;
   passing_on_context = machine_context;
   passing_on_depth = reinterpret_cast<std::uintptr_t>(&frame);
-  if ((previous.sa_flags & SA_SIGINFO) != 0) previous.sa_sigaction(sig, info, machine_context);
-  else previous.sa_handler(sig);
+  if ((previous.sa_flags & SA_SIGINFO) != 0)
+    previous.sa_sigaction(sig, info, machine_context);
+  else
+    previous.sa_handler(sig);
   passing_on_context = outer_context;
   passing_on_depth = outer_depth;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
@@ -184,7 +191,8 @@ inline void pass_on(const table& routes, int sig, siginfo_t* info, void* machine
 
 inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexcept {
   const int saved_errno = errno;
-  table& routes = *table_pointer.load(std::memory_order_acquire);  // the handler is installed after the table exists
+  table& routes = *table_pointer.load(
+      std::memory_order_acquire);  // the handler is installed after the table exists
   char frame = 0;
   const bool loops = passed_on_already(machine_context, reinterpret_cast<std::uintptr_t>(&frame));
   // Faults raised by the MMU have si_code > 0; a SIGSEGV sent with kill() is never ours.
@@ -202,8 +210,8 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
       bool resolved = false;
       if (s.state.load() == active && address >= s.begin.load(std::memory_order_relaxed) &&
           address < s.end.load(std::memory_order_relaxed)) {
-        resolved = s.callback.load(std::memory_order_relaxed)(info->si_addr, is_write,
-                                                              s.context.load(std::memory_order_relaxed));
+        resolved = s.callback.load(std::memory_order_relaxed)(
+            info->si_addr, is_write, s.context.load(std::memory_order_relaxed));
       }
       s.running.fetch_sub(1, std::memory_order_release);
       if (resolved) {
@@ -220,9 +228,12 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
     for (const retired_range& r : routes.retired) {
       // Read like a seqlock: an entry rewritten meanwhile is skipped.
       const unsigned retirement = r.retirement.load(std::memory_order_acquire);
-      const bool inside = address >= r.begin.load(std::memory_order_relaxed) && address < r.end.load(std::memory_order_relaxed);
+      const bool inside = address >= r.begin.load(std::memory_order_relaxed) &&
+                          address < r.end.load(std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (inside && retirement > newest && r.retirement.load(std::memory_order_relaxed) == retirement) newest = retirement;
+      if (inside && retirement > newest &&
+          r.retirement.load(std::memory_order_relaxed) == retirement)
+        newest = retirement;
     }
     if (newest != 0 && !(retried_stale == address && retried_stale_retirement == newest)) {
       retried_stale = address;
@@ -241,14 +252,14 @@ inline void handle_fault(int sig, siginfo_t* info, void* machine_context) noexce
 /// install and restore their own handlers. Returns 0 or sigaction's errno.
 inline int ensure_installed(table& routes) noexcept {
   while (routes.installing.exchange(true, std::memory_order_acquire)) ::sched_yield();
-  struct sigaction found{};
+  struct sigaction found {};
   int error = ::sigaction(SIGSEGV, nullptr, &found) == 0 ? 0 : errno;
   const bool ours = (found.sa_flags & SA_SIGINFO) != 0 && found.sa_sigaction == &handle_fault;
   if (error == 0 && !ours) {
     const int spare = 1 - routes.current_previous.load(std::memory_order_relaxed);
     routes.previous[spare] = found;
     routes.current_previous.store(spare, std::memory_order_release);
-    struct sigaction mine{};
+    struct sigaction mine {};
     mine.sa_sigaction = &handle_fault;
     mine.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigemptyset(&mine.sa_mask);
@@ -265,11 +276,12 @@ inline int ensure_installed(table& routes) noexcept {
 // the table is full).
 //
 // Also -1 with EINVAL for a null callback, an empty range or one that wraps around, and with
-// mmap's or sigaction's errno when the table or the handler cannot be set up. Overlapping ranges are allowed: their
-// callbacks are asked in id order until one resolves the fault. Every registration reinstalls
-// the handler if the program replaced it meanwhile (the replacement becomes the previous
-// handler); a program that replaces it while a range is registered must chain to it.
-inline int register_fault_range(void* begin, std::size_t length, fault_callback callback, void* context) noexcept {
+// mmap's or sigaction's errno when the table or the handler cannot be set up. Overlapping ranges
+// are allowed: their callbacks are asked in id order until one resolves the fault. Every
+// registration reinstalls the handler if the program replaced it meanwhile (the replacement becomes
+// the previous handler); a program that replaces it while a range is registered must chain to it.
+inline int register_fault_range(void* begin, std::size_t length, fault_callback callback,
+                                void* context) noexcept {
   using namespace fault_routing;
   const auto first = reinterpret_cast<std::uintptr_t>(begin);
   if (callback == nullptr || length == 0 || first + length < first) {
@@ -291,7 +303,8 @@ inline int register_fault_range(void* begin, std::size_t length, fault_callback 
     s.callback.store(callback, std::memory_order_relaxed);
     s.context.store(context, std::memory_order_relaxed);
     int used = routes->used.load();
-    while (used <= i && !routes->used.compare_exchange_weak(used, i + 1)) {}
+    while (used <= i && !routes->used.compare_exchange_weak(used, i + 1)) {
+    }
     s.state.store(active);  // publishes the fields above
     return i;
   }

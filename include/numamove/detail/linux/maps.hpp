@@ -29,10 +29,10 @@ namespace numamove::detail {
 struct mapping {
   std::uintptr_t start = 0;
   std::uintptr_t end = 0;
-  std::string perms;              // "rw-p"
-  std::string path;               // file, "[heap]", or empty for anonymous memory
-  std::uint64_t offset = 0;       // file offset of `start` (file mappings)
-  std::uint64_t device = 0;       // major << 32 | minor of the file's device
+  std::string perms;         // "rw-p"
+  std::string path;          // file, "[heap]", or empty for anonymous memory
+  std::uint64_t offset = 0;  // file offset of `start` (file mappings)
+  std::uint64_t device = 0;  // major << 32 | minor of the file's device
   std::uint64_t inode = 0;
   std::size_t kernel_page_size = 0;  // bytes; larger than the base page for hugetlb mappings
   std::size_t anon_huge_bytes = 0;   // AnonHugePages: bytes currently backed by THPs
@@ -42,8 +42,8 @@ struct mapping {
   bool has_flag(const char* two_letters) const {
     const std::size_t n = vm_flags.size();
     for (std::size_t i = 0; i + 1 < n; ++i)
-      if (vm_flags[i] == two_letters[0] && vm_flags[i + 1] == two_letters[1] && (i == 0 || vm_flags[i - 1] == ' ') &&
-          (i + 2 == n || vm_flags[i + 2] == ' '))
+      if (vm_flags[i] == two_letters[0] && vm_flags[i + 1] == two_letters[1] &&
+          (i == 0 || vm_flags[i - 1] == ' ') && (i + 2 == n || vm_flags[i + 2] == ' '))
         return true;
     return false;
   }
@@ -76,8 +76,8 @@ inline std::vector<mapping> read_mappings(int pid) {
     unsigned minor = 0;
     unsigned long long inode = 0;
     int path_at = 0;
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major, &minor,
-                    &inode, &path_at) >= 7 &&
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset,
+                    &major, &minor, &inode, &path_at) >= 7 &&
         line.find(':') > line.find(' ')) {
       mapping m;
       m.start = static_cast<std::uintptr_t>(start);
@@ -86,7 +86,8 @@ inline std::vector<mapping> read_mappings(int pid) {
       m.offset = offset;
       m.device = static_cast<std::uint64_t>(major) << 32 | minor;
       m.inode = inode;
-      if (path_at > 0 && static_cast<std::size_t>(path_at) < line.size()) m.path = line.substr(static_cast<std::size_t>(path_at));
+      if (path_at > 0 && static_cast<std::size_t>(path_at) < line.size())
+        m.path = line.substr(static_cast<std::size_t>(path_at));
       maps.push_back(std::move(m));
       continue;
     }
@@ -104,8 +105,9 @@ inline std::vector<mapping> read_mappings(int pid) {
 
 /// The mapping holding `address`, or nullptr.
 inline const mapping* find_mapping(const std::vector<mapping>& maps, std::uintptr_t address) {
-  const auto after = std::upper_bound(maps.begin(), maps.end(), address,
-                                      [](std::uintptr_t a, const mapping& m) { return a < m.start; });
+  const auto after =
+      std::upper_bound(maps.begin(), maps.end(), address,
+                       [](std::uintptr_t a, const mapping& m) { return a < m.start; });
   if (after == maps.begin()) return nullptr;
   const mapping& m = *(after - 1);
   return address < m.end ? &m : nullptr;
@@ -121,7 +123,8 @@ inline std::map<std::uintptr_t, std::map<int, std::size_t>> read_numa_maps(int p
     std::istringstream words(line);
     std::string start;
     if (!(words >> start)) continue;
-    std::map<int, std::size_t>& nodes = counts[static_cast<std::uintptr_t>(std::strtoull(start.c_str(), nullptr, 16))];
+    std::map<int, std::size_t>& nodes =
+        counts[static_cast<std::uintptr_t>(std::strtoull(start.c_str(), nullptr, 16))];
     for (std::string word; words >> word;) {
       int node = -1;
       unsigned long long pages = 0;

@@ -20,7 +20,8 @@ class mpi_error_category final : public std::error_category {
   std::string message(int code) const override {
     char text[MPI_MAX_ERROR_STRING] = {};
     int length = 0;
-    if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
+    if (MPI_Error_string(code, text, &length) != MPI_SUCCESS)
+      return "MPI error " + std::to_string(code);
     return std::string(text, static_cast<std::size_t>(length));
   }
 };

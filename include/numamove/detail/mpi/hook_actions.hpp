@@ -39,12 +39,13 @@ struct settings {
   bool windows = true;                      // place each rank's window segment
   std::string report;                       // "" none, "stderr", "stdout" or a file
   bool verbose = false;
-  std::string problem;                      // a bad value: the hooks then do nothing
+  std::string problem;  // a bad value: the hooks then do nothing
 };
 
 /// Reads `name` as one of `choices` (the first is the default when unset); a value outside them
 /// sets `problem` and leaves `index` at the default.
-inline void read_choice(const char* name, std::initializer_list<const char*> choices, int& index, std::string& problem) {
+inline void read_choice(const char* name, std::initializer_list<const char*> choices, int& index,
+                        std::string& problem) {
   index = 0;
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return;
@@ -75,7 +76,8 @@ inline settings read_settings() {
   s.placement.pin_unbound = pin == 1;
   s.windows = windows == 0;
   s.verbose = verbose == 1;
-  if (const char* report = std::getenv(report_variable); report != nullptr && std::strcmp(report, "none") != 0)
+  if (const char* report = std::getenv(report_variable);
+      report != nullptr && std::strcmp(report, "none") != 0)
     s.report = report;
   return s;
 }
@@ -115,7 +117,9 @@ inline void note(const std::string& kind, const std::string& what) noexcept {
   }
 }
 
-inline std::string describe(const std::error_code& e) { return e.message() + " (" + e.category().name() + " " + std::to_string(e.value()) + ")"; }
+inline std::string describe(const std::error_code& e) {
+  return e.message() + " (" + e.category().name() + " " + std::to_string(e.value()) + ")";
+}
 
 /// After a successful MPI_Init or MPI_Init_thread (C or Fortran), once.
 inline void after_init() noexcept {
@@ -124,25 +128,39 @@ inline void after_init() noexcept {
     const settings& s = config();
     if (!s.problem.empty()) {
       if (world_rank() == 0)
-        std::fprintf(stderr, "numamove-mpi: %s; the hooks do nothing (docs/mpi.md lists the values)\n", s.problem.c_str());
+        std::fprintf(stderr,
+                     "numamove-mpi: %s; the hooks do nothing (docs/mpi.md lists the values)\n",
+                     s.problem.c_str());
       return;
     }
     if (s.placement.policy == numamove::mpi::policy::none) return;
     const numamove::mpi::rank_placement r = numamove::mpi::place_rank(s.placement);
-    if (r.error) note("init", std::string("MPI_Init: policy ") + to_string(r.policy) + ": " + describe(r.error));
-    if (r.threads_missed != 0) note("threads", "MPI_Init: " + std::to_string(r.threads_missed) + " threads kept their memory policy");
+    if (r.error)
+      note("init",
+           std::string("MPI_Init: policy ") + to_string(r.policy) + ": " + describe(r.error));
+    if (r.threads_missed != 0)
+      note("threads",
+           "MPI_Init: " + std::to_string(r.threads_missed) + " threads kept their memory policy");
     if (r.pages_not_moved != 0) {
       std::string statuses;
       for (const auto& [status, pages] : r.not_moved_statuses)
         statuses += " " + std::to_string(pages) + " with " + std::to_string(status);
-      note("moved", "MPI_Init: " + std::to_string(r.pages_not_moved) + " pages stayed on other nodes" +
+      note("moved", "MPI_Init: " + std::to_string(r.pages_not_moved) +
+                        " pages stayed on other nodes" +
                         (statuses.empty() ? "" : " (" + statuses.substr(1) + ")"));
     }
     if (s.verbose)
-      std::fprintf(stderr, "numamove-mpi: rank %d: policy %s on node(s)%s, %zu threads, %zu KiB moved via %s\n",
-                   r.binding.rank, to_string(r.policy),
-                   [&] { std::string n; for (const int x : r.nodes) n += " " + std::to_string(x); return n; }().c_str(),
-                   r.threads, r.moved_bytes / 1024, numamove::to_string(r.used));
+      std::fprintf(
+          stderr,
+          "numamove-mpi: rank %d: policy %s on node(s)%s, %zu threads, %zu KiB moved via %s\n",
+          r.binding.rank, to_string(r.policy),
+          [&] {
+            std::string n;
+            for (const int x : r.nodes) n += " " + std::to_string(x);
+            return n;
+          }()
+              .c_str(),
+          r.threads, r.moved_bytes / 1024, numamove::to_string(r.used));
   } catch (const std::exception& e) {
     note("init", std::string("MPI_Init: ") + e.what());
   } catch (...) {
@@ -158,11 +176,16 @@ inline bool window_wanted(MPI_Info info) {
   if (info == MPI_INFO_NULL) return wanted;
   char value[16] = {};
   int found = 0;
-  if (MPI_Info_get(info, window_info_key, static_cast<int>(sizeof value) - 1, value, &found) == MPI_SUCCESS && found) {
-    if (std::strcmp(value, "place") == 0) wanted = true;
-    else if (std::strcmp(value, "none") == 0) wanted = false;
-    else note("info", std::string("MPI_Win_allocate_shared: info ") + window_info_key + "=" + value +
-                          " is not one of place, none; the window is left as MPI made it");
+  if (MPI_Info_get(info, window_info_key, static_cast<int>(sizeof value) - 1, value, &found) ==
+          MPI_SUCCESS &&
+      found) {
+    if (std::strcmp(value, "place") == 0)
+      wanted = true;
+    else if (std::strcmp(value, "none") == 0)
+      wanted = false;
+    else
+      note("info", std::string("MPI_Win_allocate_shared: info ") + window_info_key + "=" + value +
+                       " is not one of place, none; the window is left as MPI made it");
   }
   return wanted;
 }
@@ -177,7 +200,8 @@ inline void after_window(MPI_Win win, MPI_Info info) noexcept {
     if (r.error) note("window", "MPI_Win_allocate_shared: " + describe(r.error));
     if (r.needs_move_all != 0)
       note("window-shared", "MPI_Win_allocate_shared: " + std::to_string(r.needs_move_all) +
-                                " pages other ranks had mapped stayed: moving them needs MPOL_MF_MOVE_ALL (CAP_SYS_NICE)");
+                                " pages other ranks had mapped stayed: moving them needs "
+                                "MPOL_MF_MOVE_ALL (CAP_SYS_NICE)");
   } catch (const std::exception& e) {
     note("window", std::string("MPI_Win_allocate_shared: ") + e.what());
   } catch (...) {
@@ -209,18 +233,26 @@ inline void before_finalize() noexcept {
       total += lengths[r];
     }
     std::string all(static_cast<std::size_t>(total), '\0');
-    MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
+                0, MPI_COMM_WORLD);
     if (world_rank() != 0) return;
-    FILE* out = s.report == "stderr" ? stderr : s.report == "stdout" ? stdout : std::fopen(s.report.c_str(), "w");
+    FILE* out = s.report == "stderr"   ? stderr
+                : s.report == "stdout" ? stdout
+                                       : std::fopen(s.report.c_str(), "w");
     if (out == nullptr) {
-      note("report", "MPI_Finalize: cannot write the report to " + s.report + ": " + std::strerror(errno));
+      note("report",
+           "MPI_Finalize: cannot write the report to " + s.report + ": " + std::strerror(errno));
       return;
     }
-    std::fprintf(out, "numamove-mpi: locality at MPI_Finalize (policy %s, %s), private memory of each rank\n%s%s",
-                 to_string(s.placement.policy), s.placement.strict ? "bind" : "preferred", table.to_string().c_str(),
-                 all.empty() ? "numamove-mpi: no problems\n" : all.c_str());
-    if (out != stderr && out != stdout) std::fclose(out);
-    else std::fflush(out);
+    std::fprintf(
+        out,
+        "numamove-mpi: locality at MPI_Finalize (policy %s, %s), private memory of each rank\n%s%s",
+        to_string(s.placement.policy), s.placement.strict ? "bind" : "preferred",
+        table.to_string().c_str(), all.empty() ? "numamove-mpi: no problems\n" : all.c_str());
+    if (out != stderr && out != stdout)
+      std::fclose(out);
+    else
+      std::fflush(out);
   } catch (const std::exception& e) {
     note("report", std::string("MPI_Finalize: ") + e.what());
   } catch (...) {

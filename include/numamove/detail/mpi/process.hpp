@@ -92,8 +92,9 @@ struct threads_reached {
 /// others from a signal handler (tgkill), until no thread is left that has not answered (threads
 /// a thread creates inherit its policy, so new ones found after a round are asked too). A thread
 /// blocking the signal does not answer within `deadline` and counts as missed.
-inline threads_reached set_policy_everywhere(int mode, const std::vector<int>& nodes,
-                                             std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
+inline threads_reached set_policy_everywhere(
+    int mode, const std::vector<int>& nodes,
+    std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
   static std::mutex one_at_a_time;
   const std::lock_guard<std::mutex> lock(one_at_a_time);
   const node_mask mask(nodes.empty() ? std::vector<int>{0} : nodes);
@@ -120,10 +121,13 @@ inline threads_reached set_policy_everywhere(int mode, const std::vector<int>& n
     for (const pid_t tid : thread_ids()) {
       if (!asked.insert(tid).second) continue;
       found_new = true;
-      if (sig != 0 && ::syscall(SYS_tgkill, ::getpid(), tid, sig) == 0) ++sent;
-      else if (sig == 0 || errno != ESRCH) ++reached.missed;
+      if (sig != 0 && ::syscall(SYS_tgkill, ::getpid(), tid, sig) == 0)
+        ++sent;
+      else if (sig == 0 || errno != ESRCH)
+        ++reached.missed;
     }
-    while (request.answered.load(std::memory_order_acquire) < sent && std::chrono::steady_clock::now() < give_up) {
+    while (request.answered.load(std::memory_order_acquire) < sent &&
+           std::chrono::steady_clock::now() < give_up) {
       const timespec pause{0, 200000};
       ::nanosleep(&pause, nullptr);
     }
@@ -141,7 +145,9 @@ inline threads_reached set_policy_everywhere(int mode, const std::vector<int>& n
 /// The mappings that hold a rank's own data: private, not backed by a file (anonymous memory,
 /// the heap, stacks). Shared mappings (MPI's shared-memory segments, windows) belong to several
 /// ranks and are not the rank's to move.
-inline bool private_data(const mapping& m) { return !m.shared() && !m.file_backed(); }
+inline bool private_data(const mapping& m) {
+  return !m.shared() && !m.file_backed();
+}
 
 /// Bytes of the process's private data per node, from /proc/self/numa_maps (empty where it
 /// cannot be read).
@@ -161,13 +167,15 @@ inline std::map<int, std::size_t> private_bytes_per_node() {
 /// are on the userspace path: a thread blocked in a system call that writes to its stack would
 /// get EFAULT while the page is write-protected for the copy.
 inline bool below_is_guard(const std::vector<mapping>& maps, std::size_t i) {
-  return i > 0 && maps[i - 1].end == maps[i].start && maps[i - 1].protection() == PROT_NONE && !maps[i - 1].file_backed();
+  return i > 0 && maps[i - 1].end == maps[i].start && maps[i - 1].protection() == PROT_NONE &&
+         !maps[i - 1].file_backed();
 }
 
 /// What a move of the whole process did.
 struct process_move {
   std::size_t not_moved = 0;  // pages left elsewhere
-  std::map<int, std::size_t> statuses;  // the userspace path: how many pages failed with which status
+  std::map<int, std::size_t>
+      statuses;  // the userspace path: how many pages failed with which status
   std::size_t moved_bytes = 0;
   backend used = backend::kernel;
   int error = 0;
@@ -175,15 +183,17 @@ struct process_move {
 
 /// The userspace path: every writable private data mapping but the stacks, through the
 /// migration engine, its pages dealt over `targets` in page order.
-inline process_move move_private_data_userspace(const std::vector<int>& targets, const migrate_options& options) {
+inline process_move move_private_data_userspace(const std::vector<int>& targets,
+                                                const migrate_options& options) {
   process_move done;
   done.used = backend::userspace;
   const std::vector<mapping> maps = read_mappings(0);
   const std::size_t page = page_size();
   for (std::size_t i = 0; i < maps.size(); ++i) {
     const mapping& m = maps[i];
-    if (!private_data(m) || (m.protection() & PROT_WRITE) == 0 || m.path == "[stack]" || below_is_guard(maps, i) ||
-        m.kernel_page_size > page || m.has_flag("io") || m.has_flag("pf") || m.has_flag("dc"))
+    if (!private_data(m) || (m.protection() & PROT_WRITE) == 0 || m.path == "[stack]" ||
+        below_is_guard(maps, i) || m.kernel_page_size > page || m.has_flag("io") ||
+        m.has_flag("pf") || m.has_flag("dc"))
       continue;
     std::vector<void*> pages;
     std::vector<int> where;
@@ -209,18 +219,22 @@ inline process_move move_private_data_userspace(const std::vector<int>& targets,
 /// Moves the process's pages on `from` to `to` (the kernel pairs the nodes as migrate_pages(2)
 /// says), through migrate_pages(2) where it works and the userspace path where it is refused
 /// (EPERM, ENOSYS). With `from` empty nothing is asked.
-inline process_move move_process(const std::vector<int>& from, const std::vector<int>& to, const migrate_options& options) {
+inline process_move move_process(const std::vector<int>& from, const std::vector<int>& to,
+                                 const migrate_options& options) {
   process_move done;
   done.used = path_for(options);
   if (from.empty() || to.empty()) return done;
   if (done.used == backend::kernel) {
     const node_mask old_nodes(from);
     node_mask new_nodes(to);
-    new_nodes.words.resize(old_nodes.words.size() > new_nodes.words.size() ? old_nodes.words.size() : new_nodes.words.size());
+    new_nodes.words.resize(old_nodes.words.size() > new_nodes.words.size()
+                               ? old_nodes.words.size()
+                               : new_nodes.words.size());
     const unsigned long maxnode = std::max(old_nodes.maxnode, new_nodes.maxnode);
     std::vector<unsigned long> old_words = old_nodes.words;
     old_words.resize(new_nodes.words.size());
-    const long left = ::syscall(SYS_migrate_pages, 0, maxnode, old_words.data(), new_nodes.words.data());
+    const long left =
+        ::syscall(SYS_migrate_pages, 0, maxnode, old_words.data(), new_nodes.words.data());
     if (left >= 0) {
       done.not_moved = static_cast<std::size_t>(left);
       return done;
@@ -232,7 +246,8 @@ inline process_move move_process(const std::vector<int>& from, const std::vector
 }
 
 /// Bytes that left `nodes` between two counts.
-inline std::size_t departed(const std::map<int, std::size_t>& before, const std::map<int, std::size_t>& after,
+inline std::size_t departed(const std::map<int, std::size_t>& before,
+                            const std::map<int, std::size_t>& after,
                             const std::vector<int>& nodes) {
   std::size_t total = 0;
   for (const int n : nodes) {

@@ -15,10 +15,10 @@ namespace numamove::detail::userspace {
 /// Where a failure can be injected.
 enum class failure_point : int {
   map_destination,  ///< mmap of a run's fresh pages (as when RLIMIT_AS or overcommit refuses)
-  place,            ///< the placement check: the run's fresh pages are not on the target (node full)
-  stop,             ///< the stop of the program's threads for a batch (as when a thread blocks the signal)
-  commit,           ///< mremap that puts a chunk's fresh pages at the original addresses
-  writeback,        ///< msync of a dirty file page (as when the disk fails)
+  place,   ///< the placement check: the run's fresh pages are not on the target (node full)
+  stop,    ///< the stop of the program's threads for a batch (as when a thread blocks the signal)
+  commit,  ///< mremap that puts a chunk's fresh pages at the original addresses
+  writeback,  ///< msync of a dirty file page (as when the disk fails)
 };
 inline constexpr int failure_point_count = 5;
 

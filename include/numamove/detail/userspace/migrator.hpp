@@ -50,16 +50,22 @@ inline int check_reachable_node(int node) {
 
 /// Where each entry's page is and what it is (nodes == nullptr), over the pages of entries
 /// [0, count) of process `pid`. Returns 0 or a call-level errno.
-inline int query_entries(int pid, const std::vector<void*>& addresses, std::size_t count, std::vector<int>& status) {
+inline int query_entries(int pid, const std::vector<void*>& addresses, std::size_t count,
+                         std::vector<int>& status) {
   std::vector<std::uintptr_t> distinct(count);
-  for (std::size_t i = 0; i < count; ++i) distinct[i] = reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
+  for (std::size_t i = 0; i < count; ++i)
+    distinct[i] = reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   const examination e = examine(pid, distinct, {}, 0, false);
   if (e.error != 0) return e.error;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::uintptr_t page = reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
-    status[i] = e.pages[static_cast<std::size_t>(std::lower_bound(distinct.begin(), distinct.end(), page) - distinct.begin())].status;
+    const std::uintptr_t page =
+        reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
+    status[i] =
+        e.pages[static_cast<std::size_t>(std::lower_bound(distinct.begin(), distinct.end(), page) -
+                                         distinct.begin())]
+            .status;
   }
   return 0;
 }
@@ -70,8 +76,9 @@ inline int query_entries(int pid, const std::vector<void*>& addresses, std::size
 /// child never starts with half of one.
 inline std::mutex& relocation_lock() {
   static std::mutex lock;
-  static const int registered = ::pthread_atfork([] { relocation_lock().lock(); }, [] { relocation_lock().unlock(); },
-                                                 [] { relocation_lock().unlock(); });
+  static const int registered =
+      ::pthread_atfork([] { relocation_lock().lock(); }, [] { relocation_lock().unlock(); },
+                       [] { relocation_lock().unlock(); });
   (void)registered;
   return lock;
 }
@@ -83,7 +90,8 @@ inline std::mutex& relocation_lock() {
 inline std::unique_lock<std::mutex> take_relocation_lock() {
 #ifdef NUMAMOVE_DETAIL_THREAD_SANITIZER
   std::unique_lock<std::mutex> held(relocation_lock(), std::try_to_lock);
-  for (const timespec pause{0, 100 * 1000}; !held.owns_lock(); held.try_lock()) ::nanosleep(&pause, nullptr);
+  for (const timespec pause{0, 100 * 1000}; !held.owns_lock(); held.try_lock())
+    ::nanosleep(&pause, nullptr);
   return held;
 #else
   return std::unique_lock<std::mutex>(relocation_lock());
@@ -93,18 +101,22 @@ inline std::unique_lock<std::mutex> take_relocation_lock() {
 /// Moves entries [0, count) of this process. A page named again by a later entry is moved
 /// again (the kernel moves entries in order); each stretch of entries with distinct pages is
 /// one round of examination and relocation.
-inline int move_entries(const std::vector<void*>& addresses, const std::vector<int>& targets, std::size_t count,
-                        int flags, const relocation_options& options, std::vector<int>& status,
-                        std::vector<entry_outcome>* outcomes) {
+inline int move_entries(const std::vector<void*>& addresses, const std::vector<int>& targets,
+                        std::size_t count, int flags, const relocation_options& options,
+                        std::vector<int>& status, std::vector<entry_outcome>* outcomes) {
   for (std::size_t begin = 0; begin < count;) {
     std::unordered_set<std::uintptr_t> seen;
     std::size_t end = begin;
     for (; end < count; ++end)
-      if (!seen.insert(reinterpret_cast<std::uintptr_t>(addresses[end]) / page_size()).second) break;
+      if (!seen.insert(reinterpret_cast<std::uintptr_t>(addresses[end]) / page_size()).second)
+        break;
     std::vector<std::size_t> order(end - begin);
     for (std::size_t k = 0; k < order.size(); ++k) order[k] = begin + k;
-    const auto page_of = [&](std::size_t i) { return reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size(); };
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return page_of(a) < page_of(b); });
+    const auto page_of = [&](std::size_t i) {
+      return reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
+    };
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return page_of(a) < page_of(b); });
     std::vector<std::uintptr_t> pages(order.size());
     std::vector<int> nodes(order.size());
     for (std::size_t k = 0; k < order.size(); ++k) {
@@ -119,9 +131,10 @@ inline int move_entries(const std::vector<void*>& addresses, const std::vector<i
       const page_facts& p = e.pages[k];
       status[order[k]] = p.status;
       if (outcomes != nullptr)
-        (*outcomes)[order[k]] = p.moved ? (p.known_before ? entry_outcome::moved : entry_outcome::moved_from_unknown)
-                                : p.status == p.target ? entry_outcome::already_there
-                                                       : entry_outcome::other;
+        (*outcomes)[order[k]] =
+            p.moved ? (p.known_before ? entry_outcome::moved : entry_outcome::moved_from_unknown)
+            : p.status == p.target ? entry_outcome::already_there
+                                   : entry_outcome::other;
     }
     begin = end;
   }
@@ -132,15 +145,16 @@ inline int move_entries(const std::vector<void*>& addresses, const std::vector<i
 /// numamove::move_pages' (move_pages.hpp); `outcomes`, when given, gets one entry per entry
 /// processed. Every status of the entries processed is written, and the call returns 0 or -1
 /// (it never returns a positive count: pages that did not move say why in their status).
-inline long move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status, int flags,
-                       const relocation_options& options, std::vector<entry_outcome>* outcomes = nullptr) {
+inline long move_pages(int pid, unsigned long count, void** pages, const int* nodes, int* status,
+                       int flags, const relocation_options& options,
+                       std::vector<entry_outcome>* outcomes = nullptr) {
   const auto fail = [](int error) {
     errno = error;
     return -1L;
   };
   if (const int error = check_flags(flags)) return fail(error);
   const bool self = pid == 0 || pid == ::getpid();
-  if (pid < 0) return fail(ESRCH);  // kill() would take it for a process group
+  if (pid < 0) return fail(ESRCH);              // kill() would take it for a process group
   if (!self && ::kill(pid, 0) != 0) return -1;  // ESRCH, or EPERM for another user's process
   if (count == 0) return 0;
   // Another process's pages can only be moved by the kernel; userspace can only look.
@@ -159,10 +173,13 @@ inline long move_pages(int pid, unsigned long count, void** pages, const int* no
   int error = 0;
   std::map<int, int> checked;
   for (; limit < n && error == 0; ++limit) {
-    if (limit >= readable_pages || limit >= readable_nodes) error = EFAULT;
+    if (limit >= readable_pages || limit >= readable_nodes)
+      error = EFAULT;
     else if (nodes != nullptr) {
       const auto found = checked.find(targets[limit]);
-      error = found != checked.end() ? found->second : (checked[targets[limit]] = check_reachable_node(targets[limit]));
+      error = found != checked.end()
+                  ? found->second
+                  : (checked[targets[limit]] = check_reachable_node(targets[limit]));
     }
     if (error == 0 && limit >= writable) error = EFAULT;
     if (error != 0) break;
@@ -170,10 +187,12 @@ inline long move_pages(int pid, unsigned long count, void** pages, const int* no
 
   std::vector<int> result(limit, -EFAULT);
   if (outcomes != nullptr) outcomes->assign(limit, entry_outcome::other);
-  const int failure = nodes == nullptr ? query_entries(pid, addresses, limit, result)
-                                       : move_entries(addresses, targets, limit, flags, options, result, outcomes);
+  const int failure =
+      nodes == nullptr ? query_entries(pid, addresses, limit, result)
+                       : move_entries(addresses, targets, limit, flags, options, result, outcomes);
   if (failure != 0) return fail(failure);
-  if (copy_to_caller(status, result.data(), limit * sizeof(int)) != limit * sizeof(int)) return fail(EFAULT);
+  if (copy_to_caller(status, result.data(), limit * sizeof(int)) != limit * sizeof(int))
+    return fail(EFAULT);
   return error != 0 ? fail(error) : 0;
 }
 

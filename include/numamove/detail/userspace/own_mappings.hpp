@@ -32,7 +32,8 @@ inline constexpr std::size_t own_mapping_distance = std::size_t{16} << 30;
 /// MAP_FAILED with errno set as mmap(2) sets it. Allocates nothing.
 inline void* map_own(std::size_t bytes, int prot, int extra_flags = 0) noexcept {
   const int flags = MAP_PRIVATE | MAP_ANONYMOUS | extra_flags;
-  bytes = (bytes + page_size() - 1) / page_size() * page_size();  // the probe's rest starts on a page
+  bytes =
+      (bytes + page_size() - 1) / page_size() * page_size();  // the probe's rest starts on a page
   void* probe = ::mmap(nullptr, bytes + own_mapping_distance, PROT_NONE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (probe == MAP_FAILED) return ::mmap(nullptr, bytes, prot, flags, -1, 0);

@@ -59,7 +59,8 @@ class worker_team {
     // lives in mappings made now, after the request was examined, so that no request can name
     // them: a stack from the C library's cache of exited threads could be one of the pages.
     void* page = map_own(sizeof(control), PROT_READ | PROT_WRITE);
-    if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "numamove: worker control page");
+    if (page == MAP_FAILED)
+      throw std::system_error(errno, std::generic_category(), "numamove: worker control page");
     control_ = new (page) control;
     control_->cpus = &cpus_;
     const unsigned wanted = count == 0 ? 1 : count;
@@ -67,7 +68,8 @@ class worker_team {
     sigset_t all;
     sigset_t saved;
     ::sigfillset(&all);
-    for (const int sync : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::sigdelset(&all, sync);
+    for (const int sync : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS})
+      ::sigdelset(&all, sync);
     ::pthread_sigmask(SIG_BLOCK, &all, &saved);
     int error = 0;
     for (unsigned i = 0; i < wanted && error == 0; ++i) error = start_thread(i);
@@ -218,7 +220,8 @@ inline int populate(std::uintptr_t begin, std::uintptr_t end) noexcept {
   if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0) return 0;
   if (errno != EINVAL) return errno;
 #endif
-  for (std::uintptr_t page = begin; page < end; page += page_size()) *reinterpret_cast<volatile char*>(page) = 0;
+  for (std::uintptr_t page = begin; page < end; page += page_size())
+    *reinterpret_cast<volatile char*>(page) = 0;
   return 0;
 }
 
