@@ -36,7 +36,7 @@ inline int scan_huge_regions(std::uintptr_t first, std::uintptr_t end,
   const pagemap_file pagemap = pagemap_file::of(0);
   if (!pagemap.is_open()) return last_errno();
   const auto keep = [&](const pagemap_scan::page_region& region) { regions.push_back(region); };
-  return pagemap.walk(first, end, pagemap_scan::is_huge, keep) ? 0 : last_errno();
+  return pagemap.walk_regions(first, end, pagemap_scan::is_huge, keep);
 }
 
 /// For each page of `pages` (page-aligned, ascending), the size of the huge page that backs or

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../errors.hpp"
 #include "../page_batches.hpp"
 #include "fd.hpp"
 #include "proc.hpp"
@@ -32,22 +33,20 @@ inline constexpr std::uint64_t pfn_mask = (1ULL << 55) - 1;  // zero without CAP
 
 /// Reads the pagemap entries of `count` base pages starting at `first` from an open pagemap
 /// file into out[0 .. count). Allocates nothing, so the migrator may call it while pages are
-/// write-protected. Returns false (errno set) when the entries cannot all be read.
-inline bool read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count,
-                                 std::uint64_t* out) noexcept {
+/// write-protected. Returns 0, or the errno of pread(2) (EIO for a short file) when the entries
+/// cannot all be read.
+inline int read_pagemap_entries(int fd, std::uintptr_t first, std::size_t count,
+                                std::uint64_t* out) noexcept {
   const std::size_t bytes = count * sizeof(std::uint64_t);
   const off_t offset = static_cast<off_t>(first / page_size() * sizeof(std::uint64_t));
   std::size_t done = 0;
   while (done < bytes) {
     const ssize_t got = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done,
                                 offset + static_cast<off_t>(done));
-    if (got <= 0) {
-      if (got == 0) errno = EIO;
-      return false;
-    }
+    if (got <= 0) return got == 0 ? EIO : last_errno();
     done += static_cast<std::size_t>(got);
   }
-  return true;
+  return 0;
 }
 
 /// PAGEMAP_SCAN (Linux 6.7, uapi linux/fs.h), spelled out for older headers: the one
@@ -65,11 +64,11 @@ inline constexpr std::uint64_t is_huge = 1u << 6;
 inline constexpr unsigned long request = _IOWR('f', 16, arguments);
 
 /// Walks [first, end) of an open pagemap file, calling visit(region) for each region, in
-/// address order, whose pages are all in `category` (is_pfn_zero, is_huge). Returns false
-/// (errno set, ENOTTY before Linux 6.7) when the kernel cannot answer.
+/// address order, whose pages are all in `category` (is_pfn_zero, is_huge). Returns 0, or the
+/// ioctl's errno when the kernel cannot answer (ENOTTY before Linux 6.7).
 template <class Visit>
-bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category,
-          Visit visit) {
+int walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_t category,
+         Visit visit) {
   page_region regions[64];
   for (std::uintptr_t at = first; at < end;) {
     arguments a{};
@@ -81,19 +80,19 @@ bool walk(int pagemap_fd, std::uintptr_t first, std::uintptr_t end, std::uint64_
     a.category_mask = category;
     a.return_mask = category;
     const int found = ::ioctl(pagemap_fd, request, &a);
-    if (found < 0) return false;
+    if (found < 0) return last_errno();
     for (int r = 0; r < found; ++r) visit(regions[r]);
     if (a.walk_end <= at) break;
     at = static_cast<std::uintptr_t>(a.walk_end);
   }
-  return true;
+  return 0;
 }
 
 /// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the zero
-/// page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when the
-/// kernel cannot answer; `zero` is then unspecified.
-inline bool find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count,
-                            std::vector<bool>& zero) {
+/// page or the huge zero page. Returns 0, or walk()'s errno when the kernel cannot answer;
+/// `zero` is then unspecified.
+inline int find_zero_pages(int pagemap_fd, std::uintptr_t first, std::size_t count,
+                           std::vector<bool>& zero) {
   zero.assign(count, false);
   return walk(pagemap_fd, first, first + count * page_size(), is_pfn_zero,
               [&](const page_region& region) {
@@ -120,24 +119,28 @@ class pagemap_file {
   bool is_open() const noexcept { return static_cast<bool>(fd_); }
 
   /// Reads the entries of `count` base pages starting at page-aligned `first` into
-  /// out[0 .. count); entries of unmapped pages are 0. Returns false (errno set) when they
-  /// cannot all be read.
-  bool read(std::uintptr_t first, std::size_t count, std::uint64_t* out) const noexcept {
+  /// out[0 .. count); entries of unmapped pages are 0. Returns 0, or an errno (EBADF when the
+  /// file is not open, pread(2)'s, EIO for a short file) when they cannot all be read.
+  int read_entries(std::uintptr_t first, std::size_t count, std::uint64_t* out) const noexcept {
+    if (!fd_) return EBADF;
     return read_pagemap_entries(fd_.get(), first, count, out);
   }
 
   /// Walks [first, end), calling visit(region) for each region, in address order, whose pages
-  /// are all in `category` (pagemap_scan::is_pfn_zero, is_huge). Returns false (errno set,
-  /// ENOTTY before Linux 6.7) when the kernel cannot answer.
+  /// are all in `category` (pagemap_scan::is_pfn_zero, is_huge). Returns 0, or an errno when
+  /// the kernel cannot answer (ENOTTY before Linux 6.7, EBADF when the file is not open).
   template <class Visit>
-  bool walk(std::uintptr_t first, std::uintptr_t end, std::uint64_t category, Visit visit) const {
+  int walk_regions(std::uintptr_t first, std::uintptr_t end, std::uint64_t category,
+                   Visit visit) const {
+    if (!fd_) return EBADF;
     return pagemap_scan::walk(fd_.get(), first, end, category, visit);
   }
 
   /// Marks in zero[0 .. count) the base pages of [first, first + count pages) that map the
-  /// zero page or the huge zero page. Returns false (errno set, ENOTTY before Linux 6.7) when
-  /// the kernel cannot answer; `zero` is then unspecified.
-  bool find_zero_pages(std::uintptr_t first, std::size_t count, std::vector<bool>& zero) const {
+  /// zero page or the huge zero page. Returns 0, or an errno when the kernel cannot answer
+  /// (ENOTTY before Linux 6.7, EBADF when the file is not open); `zero` is then unspecified.
+  int mark_zero_pages(std::uintptr_t first, std::size_t count, std::vector<bool>& zero) const {
+    if (!fd_) return EBADF;
     return pagemap_scan::find_zero_pages(fd_.get(), first, count, zero);
   }
 
@@ -149,7 +152,7 @@ class pagemap_file {
     std::vector<std::uint64_t> run;
     for_each_page_run(pages, count, page_size(), [&](std::size_t first, std::size_t end) {
       run.resize(end - first);
-      if (!read(pages[first], end - first, run.data())) return;
+      if (read_entries(pages[first], end - first, run.data()) != 0) return;
       for (std::size_t k = first; k < end; ++k) visit(k, run[k - first]);
     });
   }
@@ -159,13 +162,14 @@ class pagemap_file {
 };
 
 /// Reads the pagemap entries of `count` base pages of process `pid` (0: this one) starting at
-/// page-aligned `first`, opening the file for this one read. Returns false (errno set) when
-/// the file cannot be read; entries of unmapped pages are 0.
-inline bool read_pagemap(int pid, std::uintptr_t first, std::size_t count,
-                         std::vector<std::uint64_t>& out) {
+/// page-aligned `first`, opening the file for this one read. Returns 0, or the errno of
+/// opening or reading it; entries of unmapped pages are 0.
+inline int read_process_pagemap(int pid, std::uintptr_t first, std::size_t count,
+                                std::vector<std::uint64_t>& out) {
   out.assign(count, 0);
   const pagemap_file file = pagemap_file::of(pid);
-  return file.is_open() && file.read(first, count, out.data());
+  if (!file.is_open()) return last_errno();
+  return file.read_entries(first, count, out.data());
 }
 
 }  // namespace numamove::detail

@@ -129,7 +129,8 @@ struct next_touch_region {
     const std::size_t size = page_size();
     const std::uintptr_t at = first + i * size;
     std::uint64_t entry = 0;
-    if (!pagemap.read(at, 1, &entry)) entry = pagemap_bit::present;  // unknown: treated as present
+    if (pagemap.read_entries(at, 1, &entry) != 0)
+      entry = pagemap_bit::present;  // unknown: treated as present
     const bool present = (entry & pagemap_bit::present) != 0;
     const bool swapped = (entry & pagemap_bit::swapped) != 0;
     if (!present && !swapped) return unprotect(i, local);

@@ -246,7 +246,7 @@ inline void choose_pages_to_copy(const page_facts* facts, std::size_t length, st
                                  const pagemap_file& pagemap, std::uint64_t* entries,
                                  unsigned char* moved) noexcept {
   const std::size_t page = page_size();
-  const bool fresh_look = pagemap.read(facts[0].address, length, entries);
+  const bool fresh_look = pagemap.read_entries(facts[0].address, length, entries) == 0;
   for (std::size_t j = 0; j < length; ++j) {
     bool copy = facts[j].what == treatment::copy;
     if (fresh_look) {
@@ -344,7 +344,7 @@ inline bool still_private_cache(const team_job& job, const chunk& c,
                                 std::uint64_t* entries) noexcept {
   const std::uintptr_t begin = job.request.pages[c.first].address;
   if (!chunk_unchanged(job.request, job.live, job.progress, c) ||
-      !job.files.pagemap->read(begin, c.pages, entries))
+      job.files.pagemap->read_entries(begin, c.pages, entries) != 0)
     return false;
   constexpr std::uint64_t wanted =
       pagemap_bit::present | pagemap_bit::file_or_shared | pagemap_bit::exclusive;
@@ -370,8 +370,8 @@ inline int refault_alone(const team_job& job, const chunk& c, unsigned char* evi
   const std::uintptr_t below = begin - pages_below * page;
   std::uint64_t before_below[fault_around_pages] = {};
   std::uint64_t before_above[fault_around_pages] = {};
-  const bool sides_known = pagemap.read(below, pages_below, before_below) &&
-                           pagemap.read(end, pages_above, before_above);
+  const bool sides_known = pagemap.read_entries(below, pages_below, before_below) == 0 &&
+                           pagemap.read_entries(end, pages_above, before_above) == 0;
   const node_mask* prefer = job.refaults.prefer;
   if (prefer != nullptr) sys_set_mempolicy(mpol_preferred, prefer->words.data(), prefer->maxnode);
   const int error = refault(begin, c.pages, r.file.get(), offset, m.shared(), evicted);

@@ -42,7 +42,7 @@ inline void unmap_mapped_since(const pagemap_file& pagemap, std::uintptr_t first
   for (std::size_t j = 0; j < pages; ++j) {
     std::uint64_t now = 0;
     const std::uintptr_t at = first + j * page_size();
-    if ((before[j] & pagemap_bit::present) == 0 && pagemap.read(at, 1, &now) &&
+    if ((before[j] & pagemap_bit::present) == 0 && pagemap.read_entries(at, 1, &now) == 0 &&
         (now & pagemap_bit::present) != 0)
       ::madvise(reinterpret_cast<void*>(at), page_size(), MADV_DONTNEED);
   }

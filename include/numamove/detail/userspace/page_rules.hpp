@@ -153,7 +153,8 @@ inline void find_zero_pages(int pid, const pagemap_file& pagemap, const capabili
     };
     for_each_run(candidates.size(), consecutive, [&](std::size_t first, std::size_t end) {
       if (!scanned) return;
-      scanned = pagemap.find_zero_pages(e.pages[candidates[first]].address, end - first, found);
+      scanned =
+          pagemap.mark_zero_pages(e.pages[candidates[first]].address, end - first, found) == 0;
       for (std::size_t j = first; j < end && scanned; ++j) zero[candidates[j]] = found[j - first];
     });
     if (scanned) return;
@@ -174,7 +175,7 @@ inline void read_pagemap_of(const pagemap_file& pagemap, const std::vector<page_
   };
   for_each_run(which.size(), consecutive, [&](std::size_t first, std::size_t end) {
     run.assign(end - first, 0);
-    if (pagemap.read(pages[which[first]].address, end - first, run.data()))
+    if (pagemap.read_entries(pages[which[first]].address, end - first, run.data()) == 0)
       std::copy(run.begin(), run.end(), entries.begin() + static_cast<std::ptrdiff_t>(first));
   });
 }
@@ -246,13 +247,13 @@ inline page_survey survey_pages(examination& e, const std::vector<mapping_facts>
 
 /// Asks the kernel where the present pages are. Another thread may have dropped a page since
 /// the pagemap was read, and the kernel says -EFAULT for a page that is not there (up to 6.11)
-/// as for the zero page: such pages are looked at again. Returns false when the query is
-/// refused; else the present pages the kernel did not place went to `unanswered`.
-inline bool query_present_pages(int pid, const pagemap_file& pagemap, examination& e,
-                                page_survey& s, std::vector<std::size_t>& unanswered) {
+/// as for the zero page: such pages are looked at again. Returns 0, with the present pages the
+/// kernel did not place in `unanswered`; or the query's errno when it is refused.
+inline int query_present_pages(int pid, const pagemap_file& pagemap, examination& e, page_survey& s,
+                               std::vector<std::size_t>& unanswered) {
   page_batch asked;
   for (const std::size_t i : s.present) asked.add(i, reinterpret_cast<void*>(e.pages[i].address));
-  if (query_nodes(pid, asked) != 0) return false;
+  if (const int error = query_nodes(pid, asked)) return error;
   std::vector<std::size_t> doubtful;  // indexes into asked
   for (std::size_t k = 0; k < asked.size(); ++k) {
     if (asked.status[k] >= 0)
@@ -276,7 +277,7 @@ inline bool query_present_pages(int pid, const pagemap_file& pagemap, examinatio
     else
       unanswered.push_back(i);  // kernels before 6.5 cannot see PROT_NONE pages
   }
-  return true;
+  return 0;
 }
 
 /// The nodes of the `unanswered` present pages without the query: the one node with memory,
@@ -310,7 +311,7 @@ inline void locate_present_pages(int pid, const pagemap_file& pagemap, const cap
   std::vector<std::size_t> unanswered;
   const bool ask = here.move_pages_query && !s.present.empty() &&
                    (!one_node || (!here.pagemap_pfns && !here.pagemap_scan));
-  if (!ask || !query_present_pages(pid, pagemap, e, s, unanswered)) {
+  if (!ask || query_present_pages(pid, pagemap, e, s, unanswered) != 0) {
     find_zero_pages(pid, pagemap, here, e, s.zero_candidates, s.zero);
     unanswered = s.present;
   }
