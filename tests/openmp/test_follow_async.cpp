@@ -15,29 +15,15 @@
 #include <numamove/openmp/follow_async.hpp>
 
 #include "support/catch.hpp"
+#include "support/pages.hpp"
 
 namespace {
 
 using numamove::openmp::static_schedule;
 
-std::size_t page() {
-  return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
-
-const int home = numamove::topology::system().nodes().front();
-
-struct mapping {
-  explicit mapping(std::size_t pages_)
-      : pages(pages_),
-        data(static_cast<char*>(::mmap(nullptr, pages * page(), PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {}
-  ~mapping() { ::munmap(data, pages * page()); }
-  mapping(const mapping&) = delete;
-  mapping& operator=(const mapping&) = delete;
-  char* at_page(std::size_t i) const { return data + i * page(); }
-  std::size_t pages;
-  char* data;
-};
+using numamove_test::home;
+using numamove_test::mapping;
+using numamove_test::page;
 
 numamove::openmp::team_options forced() {
   numamove::openmp::team_options options;
@@ -51,17 +37,17 @@ numamove::openmp::team_options forced() {
 TEST_CASE("follow_async moves what follow_threads moves, in one result, keeping the data",
           "[team][async]") {
   mapping m(32);
-  for (std::size_t i = 0; i < m.pages * page(); ++i) m.data[i] = static_cast<char>(i % 251);
+  for (std::size_t i = 0; i < m.bytes; ++i) m.data[i] = static_cast<char>(i % 251);
   const static_schedule s{32, 2, 0};
   const numamove::migration_result r =
-      numamove::openmp::follow_async(m.data, m.pages * page(), s, forced()).get();
+      numamove::openmp::follow_async(m.data, m.bytes, s, forced()).get();
   CHECK(r);
   CHECK(r.used == numamove::backend::userspace);
   CHECK(r.moved == 32);
   CHECK(r.first_page == m.data);
   CHECK(r.status == std::vector<int>(32, home));
-  CHECK(r.moved == numamove::openmp::follow_threads(m.data, m.pages * page(), s, forced()).moved());
-  for (std::size_t i = 0; i < m.pages * page(); ++i)
+  CHECK(r.moved == numamove::openmp::follow_threads(m.data, m.bytes, s, forced()).moved());
+  for (std::size_t i = 0; i < m.bytes; ++i)
     if (m.data[i] != static_cast<char>(i % 251)) FAIL("byte " << i << " changed");
 }
 
@@ -70,8 +56,8 @@ TEST_CASE("follow_async reports as migrate() does: placed pages stay, untouched 
   mapping m(16);
   std::memset(m.data, 1, 8 * page());
   const numamove::migration_result r =
-      numamove::openmp::follow_async(m.data, m.pages * page(), {16, 2, 0}).get();
-  const numamove::migration_result one = numamove::migrate(m.data, m.pages * page(), home);
+      numamove::openmp::follow_async(m.data, m.bytes, {16, 2, 0}).get();
+  const numamove::migration_result one = numamove::migrate(m.data, m.bytes, home);
   CHECK(r.status == one.status);
   CHECK(r.already_there == 8);
   CHECK(r.not_present == 8);
@@ -82,16 +68,16 @@ TEST_CASE("follow_async reports as migrate() does: placed pages stay, untouched 
 TEST_CASE("follow_async throws at the call for a schedule that does not fit the data",
           "[team][async]") {
   mapping m(4);
-  CHECK_THROWS_AS(numamove::openmp::follow_async(m.data, m.pages * page() - 1, {2, 2, 0}),
+  CHECK_THROWS_AS(numamove::openmp::follow_async(m.data, m.bytes - 1, {2, 2, 0}),
                   std::invalid_argument);
-  CHECK_THROWS_AS(numamove::openmp::follow_async(m.data, m.pages * page(), {4, 0, 0}),
+  CHECK_THROWS_AS(numamove::openmp::follow_async(m.data, m.bytes, {4, 0, 0}),
                   std::invalid_argument);
 }
 
 TEST_CASE("follow_async's plan to moves: pages in address order, those of no node stranded",
           "[plan][async]") {
   mapping m(6);
-  std::memset(m.data, 3, m.pages * page());
+  std::memset(m.data, 3, m.bytes);
   numamove::openmp::schedule_plan plan;
   plan.nodes = {home, -1};
   // Thread 0 owns pages 0, 1 and 4; thread 1 (on a node without memory) pages 2, 3 and 5.

@@ -3,6 +3,7 @@
 // and drop. tests/support/seccomp_child.hpp has the child that reports back while it runs.
 #pragma once
 
+#include <dirent.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 
@@ -25,6 +27,17 @@ int in_child(Body body) {
   int status = 0;
   ::waitpid(child, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// How many threads this process has now (the entries of /proc/self/task).
+inline std::size_t threads_of_process() {
+  std::size_t n = 0;
+  if (DIR* dir = ::opendir("/proc/self/task")) {
+    while (const dirent* entry = ::readdir(dir))
+      if (entry->d_name[0] != '.') ++n;
+    ::closedir(dir);
+  }
+  return n;
 }
 
 /// A pid that no process has: a child that has exited and been reaped.

@@ -24,16 +24,7 @@ namespace {
 
 using numamove::detail::kernel_workers;
 using numamove_test::in_child;
-
-std::size_t threads_of_process() {
-  std::size_t n = 0;
-  if (DIR* dir = ::opendir("/proc/self/task")) {
-    while (const dirent* entry = ::readdir(dir))
-      if (entry->d_name[0] != '.') ++n;
-    ::closedir(dir);
-  }
-  return n;
-}
+using numamove_test::threads_of_process;
 
 /// As many tasks as there are threads to run them at once: one per CPU, at most 4.
 unsigned together() {

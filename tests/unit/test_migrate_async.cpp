@@ -30,16 +30,17 @@
 #include <numamove/topology.hpp>
 
 #include "support/catch.hpp"
+#include "support/pages.hpp"
+#include "support/child.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-std::size_t page() {
-  return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
-
-const int home = numamove::topology::system().nodes().front();
+using numamove_test::home;
+using numamove_test::mapping;
+using numamove_test::page;
+using numamove_test::threads_of_process;
 
 /// Runs body() (which returns "" or what went wrong) in a fork()ed child; returns what it
 /// said, or how it ended otherwise (an exception, a signal, an exit status, no end in 60 s).
@@ -84,30 +85,6 @@ std::string in_child(Body body) {
   return said;
 }
 
-/// An anonymous private mapping, unmapped when it goes out of scope.
-struct mapping {
-  explicit mapping(std::size_t pages_)
-      : pages(pages_),
-        data(static_cast<char*>(::mmap(nullptr, pages * page(), PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {}
-  ~mapping() { ::munmap(data, pages * page()); }
-  mapping(const mapping&) = delete;
-  mapping& operator=(const mapping&) = delete;
-
-  std::size_t pages;
-  char* data;
-};
-
-std::size_t threads_of_process() {
-  std::size_t n = 0;
-  if (DIR* dir = ::opendir("/proc/self/task")) {
-    while (const dirent* entry = ::readdir(dir))
-      if (entry->d_name[0] != '.') ++n;
-    ::closedir(dir);
-  }
-  return n;
-}
-
 /// "" when the two results are the same, field by field (the time aside), else the first
 /// difference.
 std::string differences(const numamove::migration_result& async,
@@ -143,7 +120,7 @@ TEST_CASE("migrate_async: the future holds what migrate() returns for the same c
           mapping m(4);
           std::memset(m.data, 7, 2 * page());  // pages 2 and 3 are never touched
           // On home first: the move compared first must leave the pages where they were.
-          if (!numamove::migrate(m.data, m.pages * page(), home)) return "could not start on home";
+          if (!numamove::migrate(m.data, m.bytes, home)) return "could not start on home";
           std::string wrong;
           const auto compare = [&](const char* what, auto* data, std::size_t count, int node,
                                    const numamove::migrate_options& options) {
@@ -153,20 +130,20 @@ TEST_CASE("migrate_async: the future holds what migrate() returns for the same c
             if (!d.empty()) wrong += std::string(what) + ": " + d;
           };
           numamove::migrate_options options;
-          compare("home", m.data, m.pages * page(), home, options);
+          compare("home", m.data, m.bytes, home, options);
           for (const int bad : {-1, numamove::topology::system().nodes().back() + 1, 4096})
-            compare("ENODEV", m.data, m.pages * page(), bad, options);
+            compare("ENODEV", m.data, m.bytes, bad, options);
           compare("nothing", m.data, 0, home, options);
           compare("no mapping", reinterpret_cast<char*>(3 * page()), 2 * page(), home, options);
           compare("wraps", reinterpret_cast<std::uint64_t*>(UINTPTR_MAX - 64), 1000, home, options);
           options.flags = MPOL_MF_MOVE | 8;
-          compare("EINVAL flags", m.data, m.pages * page(), home, options);
+          compare("EINVAL flags", m.data, m.bytes, home, options);
           options = {};
           options.path = numamove::backend::kernel;
           options.force = true;
-          compare("EINVAL force", m.data, m.pages * page(), home, options);
+          compare("EINVAL force", m.data, m.bytes, home, options);
           options.path = numamove::backend::userspace;
-          compare("forced move", m.data, m.pages * page(), home, options);
+          compare("forced move", m.data, m.bytes, home, options);
 
           // The error codes themselves, and the data left as it was, at the same addresses.
           const numamove::migration_result bad_node = numamove::migrate_async(m.data, 1, -1).get();
@@ -176,7 +153,7 @@ TEST_CASE("migrate_async: the future holds what migrate() returns for the same c
                   .get();
           if (wrapped.error != std::errc::bad_address) wrong += "a wrapping range is not EFAULT; ";
           const numamove::migration_result moved =
-              await(numamove::migrate_async(m.data, m.pages * page(), home, options));
+              await(numamove::migrate_async(m.data, m.bytes, home, options));
           if (moved.moved != 2 || moved.not_present != 2 || moved.first_page != m.data)
             wrong += "forced move: moved " + std::to_string(moved.moved) + ", not present " +
                      std::to_string(moved.not_present) + "; ";
@@ -251,13 +228,13 @@ TEST_CASE("migrate_async returns before the move is done; a destroyed future doe
 TEST_CASE("migrate_async: an exit with requests queued neither hangs nor crashes", "[async]") {
   CHECK(in_child([]() -> std::string {
           static mapping m(256);  // made before the mover, so unmapped only once it has stopped
-          std::memset(m.data, 1, m.pages * page());
+          std::memset(m.data, 1, m.bytes);
           numamove::migrate_options options;
           options.path = numamove::backend::userspace;
           options.force = true;
           std::vector<std::future<numamove::migration_result>> pending;
           for (int i = 0; i < 20; ++i)
-            pending.push_back(numamove::migrate_async(m.data, m.pages * page(), home, options));
+            pending.push_back(numamove::migrate_async(m.data, m.bytes, home, options));
           std::exit(0);  // the in_child helper fails the case on a hang, a signal or another status
         }) == "");
 }
