@@ -177,7 +177,7 @@ inline void unregister_fence_worker(int slot) noexcept {
 
 /// Threads of the process now (/proc/self/status), at least 1.
 inline std::size_t count_threads() {
-  const std::string threads = status_field(read_text("/proc/self/status"), "Threads");
+  const std::string threads = status_field(read_proc(0, "status"), "Threads");
   const unsigned long long count = std::strtoull(threads.c_str(), nullptr, 10);
   return count == 0 ? 1 : static_cast<std::size_t>(count);
 }
