@@ -14,21 +14,12 @@
 
 #include <numamove/kokkos.hpp>
 
+#include "timing.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-template <class Work>
-double seconds(Work work) {
-  const auto start = clock_type::now();
-  work();
-  return std::chrono::duration<double>(clock_type::now() - start).count();
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
+using numamove_bench::median;
+using numamove_bench::seconds;
 
 }  // namespace
 

@@ -17,21 +17,12 @@
 
 #include <numamove/numamove.hpp>
 
+#include "timing.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-template <class Work>
-double seconds(Work work) {
-  const auto start = clock_type::now();
-  work();
-  return std::chrono::duration<double>(clock_type::now() - start).count();
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
+using numamove_bench::median;
+using numamove_bench::seconds;
 
 // A touched anonymous buffer with an inaccessible page on either side, so that no two buffers
 // share a mapping (mbind splits and merges mappings; a move of one must not touch the other).

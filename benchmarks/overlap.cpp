@@ -23,21 +23,12 @@
 #include <numamove/migrate_async.hpp>
 #include <numamove/numamove.hpp>
 
+#include "timing.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-template <class Work>
-double seconds(Work work) {
-  const auto start = clock_type::now();
-  work();
-  return std::chrono::duration<double>(clock_type::now() - start).count();
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
+using numamove_bench::median;
+using numamove_bench::seconds;
 
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 

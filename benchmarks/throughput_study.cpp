@@ -26,18 +26,15 @@
 
 #include <numamove/numamove.hpp>
 
+#include "timing.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 constexpr int mpol_bind = 2;  // uapi linux/mempolicy.h
 
-double seconds(const std::function<void()>& work) {
-  const auto start = clock_type::now();
-  work();
-  return std::chrono::duration<double>(clock_type::now() - start).count();
-}
+using numamove_bench::seconds;
 
 // Touched anonymous memory aligned to the huge-page size, with THP advice.
 struct region {
