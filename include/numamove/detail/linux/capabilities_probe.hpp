@@ -27,10 +27,19 @@
 
 namespace numamove::detail {
 
-/// The probe of_this_process() returns, and the process that made it (a forked child probes
-/// again).
+/// One probe, linked to the probe made before it. Probes are never freed (a thread may still
+/// read the one it was given); the link keeps every one reachable from current_capabilities,
+/// so that a leak checker does not report those a refresh() or a fork()ed child's new probe
+/// replaced.
+struct probe_record {
+  capabilities found;
+  const probe_record* older;
+};
+
+/// The newest probe, the one of_this_process() returns, and the process that made it (a
+/// forked child probes again).
 struct published_capabilities {
-  std::atomic<const capabilities*> value{nullptr};
+  std::atomic<const probe_record*> newest{nullptr};
   std::atomic<pid_t> pid{0};
 };
 inline published_capabilities current_capabilities;
@@ -142,17 +151,22 @@ inline capabilities capabilities::probe() {
 }
 
 inline const capabilities& capabilities::refresh() {
-  const capabilities* fresh = new capabilities(probe());
-  detail::current_capabilities.value.store(fresh, std::memory_order_release);
-  detail::current_capabilities.pid.store(::getpid(), std::memory_order_release);
-  return *fresh;
+  detail::published_capabilities& published = detail::current_capabilities;
+  auto* record =
+      new detail::probe_record{probe(), published.newest.load(std::memory_order_acquire)};
+  while (!published.newest.compare_exchange_weak(record->older, record, std::memory_order_acq_rel,
+                                                 std::memory_order_acquire)) {
+  }
+  published.pid.store(::getpid(), std::memory_order_release);
+  return record->found;
 }
 
 inline const capabilities& capabilities::of_this_process() {
   const pid_t self = ::getpid();
-  const capabilities* known = detail::current_capabilities.value.load(std::memory_order_acquire);
-  if (known != nullptr && detail::current_capabilities.pid.load(std::memory_order_acquire) == self)
-    return *known;
+  const detail::published_capabilities& published = detail::current_capabilities;
+  const detail::probe_record* known = published.newest.load(std::memory_order_acquire);
+  if (known != nullptr && published.pid.load(std::memory_order_acquire) == self)
+    return known->found;
   return refresh();
 }
 
