@@ -15,12 +15,14 @@
 #include <numamove/openmp/follow_async.hpp>
 
 #include "support/catch.hpp"
+#include "support/futures.hpp"
 #include "support/pages.hpp"
 
 namespace {
 
 using numamove::openmp::static_schedule;
 
+using numamove_test::await;
 using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
@@ -40,7 +42,7 @@ TEST_CASE("follow_async moves what follow_threads moves, in one result, keeping 
   for (std::size_t i = 0; i < m.bytes; ++i) m.data[i] = static_cast<char>(i % 251);
   const static_schedule s{32, 2, 0};
   const numamove::migration_result r =
-      numamove::openmp::follow_async(m.data, m.bytes, s, forced()).get();
+      await(numamove::openmp::follow_async(m.data, m.bytes, s, forced()));
   CHECK(r);
   CHECK(r.used == numamove::backend::userspace);
   CHECK(r.moved == 32);
@@ -56,7 +58,7 @@ TEST_CASE("follow_async reports as migrate() does: placed pages stay, untouched 
   mapping m(16);
   std::memset(m.data, 1, 8 * page());
   const numamove::migration_result r =
-      numamove::openmp::follow_async(m.data, m.bytes, {16, 2, 0}).get();
+      await(numamove::openmp::follow_async(m.data, m.bytes, {16, 2, 0}));
   const numamove::migration_result one = numamove::migrate(m.data, m.bytes, home);
   CHECK(r.status == one.status);
   CHECK(r.already_there == 8);

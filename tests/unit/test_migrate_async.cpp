@@ -32,11 +32,13 @@
 #include "support/catch.hpp"
 #include "support/pages.hpp"
 #include "support/child.hpp"
+#include "support/futures.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
+using numamove_test::await;
 using numamove_test::home;
 using numamove_test::mapping;
 using numamove_test::page;
@@ -102,15 +104,6 @@ std::string differences(const numamove::migration_result& async,
   if (async.used != sync.used) out << "used differs; ";
   if (async.bytes != sync.bytes) out << "bytes differs; ";
   return out.str();
-}
-
-/// f.get(), without blocking in the futex: under ThreadSanitizer a thread blocked there runs
-/// no signal handler, so it would never park when a userspace move stops the threads (the move
-/// gives up after 2 s: -EBUSY).
-template <class R>
-R await(std::future<R> f) {
-  while (f.wait_for(0s) != std::future_status::ready) std::this_thread::sleep_for(100us);
-  return f.get();
 }
 
 }  // namespace
