@@ -62,13 +62,13 @@ inline void probe_numa_calls(capabilities& c, char* written, const topology& mac
 /// `written` (a touched page) and the page after it (read only: the zero page).
 inline void probe_pagemap(capabilities& c, const char* written) {
   const auto first = reinterpret_cast<std::uintptr_t>(written);
-  std::vector<std::uint64_t> entries;
-  if (read_process_pagemap(0, first, 2, entries) == 0) {
+  const pagemap_file pagemap = pagemap_file::of(0);
+  std::uint64_t entries[2] = {};
+  if (pagemap.read_entries(first, 2, entries) == 0) {
     c.pagemap = (entries[0] & pagemap_bit::present) != 0;
     c.pagemap_pfns = (entries[0] & pagemap_bit::pfn_mask) != 0;
     if (c.pagemap_pfns) c.zero_page_pfn = entries[1] & pagemap_bit::pfn_mask;
   }
-  const pagemap_file pagemap = pagemap_file::of(0);
   std::vector<bool> zero;
   c.pagemap_scan = pagemap.mark_zero_pages(first, 2, zero) == 0 && !zero[0] && zero[1];
 }

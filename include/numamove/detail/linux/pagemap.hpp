@@ -161,15 +161,4 @@ class pagemap_file {
   unique_fd fd_;
 };
 
-/// Reads the pagemap entries of `count` base pages of process `pid` (0: this one) starting at
-/// page-aligned `first`, opening the file for this one read. Returns 0, or the errno of
-/// opening or reading it; entries of unmapped pages are 0.
-inline int read_process_pagemap(int pid, std::uintptr_t first, std::size_t count,
-                                std::vector<std::uint64_t>& out) {
-  out.assign(count, 0);
-  const pagemap_file file = pagemap_file::of(pid);
-  if (!file.is_open()) return last_errno();
-  return file.read_entries(first, count, out.data());
-}
-
 }  // namespace numamove::detail
