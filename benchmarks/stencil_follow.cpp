@@ -1,6 +1,7 @@
 // Benchmark (not a test): a 5-point stencil's time per step with each thread's rows local, remote
 // (the threads re-pinned one node over) and after follow_threads(); and what follow_threads()
-// costs against one migrate() of the same number of bytes. Prints ratios measured in one run;
+// costs against migrate() of the same bytes in as many calls, moved by the caller in one call per
+// array and by every thread at once (openmp::movers). Prints ratios measured in one run;
 // in an emulated guest, only those mean anything.
 //
 //   stencil_follow [--rows N] [--columns N] [--steps N] [--repeat N]
@@ -139,31 +140,55 @@ int main(int argc, char** argv) {
   pin_team(over);
   const double remote = time_per_step(u, next, rows, columns, threads, steps, repeat);
 
-  const auto follow_start = clock_type::now();
-  const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule);
-  const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule);
-  const double follow = seconds_since(follow_start);
-  const std::size_t follow_bytes = moved_u.bytes() + moved_next.bytes();
+  // Both ways follow_threads() can move: the caller alone (one call), then, with the threads
+  // pinned back home, every thread its own pages. Each moves the same bytes.
+  struct follow_run {
+    double seconds = 0;
+    std::size_t bytes = 0;
+    bool ok = false;
+  };
+  const auto follow = [&](numamove::openmp::movers who) {
+    numamove::openmp::team_options options;
+    options.moved_by = who;
+    const auto start = clock_type::now();
+    const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule, options);
+    const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule, options);
+    return follow_run{seconds_since(start), moved_u.bytes() + moved_next.bytes(),
+                      moved_u && moved_next};
+  };
+  const follow_run by_caller = follow(numamove::openmp::movers::caller);
   const double followed = time_per_step(u, next, rows, columns, threads, steps, repeat);
+  pin_team(home);
+  const follow_run by_team = follow(numamove::openmp::movers::team);
 
-  // The same number of bytes in one migrate() call, from one thread, to one node.
-  std::vector<double> single(2 * count);
-  keep_from_numa_balancing(single.data(), single.size() * sizeof(double));
-  std::fill(single.begin(), single.end(), 1.0);
+  // The same calls with migrate(): two arrays of the same size, each moved from one thread to
+  // one node.
+  std::vector<double> single_u(count, 1.0);
+  std::vector<double> single_next(count, 1.0);
+  keep_from_numa_balancing(single_u.data(), count * sizeof(double));
+  keep_from_numa_balancing(single_next.data(), count * sizeof(double));
   const int from = numamove::topology::system().current_node();
   const int to = nodes[from == nodes[0] ? 1 : 0];
   const auto migrate_start = clock_type::now();
-  const numamove::migration_result one = numamove::migrate(single, to);
+  numamove::migration_result one = numamove::migrate(single_u, to);
+  const numamove::migration_result other = numamove::migrate(single_next, to);
   const double migrate = seconds_since(migrate_start);
+  one.bytes += other.bytes;
 
   std::printf("  time per step, remote / local:        %.2fx\n", remote / local);
   std::printf("  time per step, after follow / local:  %.2fx\n", followed / local);
+  // Per byte: the two moves need not move the same number of bytes.
+  const auto report = [&](const char* who, const follow_run& run) {
+    std::printf(
+        "  follow_threads, %s (%.1f MiB) / two migrate() (%.1f MiB, 1 thread), per MiB: %.2fx\n",
+        who, static_cast<double>(run.bytes) / (1 << 20), static_cast<double>(one.bytes) / (1 << 20),
+        run.seconds / static_cast<double>(run.bytes) / (migrate / static_cast<double>(one.bytes)));
+  };
+  report("moved by the caller in one call", by_caller);
+  report("moved by every thread at once", by_team);
   std::printf(
-      "  follow_threads (%.1f MiB, %d threads in parallel) / one migrate (%.1f MiB, 1 thread): "
-      "%.2fx\n",
-      static_cast<double>(follow_bytes) / (1 << 20), threads,
-      static_cast<double>(one.bytes) / (1 << 20), follow / migrate);
-  std::printf("  (absolute, this run only: local %.2f ms/step, follow %.1f ms, migrate %.1f ms)\n",
-              1e3 * local, 1e3 * follow, 1e3 * migrate);
-  return moved_u && moved_next && one ? 0 : 1;
+      "  (absolute, this run only: local %.2f ms/step, follow %.1f ms by the caller, %.1f ms by "
+      "the team, migrate %.1f ms)\n",
+      1e3 * local, 1e3 * by_caller.seconds, 1e3 * by_team.seconds, 1e3 * migrate);
+  return by_caller.ok && by_team.ok && one && other ? 0 : 1;
 }

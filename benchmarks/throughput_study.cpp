@@ -1,5 +1,6 @@
 // The performance study's measurements (docs/performance.md), as CSV on stdout:
 //   throughput_study moves   [max MiB] [repeats]   every way to move memory, 64 KiB .. max
+//                                                  (numa_move_pages where libnuma was found)
 //   throughput_study workers [MiB] [repeats]       migrate() with 1, 2 and 4 workers
 //   throughput_study queries [max MiB] [repeats]   locate() against the raw query and hwloc
 //   throughput_study allocator [max MiB] [repeats] allocation + first touch against std::vector
@@ -10,6 +11,9 @@
 // moves find every page in place, so "moves" then measures only what moves memory there: the
 // userspace path (forced) and memcpy into warm memory, its limit; a comment row says so.
 #include <hwloc.h>
+#ifdef NUMAMOVE_STUDY_LIBNUMA
+#include <numa.h>
+#endif
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -82,9 +86,9 @@ std::vector<mover> kernel_movers(hwloc_topology_t topo) {
   std::vector<mover> movers;
   movers.push_back(
       {"migrate", [](region& r, int node) { numamove::migrate(r.data, r.bytes, node); }});
-  movers.push_back({"migrate_4_workers", [](region& r, int node) {
+  movers.push_back({"migrate_2_workers", [](region& r, int node) {
                       numamove::migrate_options options;
-                      options.workers = 4;
+                      options.workers = 2;
                       numamove::migrate(r.data, r.bytes, node, options);
                     }});
   movers.push_back({"move_pages", [](region& r, int node) {
@@ -93,6 +97,14 @@ std::vector<mover> kernel_movers(hwloc_topology_t topo) {
                       ::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nodes.data(),
                                 status.data(), MPOL_MF_MOVE);
                     }});
+#ifdef NUMAMOVE_STUDY_LIBNUMA
+  movers.push_back({"numa_move_pages", [](region& r, int node) {
+                      std::vector<void*> pages = r.pages();
+                      std::vector<int> nodes(pages.size(), node), status(pages.size());
+                      numa_move_pages(0, pages.size(), pages.data(), nodes.data(), status.data(),
+                                      MPOL_MF_MOVE);
+                    }});
+#endif
   movers.push_back({"mbind_move", [](region& r, int node) {
                       unsigned long mask[2] = {0, 0};
                       mask[node / 64] |= 1UL << (node % 64);
@@ -158,6 +170,7 @@ int workers(std::size_t mib, int repeats) {
         "# one node: userspace path (forced), the kernel's moves would find the pages in place\n");
   for (const bool thp : {false, true}) {
     region r(mib << 20, thp);
+    int to = machine.nodes().front();
     for (int repeat = 0; repeat < repeats; ++repeat)
       for (const unsigned count : {1u, 2u, 4u}) {
         numamove::migrate_options options;
@@ -166,7 +179,8 @@ int workers(std::size_t mib, int repeats) {
           options.path = numamove::backend::userspace;
           options.force = true;
         }
-        const int to = repeat % 2 == 0 ? machine.nodes().back() : machine.nodes().front();
+        // Every move takes the pages away from where the previous one left them.
+        to = to == machine.nodes().front() ? machine.nodes().back() : machine.nodes().front();
         row("workers", std::to_string(count), thp, r.bytes, repeat,
             seconds([&] { numamove::migrate(r.data, r.bytes, to, options); }));
       }

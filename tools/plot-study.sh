@@ -45,10 +45,39 @@ plot ${lines[*]}
 PLOT
   echo "$out/$study-$memory.png"
 }
+# The workers study at its one size, against the number of workers: workers.<memory>.dat holds
+# "workers median min max".
+for data in "$work"/workers.*.dat; do
+  [ -e "$data" ] || continue
+  name=${data#"$work/workers."}
+  count=${name%%.*}
+  awk -v count="$count" '{ print count, $2, $3, $4 }' "$data" >> "$work/by-workers.${name#*.}"
+done
 for memory in 4k thp; do
   # Throughput: bytes / seconds, in GB/s; the bars from the slowest and the fastest repeat.
   plot moves "$memory" "Moving memory, $memory pages" "GB/s" '1:($1/$2/1e9):($1/$4/1e9):($1/$3/1e9)'
+  # The same rows as time: linear in the bytes where the copy dominates, flat where a fixed
+  # per-call cost does.
+  for data in "$work"/moves.*."$memory".dat; do
+    [ -e "$data" ] && cp "$data" "$work/cost.${data#"$work/moves."}"
+  done
+  plot cost "$memory" "Time to move memory, $memory pages" "seconds" '1:2:3:4'
   plot queries "$memory" "Where pages are, $memory pages" "seconds" '1:2:3:4'
-  plot workers "$memory" "migrate() against workers, $memory pages" "seconds" '1:2:3:4'
+  if [ -e "$work/by-workers.$memory.dat" ]; then
+    sort -n "$work/by-workers.$memory.dat" > "$work/workers-count.migrate.$memory.dat"
+    gnuplot <<PLOT
+set terminal pngcairo size 900,560 font ",10" noenhanced
+set output "$out/workers-$memory.png"
+set title "migrate() against workers, $memory pages"
+set xlabel "workers"
+set ylabel "seconds"
+set xtics 1
+set xrange [0.5:4.5]
+set yrange [0:*]
+set grid
+plot '$work/workers-count.migrate.$memory.dat' using 1:2:3:4 with yerrorlines title 'migrate'
+PLOT
+    echo "$out/workers-$memory.png"
+  fi
 done
 plot allocator 4k "Allocation and first touch" "seconds" '1:2:3:4'

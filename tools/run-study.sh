@@ -11,6 +11,9 @@ study="$build/benchmarks/throughput_study"
 [ -x "$study" ] || { echo "run-study.sh: build $study first" >&2; exit 2; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out/host" "$out/guest"
+# The machine, and how busy it was before and after: the figures mean little on a loaded host.
+{ uname -sr; nproc; grep -m1 'model name' /proc/cpuinfo; echo "load before: $(cat /proc/loadavg)"; } \
+  > "$out/machine.txt"
 "$study" moves 1024 3 > "$out/host/moves.csv"
 "$study" queries 256 5 > "$out/host/queries.csv"
 "$study" allocator 1024 5 > "$out/host/allocator.csv"
@@ -26,3 +29,4 @@ for boot in $(seq 1 "$boots"); do
   done
 done
 "$here/tools/plot-study.sh" "$out/guest" "$out/guest"/*.csv
+echo "load after: $(cat /proc/loadavg)" >> "$out/machine.txt"

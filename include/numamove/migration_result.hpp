@@ -36,12 +36,20 @@ struct migrate_options {
   /// Threads that move the pages. Userspace path: copying threads per target node; 0 picks one
   /// per 32 MiB moved, at most one per CPU of the node and 8. Kernel path: the pages to move are
   /// cut into slices of at least 2 MiB, each moved by its own move_pages(2) call on a thread kept
-  /// for the process's life, at most one per CPU the process may use; the statuses, counts and
-  /// call-level error are those of one call (of two failing slices, the error of the first in
-  /// page order). 0 and 1: the calling thread alone, the default, since no figure measured so
-  /// far (docs/performance.md) showed more threads winning against one call.
+  /// for the process's life (started by the first call that needs it, with that caller's CPU
+  /// affinity), at most one per CPU the process may use; the statuses, counts and call-level
+  /// error are those of one call (of two failing slices, the error of the first in page order).
+  /// 1: the calling thread alone. 0, the default: one per parallel_move_min_bytes of data, so
+  /// the calling thread alone below that.
   unsigned workers = 0;
 };
+
+/// Bytes per thread from which numamove moves in parallel by default: kernel-path workers
+/// (migrate_options::workers 0) and the team of openmp::follow_threads() (movers::automatic).
+/// Chosen above every size where more threads were measured to lose against one call
+/// (docs/performance.md, "Parallel moves"): in the emulated guests, up to 64 MiB per thread,
+/// they never won reliably.
+inline constexpr std::size_t parallel_move_min_bytes = std::size_t{256} << 20;
 
 /// The outcome of one migrate() call.
 struct migration_result {

@@ -79,8 +79,11 @@ TEST_CASE("placement puts each pinned thread's chunk on its node", "[multinode]"
   const numamove_test::team_pin pin(nodes);
   REQUIRE(pin.pinned());
   const static_schedule s{64 * nodes.size(), threads, 0};
-  const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, s);
+  numamove::openmp::team_options options;
+  options.moved_by = GENERATE(numamove::openmp::movers::caller, numamove::openmp::movers::team);
+  const auto r = numamove::openmp::place_for_schedule(m.data, m.bytes, s, options);
   CHECK(r);
+  CHECK(r.moved_by == options.moved_by);
   CHECK(m.data == before);
   CHECK(intact(m.data, m.bytes));
   for (std::size_t t = 0; t < nodes.size(); ++t) {
@@ -112,8 +115,11 @@ TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread chan
   std::vector<int> moved_to = nodes;
   for (std::size_t t = 1; t < nodes.size(); t += 2) moved_to[t] = nodes[(t + 1) % nodes.size()];
   REQUIRE(pin.repin(moved_to));
-  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
+  numamove::openmp::team_options options;
+  options.moved_by = GENERATE(numamove::openmp::movers::caller, numamove::openmp::movers::team);
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
   CHECK(r);
+  CHECK(r.moved_by == options.moved_by);
   for (std::size_t t = 0; t < nodes.size(); ++t) {
     INFO("thread " << t << " from node " << nodes[t] << " to " << moved_to[t]);
     CHECK(r.threads[t].binding.node == moved_to[t]);
@@ -126,7 +132,8 @@ TEST_CASE("follow_threads after a re-pin moves only the chunks whose thread chan
 
   // Everyone back: the chunks follow again.
   REQUIRE(pin.repin(nodes));
-  CHECK(numamove::openmp::follow_threads(m.data, m.bytes, s).moved() == 64 * (nodes.size() / 2));
+  CHECK(numamove::openmp::follow_threads(m.data, m.bytes, s, options).moved() ==
+        64 * (nodes.size() / 2));
   CHECK(intact(m.data, m.bytes));
   check_all_local(m, s, nodes);
 }

@@ -16,7 +16,9 @@
 #include "omp_support.hpp"
 #include "support/catch.hpp"
 #include "support/pages.hpp"
+#include "support/patterns.hpp"
 
+using numamove::openmp::movers;
 using numamove::openmp::static_schedule;
 using numamove_test::home;
 using numamove_test::mapping;
@@ -97,8 +99,11 @@ TEST_CASE("follow_threads after placement finds everything local and moves nothi
   m.touch(0, 32);
   const static_schedule s{32, team, 0};
   REQUIRE(numamove::openmp::place_for_schedule(m.data, m.bytes, s));
-  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s);
+  numamove::openmp::team_options options;
+  options.moved_by = GENERATE(movers::caller, movers::team);
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
   CHECK(r);
+  CHECK(r.moved_by == options.moved_by);
   CHECK(r.moved() == 0);
   CHECK(r.already_local() == 32);
   CHECK(r.bytes() == 0);
@@ -116,7 +121,9 @@ TEST_CASE("follow_threads after placement finds everything local and moves nothi
 TEST_CASE("follow_threads leaves pages never touched untouched", "[team]") {
   mapping m(16);
   m.touch(0, 8);
-  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, {16, team, 0});
+  numamove::openmp::team_options options;
+  options.moved_by = GENERATE(movers::caller, movers::team);
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, {16, team, 0}, options);
   CHECK(r.threads[0].already_local == 8);
   CHECK(r.threads[1].not_present == 8);
   const auto status = numamove_test::kernel_query(m.at_page(8), 8);
@@ -124,6 +131,45 @@ TEST_CASE("follow_threads leaves pages never touched untouched", "[team]") {
   const auto report = numamove::openmp::locality_for_schedule(m.data, m.bytes, {16, team, 0});
   CHECK(report.threads[1].fraction() == 0.0);
   CHECK(report.threads[1].bytes_on.at(-ENOENT) == 8 * page());
+}
+
+TEST_CASE("follow_threads moves every thread's pages, by the caller in one call or by the team",
+          "[team]") {
+  // force copies pages onto the node they are on (the userspace path), so one node moves them.
+  mapping m(32);
+  numamove_test::fill(m.data, m.bytes);
+  const char* before = m.data;
+  numamove::openmp::team_options options;
+  options.migrate.force = true;
+  options.moved_by = GENERATE(movers::caller, movers::team);
+  const auto r = numamove::openmp::follow_threads(m.data, m.bytes, {32, team, 0}, options);
+  CHECK(r);
+  CHECK(r.moved_by == options.moved_by);
+  CHECK(r.used == numamove::backend::userspace);
+  for (const auto& thread : r.threads) {
+    INFO("thread " << thread.binding.thread);
+    CHECK(thread.pages == 16);
+    CHECK(thread.moved == 16);
+    CHECK(thread.already_local == 0);
+    CHECK(thread.bytes == 16 * page());
+    CHECK(thread.elapsed.count() > 0);
+  }
+  CHECK(m.data == before);
+  CHECK(numamove_test::intact(m.data, m.bytes));
+  const auto status = numamove_test::kernel_query(m.data, 32);
+  CHECK(std::all_of(status.begin(), status.end(), [](int node) { return node == home; }));
+}
+
+TEST_CASE(
+    "automatic movers: the caller for small data, every thread from parallel_move_min_bytes on",
+    "[team]") {
+  using numamove::detail::openmp::movers_for;
+  const std::size_t step = numamove::parallel_move_min_bytes;
+  CHECK(movers_for(movers::automatic, 4 * step - 1, 4) == movers::caller);
+  CHECK(movers_for(movers::automatic, 4 * step, 4) == movers::team);
+  CHECK(movers_for(movers::automatic, 8 * step, 1) == movers::caller);  // no team to share with
+  CHECK(movers_for(movers::team, 0, 4) == movers::team);
+  CHECK(movers_for(movers::caller, 8 * step, 4) == movers::caller);
 }
 
 TEST_CASE("place_for_schedule moves but does not write a read-only mapping", "[team]") {

@@ -102,6 +102,14 @@ TEST_CASE("plan: slices count, by the workers asked, the CPUs and the work", "[p
   CHECK(plan::slice_count(4, 0, 100000) == 1);
 }
 
+TEST_CASE("plan: workers 0 asks for one worker per parallel_move_min_bytes", "[plan][workers]") {
+  const std::size_t step = numamove::parallel_move_min_bytes;
+  CHECK(plan::automatic_workers(0) == 1);
+  CHECK(plan::automatic_workers(step - 1) == 1);
+  CHECK(plan::automatic_workers(2 * step) == 2);
+  CHECK(plan::automatic_workers(5 * step + 1) == 5);
+}
+
 TEST_CASE("plan: slices of about the same work, none empty, in order", "[plan][workers]") {
   const entries order = {0, 1, 2, 3, 4, 5, 6, 7};
   SECTION("one slice when one is asked for or there is one entry") {

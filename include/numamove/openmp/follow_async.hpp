@@ -3,79 +3,15 @@
 #pragma once
 #include "../detail/public_header_begin.hpp"
 
-#include <algorithm>
-#include <cerrno>
 #include <cstddef>
-#include <cstdint>
 #include <future>
 #include <utility>
 #include <vector>
 
 #include "../detail/engine/async_mover.hpp"
-#include "../detail/engine/migration.hpp"
 #include "../detail/openmp/distribute.hpp"
 #include "../migration_result.hpp"
 #include "../openmp.hpp"
-
-namespace numamove::detail::openmp {
-
-/// The moves of a schedule plan, as one migration with a target per page.
-struct follow_moves {
-  std::vector<void*> pages;     ///< the pages of threads on a node with memory, ascending
-  std::vector<int> targets;     ///< targets[i]: the node of the thread that owns pages[i]
-  std::vector<void*> stranded;  ///< the pages of threads on no node with memory, ascending
-};
-
-/// Pure: every page of `plan`, sorted by address, with the node of the thread that owns it.
-inline follow_moves moves_of(const numamove::openmp::schedule_plan& plan) {
-  std::vector<std::pair<std::uintptr_t, int>> owned;
-  for (std::size_t t = 0; t < plan.runs.size(); ++t)
-    for (const numamove::openmp::page_run& run : plan.runs[t])
-      for (std::size_t i = 0; i < run.pages; ++i)
-        owned.emplace_back(reinterpret_cast<std::uintptr_t>(run.first) + i * page_size(),
-                           plan.nodes[t]);
-  std::sort(owned.begin(), owned.end());
-  follow_moves moves;
-  for (const auto& [page, node] : owned) {
-    void* const address = reinterpret_cast<void*>(page);
-    if (node < 0) {
-      moves.stranded.push_back(address);
-      continue;
-    }
-    moves.pages.push_back(address);
-    moves.targets.push_back(node);
-  }
-  return moves;
-}
-
-/// Moves `moves` in one migrate_pages() call. The stranded pages stay where they are, with
-/// status -ENODEV, counted in `failed`, in address order among the others.
-inline migration_result follow(follow_moves moves, const migrate_options& options) {
-  if (moves.stranded.empty()) return migrate_pages(std::move(moves.pages), moves.targets, options);
-  const std::vector<void*> moving = moves.pages;
-  migration_result result = migrate_pages(std::move(moves.pages), moves.targets, options);
-  const auto before = [](const void* a, const void* b) {
-    return reinterpret_cast<std::uintptr_t>(a) < reinterpret_cast<std::uintptr_t>(b);
-  };
-  result.first_page = moving.empty() || before(moves.stranded.front(), moving.front())
-                          ? moves.stranded.front()
-                          : moving.front();
-  if (result.error) return result;
-  std::vector<int> status;
-  status.reserve(moving.size() + moves.stranded.size());
-  std::size_t k = 0;
-  for (const void* stranded : moves.stranded) {
-    for (; k < moving.size() && before(moving[k], stranded); ++k)
-      status.push_back(result.status[k]);
-    status.push_back(-ENODEV);
-  }
-  for (; k < moving.size(); ++k) status.push_back(result.status[k]);
-  result.failed += moves.stranded.size();
-  result.status = std::move(status);
-  return result;
-}
-
-}  // namespace numamove::detail::openmp
 
 namespace numamove::openmp {
 

@@ -31,29 +31,52 @@ struct thread_binding {
   bool pinned = false;    ///< true when the mask lies within `node` (the node cannot drift)
 };
 
+/// Which threads of place_for_schedule() and follow_threads() call migrate.
+enum class movers {
+  /// `team` from parallel_move_min_bytes of data per thread of the team on, else `caller`: each
+  /// move_pages(2) call drains every CPU's page lists and shoots down the TLBs of the threads
+  /// that use the memory, a fixed cost that concurrent small calls multiply.
+  automatic,
+  /// Once the team has found its nodes (and, in place_for_schedule(), touched its pages), the
+  /// calling thread moves every page in one migration with a target per page: one set of
+  /// call-level checks, one query and one move_pages(2) batch per node, however many threads.
+  /// The team's other threads sleep meanwhile (not spinning: every moved page interrupts the
+  /// CPUs that run the process's threads). migrate_options::workers may still
+  /// split the one call.
+  caller,
+  /// Each thread moves its own pages with a migrate of its own, all threads at once: the team
+  /// serves as the workers.
+  team
+};
+
 /// How place_for_schedule() and follow_threads() run their team.
 struct team_options {
   proc_bind bind = proc_bind::inherit;  ///< the proc_bind clause of the loop the schedule describes
-  migrate_options migrate{};            ///< how each thread moves its pages (flags, path, retries)
+  migrate_options migrate{};            ///< how the pages move (flags, path, retries, workers)
+  movers moved_by = movers::automatic;  ///< which threads call migrate
 };
 
 /// What one thread did in place_for_schedule() or follow_threads().
 struct thread_migration {
   thread_binding binding;         ///< where the thread ran; its pages went to binding.node
   std::size_t pages = 0;          ///< base pages the plan gave it
-  std::size_t moved = 0;          ///< of those, pages it moved to its node
+  std::size_t moved = 0;          ///< of those, pages moved to its node
   std::size_t already_local = 0;  ///< pages that were on its node before it moved any
   std::size_t not_present = 0;    ///< pages never touched, left unallocated (follow_threads only)
   std::size_t failed = 0;         ///< pages with another negative status (-EBUSY, -EFAULT, ...)
   std::size_t bytes = 0;          ///< bytes moved
-  std::error_code error;          ///< call-level error of its moves, as migrate() reports them
-  std::chrono::nanoseconds elapsed{0};  ///< time the thread spent on its pages
+  /// Call-level error of its moves, as migrate() reports them; with movers::caller, the error
+  /// of the one call, given to every thread that had pages to move.
+  std::error_code error;
+  /// Time the thread spent on its pages; with movers::caller, the time of the one call.
+  std::chrono::nanoseconds elapsed{0};
 };
 
 /// What a team did in place_for_schedule() or follow_threads().
 struct team_migration {
   std::vector<thread_migration> threads;  ///< one per thread of the schedule
   backend used = backend::kernel;         ///< the path the moves took (never automatic)
+  movers moved_by = movers::caller;       ///< who moved them (never automatic)
   std::size_t granule = 0;                ///< bytes of the blocks pages were given out in
   std::chrono::nanoseconds elapsed{0};    ///< the whole call, planning included
 

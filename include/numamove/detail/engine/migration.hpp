@@ -193,14 +193,18 @@ inline move_plan plan_moves(const std::vector<void*>& pages, const std::vector<i
 /// count. Returns 0, or the errno of the call that failed (result.status empty when the first
 /// query did).
 inline int migrate_kernel(std::vector<void*>& pages, const std::vector<int>& target,
-                          const migrate_options& options, migration_result& result) {
+                          const migrate_options& options, migration_result& result,
+                          std::vector<bool>* placed_before) {
   std::vector<int>& status = result.status;
   if (const int error = query_all(result.used, pages, status)) return error;
   result.already_there = count_placed(status, target);
-  const bool sliced = options.workers > 1;
+  if (placed_before != nullptr)
+    for (std::size_t i = 0; i < status.size(); ++i) (*placed_before)[i] = status[i] == target[i];
+  const unsigned asked =
+      options.workers != 0 ? options.workers : automatic_workers(pages.size() * page_size());
+  const bool sliced = asked > 1;
   move_plan plan = plan_moves(pages, target, status, sliced);
-  const unsigned slices =
-      sliced ? kernel_slices(options.workers, work_of(plan.leaders, plan.weight)) : 1;
+  const unsigned slices = sliced ? kernel_slices(asked, work_of(plan.leaders, plan.weight)) : 1;
   const int error =
       move_with_retries(result.used, pages, target, std::move(plan), slices, options, status);
   count_outcomes(status, target, page_size(), result);
@@ -257,7 +261,8 @@ inline void count_userspace_outcomes(const std::vector<int>& status,
 /// fails ends the retries and is no error. Returns 0, or the errno of the first call
 /// (result.status empty).
 inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& target,
-                             const migrate_options& options, migration_result& result) {
+                             const migrate_options& options, migration_result& result,
+                             std::vector<bool>* placed_before) {
   std::vector<int>& status = result.status;
   status.assign(pages.size(), -EBUSY);
   std::vector<userspace::entry_outcome> outcome;
@@ -274,6 +279,9 @@ inline int migrate_userspace(std::vector<void*>& pages, const std::vector<int>& 
     if (userspace_move_entries(busy, pages, target, options, status, outcome) != 0) break;
   }
   count_userspace_outcomes(status, outcome, result);
+  if (placed_before != nullptr)
+    for (std::size_t i = 0; i < outcome.size(); ++i)
+      (*placed_before)[i] = outcome[i] == userspace::entry_outcome::already_there;
   return 0;
 }
 
@@ -303,17 +311,22 @@ inline int check_migration(backend path, const migrate_options& options,
 }
 
 /// Moves the base pages `pages` (page-aligned, ascending, distinct) so that pages[i] ends on
-/// target[i]. result.first_page is pages[0].
+/// target[i]. result.first_page is pages[0]. When `placed_before` is given, it is resized to one
+/// entry per page, true for the pages that were on their target before the call (counted in
+/// already_there).
 inline migration_result migrate_pages(std::vector<void*> pages, const std::vector<int>& target,
-                                      const migrate_options& options) {
+                                      const migrate_options& options,
+                                      std::vector<bool>* placed_before = nullptr) {
   const auto started = std::chrono::steady_clock::now();
   migration_result result;
   result.used = path_for(options);
   result.first_page = pages.empty() ? nullptr : pages.front();
+  if (placed_before != nullptr) placed_before->assign(pages.size(), false);
   int error = pages.empty() ? 0 : check_migration(result.used, options, target);
   if (!pages.empty() && error == 0)
-    error = result.used == backend::userspace ? migrate_userspace(pages, target, options, result)
-                                              : migrate_kernel(pages, target, options, result);
+    error = result.used == backend::userspace
+                ? migrate_userspace(pages, target, options, result, placed_before)
+                : migrate_kernel(pages, target, options, result, placed_before);
   if (error != 0) result.error = std::error_code(error, std::generic_category());
   result.elapsed = std::chrono::steady_clock::now() - started;
   return result;

@@ -112,6 +112,13 @@ inline std::size_t work_of(const std::vector<std::size_t>& which,
   return pages;
 }
 
+/// The workers a kernel-path migration of `bytes` asks for when migrate_options::workers is 0:
+/// one per parallel_move_min_bytes, at least 1.
+inline unsigned automatic_workers(std::size_t bytes) {
+  const std::size_t wanted = bytes / parallel_move_min_bytes;
+  return static_cast<unsigned>(std::clamp<std::size_t>(wanted, 1, 1024));
+}
+
 /// Fewest base pages a kernel-path worker moves: below that a slice costs more than it copies.
 inline constexpr std::size_t kernel_slice_min_pages = 512;
 

@@ -1,5 +1,8 @@
 // How place_for_schedule() and follow_threads() give pages out and move them: one parallel
-// region in which every thread finds its node, one thread plans, every thread moves its pages.
+// region in which every thread finds its node and one thread plans; then every thread moves its
+// own pages, or the primary thread moves them all in one call while the others sleep
+// (openmp/team.hpp, movers). follow_async
+// moves a plan on the mover thread with the same one call.
 #pragma once
 
 #ifndef NUMAMOVE_PUBLIC_INCLUDE
@@ -12,8 +15,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "../../capabilities.hpp"
@@ -74,17 +80,88 @@ inline void touch_run(const api::page_run& run, std::uintptr_t begin) noexcept {
   }
 }
 
-/// The calling thread's share of a plan: touch its pages (when `touch`), then move those not on
-/// its node, all its runs in one migrate (one set of call-level checks and one batched query).
+/// The moves of a schedule plan, as one migration with a target per page.
+struct follow_moves {
+  std::vector<void*> pages;     ///< the pages of threads on a node with memory, ascending
+  std::vector<int> targets;     ///< targets[i]: the node of the thread that owns pages[i]
+  std::vector<int> owners;      ///< owners[i]: that thread
+  std::vector<void*> stranded;  ///< the pages of threads on no node with memory, ascending
+};
+
+/// Pure: every page of `plan`, sorted by address, with the thread that owns it and its node.
+inline follow_moves moves_of(const api::schedule_plan& plan) {
+  std::vector<std::pair<std::uintptr_t, int>> owned;
+  for (std::size_t t = 0; t < plan.runs.size(); ++t)
+    for (const api::page_run& run : plan.runs[t])
+      for (std::size_t i = 0; i < run.pages; ++i)
+        owned.emplace_back(reinterpret_cast<std::uintptr_t>(run.first) + i * page_size(),
+                           static_cast<int>(t));
+  std::sort(owned.begin(), owned.end());
+  follow_moves moves;
+  for (const auto& [page, thread] : owned) {
+    void* const address = reinterpret_cast<void*>(page);
+    const int node = plan.nodes[static_cast<std::size_t>(thread)];
+    if (node < 0) {
+      moves.stranded.push_back(address);
+      continue;
+    }
+    moves.pages.push_back(address);
+    moves.targets.push_back(node);
+    moves.owners.push_back(thread);
+  }
+  return moves;
+}
+
+/// Moves `moves` in one migrate_pages() call. The stranded pages stay where they are, with
+/// status -ENODEV, counted in `failed`, in address order among the others.
+inline migration_result follow(follow_moves moves, const migrate_options& options) {
+  if (moves.stranded.empty()) return migrate_pages(std::move(moves.pages), moves.targets, options);
+  const std::vector<void*> moving = moves.pages;
+  migration_result result = migrate_pages(std::move(moves.pages), moves.targets, options);
+  const auto before = [](const void* a, const void* b) {
+    return reinterpret_cast<std::uintptr_t>(a) < reinterpret_cast<std::uintptr_t>(b);
+  };
+  result.first_page = moving.empty() || before(moves.stranded.front(), moving.front())
+                          ? moves.stranded.front()
+                          : moving.front();
+  if (result.error) return result;
+  std::vector<int> status;
+  status.reserve(moving.size() + moves.stranded.size());
+  std::size_t k = 0;
+  for (const void* stranded : moves.stranded) {
+    for (; k < moving.size() && before(moving[k], stranded); ++k)
+      status.push_back(result.status[k]);
+    status.push_back(-ENODEV);
+  }
+  for (; k < moving.size(); ++k) status.push_back(result.status[k]);
+  result.failed += moves.stranded.size();
+  result.status = std::move(status);
+  return result;
+}
+
+/// Who moves the `bytes` of a plan for a team of `threads`, as `asked` says.
+inline api::movers movers_for(api::movers asked, std::size_t bytes, int threads) {
+  if (asked != api::movers::automatic) return asked;
+  const bool large = bytes / static_cast<std::size_t>(threads) >= parallel_move_min_bytes;
+  return threads > 1 && large ? api::movers::team : api::movers::caller;
+}
+
+/// Counts `thread`'s pages of a plan; ENODEV for a thread with pages on no node with memory.
+inline void give_pages(const api::schedule_plan& plan, api::thread_migration& thread) {
+  thread.pages = plan.pages_of(thread.binding.thread);
+  if (plan.nodes[static_cast<std::size_t>(thread.binding.thread)] < 0 && thread.pages != 0)
+    thread.error = std::error_code(ENODEV, std::generic_category());
+}
+
+/// movers::team: the calling thread's share of a plan: touch its pages (when `touch`), then
+/// move those not on its node, all its runs in one migrate (one set of call-level checks and
+/// one batched query).
 inline void move_share(const api::schedule_plan& plan, api::thread_migration& mine, bool touch,
                        std::uintptr_t begin, const migrate_options& options) {
   const auto started = std::chrono::steady_clock::now();
   const auto t = static_cast<std::size_t>(mine.binding.thread);
-  mine.pages = plan.pages_of(mine.binding.thread);
-  if (plan.nodes[t] < 0) {
-    if (mine.pages != 0) mine.error = std::error_code(ENODEV, std::generic_category());
-    return;
-  }
+  give_pages(plan, mine);
+  if (mine.error) return;
   std::vector<void*> pages;
   pages.reserve(mine.pages);
   for (const api::page_run& run : plan.runs[t]) {
@@ -103,8 +180,78 @@ inline void move_share(const api::schedule_plan& plan, api::thread_migration& mi
   mine.elapsed = std::chrono::steady_clock::now() - started;
 }
 
+/// movers::caller: every page of `plan` in one migration from the calling thread, each page to
+/// its thread's node; each thread's share of the outcome goes to threads[t].
+inline void move_for_team(const api::schedule_plan& plan, const migrate_options& options,
+                          std::vector<api::thread_migration>& threads) {
+  const auto started = std::chrono::steady_clock::now();
+  for (api::thread_migration& thread : threads) give_pages(plan, thread);
+  follow_moves moves = moves_of(plan);
+  std::vector<bool> placed_before;
+  const migration_result r = migrate_pages(moves.pages, moves.targets, options, &placed_before);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  for (std::size_t k = 0; k < r.status.size(); ++k) {
+    api::thread_migration& owner = threads[static_cast<std::size_t>(moves.owners[k])];
+    if (placed_before[k])
+      ++owner.already_local;
+    else if (r.status[k] == moves.targets[k])
+      ++owner.moved;
+    else if (r.status[k] == -ENOENT)
+      ++owner.not_present;
+    else if (r.status[k] < 0)
+      ++owner.failed;
+  }
+  for (api::thread_migration& thread : threads) {
+    if (thread.pages == 0 || thread.error) continue;
+    thread.bytes = thread.moved * page_size();
+    thread.error = r.error;
+    thread.elapsed = elapsed;
+  }
+}
+
+/// Where the team's other threads wait while the primary thread moves for them: asleep, not
+/// spinning at an OpenMP barrier, since every page the kernel moves shoots down the TLBs of the
+/// CPUs running the process's threads (an interrupt per page; in the emulated guests a spinning
+/// team made one 8 MiB move 5x slower).
+class sleeping_team {
+ public:
+  explicit sleeping_team(int threads) : others_(threads - 1) {}
+
+  /// Called by every thread but the primary: returns once the primary has moved.
+  void until_woken() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ++asleep_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return moved_; });
+  }
+
+  /// Called by the primary: runs move() once every other thread sleeps, then wakes them.
+  template <class Move>
+  void move_while_asleep(const Move& move) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return asleep_ == others_; });
+    }
+    move();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      moved_ = true;
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int others_;
+  int asleep_ = 0;
+  bool moved_ = false;
+};
+
 /// place_for_schedule() and follow_threads(): one parallel region in which every thread finds
-/// its node, one thread plans, and every thread then moves its own pages.
+/// its node and one thread plans; then, as options.moved_by says, every thread moves its own
+/// pages, or the threads touch theirs (when `touch`) and the primary thread (the caller) moves
+/// them all while the others sleep.
 inline api::team_migration distribute(const void* data, std::size_t bytes,
                                       const api::static_schedule& schedule,
                                       const api::team_options& options, bool touch) {
@@ -113,28 +260,43 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const topology& machine = topology::system();
   const data_mapping mapping =
       bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
   api::team_migration result;
   result.used = path_for(options.migrate);
+  result.moved_by = movers_for(options.moved_by, bytes, schedule.threads);
   result.granule = mapping.granule;
   result.threads.resize(static_cast<std::size_t>(schedule.threads));
+  const bool team_moves = result.moved_by == api::movers::team;
+  touch = touch && mapping.writable;
   api::schedule_plan plan;
   team_errors errors;
+  sleeping_team sleep(schedule.threads);
   auto body = [&] {
-    api::thread_migration& mine = result.threads[static_cast<std::size_t>(omp_get_thread_num())];
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    api::thread_migration& mine = result.threads[t];
     errors.guard([&] { mine.binding = current_binding(machine); });
 #pragma omp barrier
 #pragma omp single
     errors.guard([&] {
       if (errors.failed()) return;
       std::vector<int> nodes;
-      for (const api::thread_migration& t : result.threads) nodes.push_back(t.binding.node);
+      for (const api::thread_migration& thread : result.threads)
+        nodes.push_back(thread.binding.node);
       plan = api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
     });
     if (errors.failed()) return;
-    errors.guard([&] {
-      move_share(plan, mine, touch && mapping.writable, reinterpret_cast<std::uintptr_t>(data),
-                 options.migrate);
-    });
+    if (team_moves) {
+      errors.guard([&] { move_share(plan, mine, touch, begin, options.migrate); });
+      return;
+    }
+    if (touch && plan.nodes[t] >= 0)
+      for (const api::page_run& run : plan.runs[t]) touch_run(run, begin);
+#pragma omp barrier
+    if (t == 0)
+      sleep.move_while_asleep(
+          [&] { errors.guard([&] { move_for_team(plan, options.migrate, result.threads); }); });
+    else
+      sleep.until_woken();
   };
   in_team(schedule.threads, options.bind, body);
   errors.rethrow();
