@@ -1,6 +1,7 @@
 // What the userspace migrator's workers do to one chunk: populate its fresh pages on the target
 // node (phase A), or, while the program's other threads are stopped (phase B), look at its pages
-// again, copy them and put the fresh pages in place, or refault page-cache pages. Everything
+// again, copy them (populating a late chunk's fresh pages just before) and put the fresh pages
+// in place, or refault page-cache pages. Everything
 // here runs on worker threads during the phases: nothing throws, nothing allocates (a stopped
 // thread may hold the malloc lock), and everything written lies in the arena relocation.hpp
 // made before the first stop.
@@ -73,7 +74,10 @@ struct chunk {
   std::uintptr_t fresh = 0;  // copy chunks: where their fresh pages are
   int error = 0;             // errno of its pages when it did not move
   bool huge = false;         // a whole huge page that THP may back
-  bool committed = false;    // its fresh pages are at the original addresses now
+  // A huge chunk populated in phase B by the worker that copies into it, just before the copy:
+  // the zeroed huge page is still in the cache when the copy overwrites it.
+  bool late = false;
+  bool committed = false;  // its fresh pages are at the original addresses now
 };
 
 /// The request and its runs, as the workers read them (unchanged during the phases).
@@ -135,11 +139,26 @@ struct chunk_queue {
   }
 };
 
-/// The workers' buffers in the arena: one huge page's worth per worker.
-struct worker_buffers {
+/// One worker's buffers, one huge page's worth each.
+struct worker_scratch {
   std::uint64_t* entries = nullptr;  // pagemap entries
   unsigned char* evicted = nullptr;  // one byte per page
+  void** addresses = nullptr;        // a late chunk's placement query
+  int* nodes = nullptr;
+};
+
+/// The workers' buffers in the arena: one huge page's worth per worker.
+struct worker_buffers {
+  std::uint64_t* entries = nullptr;
+  unsigned char* evicted = nullptr;
+  void** addresses = nullptr;
+  int* nodes = nullptr;
   std::size_t per_worker = 0;
+
+  worker_scratch of(unsigned worker) const noexcept {
+    const std::size_t at = worker * per_worker;
+    return {entries + at, evicted + at, addresses + at, nodes + at};
+  }
 };
 
 /// How a team's refaults are placed, and kept from overlapping.
@@ -160,6 +179,7 @@ struct team_job {
   chunk_queue queue;
   worker_buffers buffers;
   refault_rules refaults;
+  bool query_late = false;  // late chunks' pages may land off their node: ask where they are
 };
 
 /// Copies `bytes` of the original pages into fresh ones. Unreadable originals (PROT_NONE) are
@@ -213,15 +233,46 @@ inline void populate_chunk(chunk& c, const page_facts* pages, const run& r) noex
   if (error != 0) c.error = ENOMEM;
 }
 
-/// Phase A, on each worker: populates the team's copy chunks.
+/// Phase A, on each worker: populates the team's copy chunks but the late ones.
 inline void populate_chunks(void* context, unsigned) noexcept {
   const team_job& job = *static_cast<const team_job*>(context);
   job.queue.drain([&](std::size_t k) {
     chunk& c = job.progress.chunks[k];
     const run& r = job.request.run_of(c);
-    if (r.kind == treatment::copy && r.error == 0 && c.error == 0)
+    if (r.kind == treatment::copy && r.error == 0 && c.error == 0 && !c.late)
       populate_chunk(c, job.request.pages, r);
   });
+}
+
+/// Gives `bytes` of the fresh pages of run `r` from `fresh` the original mapping's policy back
+/// after mbind placed them.
+inline void restore_policy(const run& r, std::uintptr_t fresh, std::size_t bytes) noexcept {
+  const bool by_default = r.policy_mode == mpol_default;
+  sys_mbind(reinterpret_cast<void*>(fresh), bytes, r.policy_mode,
+            by_default ? nullptr : r.policy_mask, by_default ? 0 : policy_mask_bits, 0);
+}
+
+/// Phase B for late chunk `c`: phase A's work on it (populate, the policy back, and where the
+/// pages could land elsewhere, a query of where they did). Sets c.error to ENOMEM when the
+/// pages could not all be had on the target node.
+inline void place_late_chunk(const team_job& job, chunk& c,
+                             const worker_scratch& scratch) noexcept {
+  const run& r = job.request.run_of(c);
+  const page_facts* facts = job.request.pages + c.first;
+  populate_chunk(c, job.request.pages, r);
+  if (r.placed_by_mbind) restore_policy(r, c.fresh, c.pages * page_size());
+  if (c.error == 0 && injected(failure_point::place) != 0) c.error = ENOMEM;
+  if (c.error != 0 || !job.query_late) return;
+  std::size_t asked = 0;
+  for (std::size_t j = 0; j < c.pages; ++j)
+    if (facts[j].what == treatment::copy)
+      scratch.addresses[asked++] = reinterpret_cast<void*>(c.fresh + j * page_size());
+  if (sys_move_pages(0, asked, scratch.addresses, nullptr, scratch.nodes, 0) != 0) {
+    c.error = ENOMEM;
+    return;
+  }
+  for (std::size_t a = 0; a < asked; ++a)
+    if (scratch.nodes[a] != r.node) c.error = ENOMEM;
 }
 
 /// Whether the pages of chunk `c` are all still in the mapping that was examined; the verdict
@@ -320,7 +371,10 @@ inline void move_copy_pages(const examined_request& request, const relocation_pr
 
 /// Phase B for a copy chunk: the stretches of its pages that are still the program's, each
 /// moved on its own (a chunk the program partly unmapped moves the rest).
-inline void move_copy_chunk(const team_job& job, chunk& c, std::uint64_t* entries) noexcept {
+inline void move_copy_chunk(const team_job& job, chunk& c, const worker_scratch& scratch) noexcept {
+  std::uint64_t* entries = scratch.entries;
+  if (c.late) place_late_chunk(job, c, scratch);
+  if (c.error != 0) return;
   if (chunk_unchanged(job.request, job.live, job.progress, c)) {
     move_copy_pages(job.request, job.progress, job.files, c, 0, c.pages, entries);
     return;
@@ -401,16 +455,15 @@ inline void move_refault_chunk(const team_job& job, chunk& c, std::uint64_t* ent
 /// Phase B, on each worker: the team's chunks of one batch.
 inline void move_chunks(void* context, unsigned worker) noexcept {
   const team_job& job = *static_cast<const team_job*>(context);
-  std::uint64_t* entries = job.buffers.entries + worker * job.buffers.per_worker;
-  unsigned char* evicted = job.buffers.evicted + worker * job.buffers.per_worker;
+  const worker_scratch scratch = job.buffers.of(worker);
   job.queue.drain([&](std::size_t k) {
     chunk& c = job.progress.chunks[k];
     const run& r = job.request.run_of(c);
     if (r.error != 0 || c.error != 0) return;
     if (r.kind == treatment::copy)
-      move_copy_chunk(job, c, entries);
+      move_copy_chunk(job, c, scratch);
     else
-      move_refault_chunk(job, c, entries, evicted);
+      move_refault_chunk(job, c, scratch.entries, scratch.evicted);
   });
 }
 

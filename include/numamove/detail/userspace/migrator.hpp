@@ -104,19 +104,23 @@ inline std::unique_lock<std::mutex> take_relocation_lock() {
 inline int move_entries(const std::vector<void*>& addresses, const std::vector<int>& targets,
                         std::size_t count, int flags, const relocation_options& options,
                         std::vector<int>& status, std::vector<entry_outcome>* outcomes) {
+  const auto page_of = [&](std::size_t i) {
+    return reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
+  };
   for (std::size_t begin = 0; begin < count;) {
-    std::unordered_set<std::uintptr_t> seen;
-    std::size_t end = begin;
-    for (; end < count; ++end)
-      if (!seen.insert(reinterpret_cast<std::uintptr_t>(addresses[end]) / page_size()).second)
-        break;
+    // Ascending pages to the end (what migrate() passes) are distinct and sorted already.
+    std::size_t end = begin + 1;
+    while (end < count && page_of(end) > page_of(end - 1)) ++end;
+    const bool ascending = end == count;
+    if (!ascending) {
+      std::unordered_set<std::uintptr_t> seen;
+      for (end = begin; end < count && seen.insert(page_of(end)).second;) ++end;
+    }
     std::vector<std::size_t> order(end - begin);
     for (std::size_t k = 0; k < order.size(); ++k) order[k] = begin + k;
-    const auto page_of = [&](std::size_t i) {
-      return reinterpret_cast<std::uintptr_t>(addresses[i]) / page_size() * page_size();
-    };
-    std::sort(order.begin(), order.end(),
-              [&](std::size_t a, std::size_t b) { return page_of(a) < page_of(b); });
+    if (!ascending)
+      std::sort(order.begin(), order.end(),
+                [&](std::size_t a, std::size_t b) { return page_of(a) < page_of(b); });
     std::vector<std::uintptr_t> pages(order.size());
     std::vector<int> nodes(order.size());
     for (std::size_t k = 0; k < order.size(); ++k) {

@@ -10,6 +10,7 @@
 //             survive the mremap, and committed chunks merge back into one mapping.
 //   phase A   workers populate the fresh pages (first touch places them); the caller checks
 //             where they landed (query, or numa_maps) and gives up runs that are not on target.
+//             Huge chunks THP backs are late: phase B populates them (see chunk::late).
 //   phase B   batch by batch, with the program's other threads stopped (fence.hpp): read the
 //             address space again (live_maps.hpp; a page whose mapping the program unmapped or
 //             changed is not touched), read pagemap again (the program may have written or
@@ -262,6 +263,8 @@ struct stop_time_memory {
   std::atomic<std::size_t>* next;  // per team
   std::uint64_t* entries;          // per worker, one huge page's worth
   unsigned char* evicted;          // per worker, one byte per page of a huge page
+  void** addresses;                // per worker, one huge page's worth
+  int* nodes;                      // per worker, one huge page's worth
   pid_t* tids;
   live_mapping* live_entries;
   char* live_text;
@@ -278,6 +281,8 @@ struct stop_time_memory {
         next(memory.make<std::atomic<std::size_t>>(plan.nodes.size())),
         entries(memory.make<std::uint64_t>(workers(plan) * huge_pages)),
         evicted(memory.make<unsigned char>(workers(plan) * huge_pages)),
+        addresses(memory.make<void*>(workers(plan) * huge_pages)),
+        nodes(memory.make<int>(workers(plan) * huge_pages)),
         tids(memory.make<pid_t>(thread_room)),
         live_entries(memory.make<live_mapping>(maps_room)),
         live_text(memory.make<char>(maps_room * 256)),
@@ -304,14 +309,21 @@ struct stop_time_memory {
     return arena::room<chunk>(plan.chunks.size()) + arena::room<unsigned char>(pages) +
            arena::room<int>(pages) + arena::room<std::atomic<std::size_t>>(plan.nodes.size()) +
            arena::room<std::uint64_t>(worker_pages) + arena::room<unsigned char>(worker_pages) +
+           arena::room<void*>(worker_pages) + arena::room<int>(worker_pages) +
            arena::room<pid_t>(thread_room) + arena::room<live_mapping>(maps_room) +
            arena::room<char>(maps_room * 256) + arena::room<own_range>(own_room(plan));
   }
 };
 
-/// The chunks of the plan as the phases see them, in `chunks`: each with its fresh pages.
+/// Whether phase B can check where late chunks' pages landed: one node, or the query.
+inline bool late_placement_checkable(const capabilities& here) noexcept {
+  return here.nodes.size() == 1 || here.move_pages_query;
+}
+
+/// The chunks of the plan as the phases see them, in `chunks`: each with its fresh pages, huge
+/// copy chunks that THP backs late where their placement can be checked in phase B.
 inline void set_up_chunks(const relocation_plan& plan, const examination& e,
-                          const std::vector<run>& runs, std::size_t huge_pages,
+                          const std::vector<run>& runs, std::size_t huge_pages, bool late,
                           chunk* chunks) noexcept {
   for (std::size_t k = 0; k < plan.chunks.size(); ++k) {
     chunk& c = chunks[k];
@@ -321,6 +333,7 @@ inline void set_up_chunks(const relocation_plan& plan, const examination& e,
     c.run = plan.chunks[k].run;
     c.fresh = r.fresh + (e.pages[c.first].address - e.pages[r.first].address);
     c.huge = c.pages == huge_pages;
+    c.late = late && c.huge && r.kind == treatment::copy && r.thp;
   }
 }
 
@@ -373,12 +386,14 @@ inline std::vector<team_job> make_jobs(const relocation_plan& plan, const capabi
     job.queue.order = plan.orders[t].data();
     job.queue.next = &s.memory.next[t];
     job.queue.reset({0, plan.orders[t].size()});
-    job.buffers = {s.memory.entries + worker_base * s.huge_pages,
-                   s.memory.evicted + worker_base * s.huge_pages, s.huge_pages};
+    const std::size_t at = worker_base * s.huge_pages;
+    job.buffers = {s.memory.entries + at, s.memory.evicted + at, s.memory.addresses + at,
+                   s.memory.nodes + at, s.huge_pages};
     worker_base += plan.team_sizes[t];
     job.refaults.one_at_a_time = &s.refault_lock;
     const bool pinned = teams[t] != nullptr && teams[t]->pinned();
     if (!pinned && here.set_mempolicy) job.refaults.prefer = &s.masks[t];
+    job.query_late = here.nodes.size() > 1;
   }
   return jobs;
 }
@@ -419,7 +434,7 @@ inline void check_placement(const examination& e, const capabilities& here, std:
                             chunk* chunks, std::size_t count) {
   const auto waiting = [&](const chunk& c) {
     const run& r = runs[c.run];
-    return r.kind == treatment::copy && r.error == 0 && c.error == 0;
+    return r.kind == treatment::copy && r.error == 0 && c.error == 0 && !c.late;
   };
   for (std::size_t k = 0; k < count; ++k)
     if (waiting(chunks[k]) && injected(failure_point::place) != 0) chunks[k].error = ENOMEM;
@@ -449,14 +464,21 @@ inline void check_placement(const examination& e, const capabilities& here, std:
   }
 }
 
-/// Gives the fresh mappings that mbind placed their original policy back.
-inline void restore_policies(const std::vector<run>& runs) noexcept {
-  for (const run& r : runs) {
-    if (!r.placed_by_mbind) continue;
-    const bool by_default = r.policy_mode == mpol_default;
-    sys_mbind(reinterpret_cast<void*>(r.fresh), r.pages * page_size(), r.policy_mode,
-              by_default ? nullptr : r.policy_mask, by_default ? 0 : policy_mask_bits, 0);
-  }
+/// Gives the fresh pages that mbind placed their original policy back, but the late chunks',
+/// which keep it until phase B has populated them: one call per stretch of a run's chunks.
+inline void restore_policies(const std::vector<run>& runs, const chunk* chunks,
+                             std::size_t count) noexcept {
+  const auto restored_now = [&](const chunk& c) { return runs[c.run].placed_by_mbind && !c.late; };
+  const auto joins = [&](std::size_t before, std::size_t at) {
+    return chunks[at].run == chunks[before].run &&
+           restored_now(chunks[at]) == restored_now(chunks[before]);
+  };
+  for_each_run(count, joins, [&](std::size_t first, std::size_t end) {
+    const chunk& last = chunks[end - 1];
+    if (restored_now(chunks[first]))
+      restore_policy(runs[chunks[first].run], chunks[first].fresh,
+                     last.fresh + last.pages * page_size() - chunks[first].fresh);
+  });
 }
 
 /// Phase A: the teams populate the fresh pages, placed; the chunks not on their target are
@@ -467,7 +489,7 @@ inline void place_fresh_pages(const examination& e, const capabilities& here,
                               std::vector<team_job>& jobs, chunk* chunks, std::size_t count) {
   run_teams(teams, jobs, &populate_chunks);
   check_placement(e, here, runs, chunks, count);
-  restore_policies(runs);
+  restore_policies(runs, chunks, count);
 }
 
 /// Phase B: batch by batch, the program's threads stopped (unless `protect_writes` is off),
@@ -561,7 +583,7 @@ inline void relocate(examination& e, const relocation_options& options) {
   const std::size_t count = plan.chunks.size();
   const reservations_guard give_back{runs, memory.chunks, count};
   prepare_runs(e, here, runs);
-  set_up_chunks(plan, e, runs, huge_pages, memory.chunks);
+  set_up_chunks(plan, e, runs, huge_pages, late_placement_checkable(here), memory.chunks);
   for (const run& r : runs)
     if (r.reservation != 0) memory.own.add(r.reservation, r.reservation + r.reserved);
 
