@@ -40,9 +40,13 @@ inline int scan_huge_regions(std::uintptr_t first, std::uintptr_t end,
 }
 
 /// For each page of `pages` (page-aligned, ascending), the size of the huge page that backs or
-/// may back it, or 0 for a base page. With PAGEMAP_SCAN: exact. Without it: the mapping's page
-/// size for hugetlb, and the THP size anywhere in a mapping that holds THPs (a guess the caller
-/// verifies with a query after the move).
+/// may back it, or 0 for a base page. With PAGEMAP_SCAN (Linux 6.7+): exact. Without it, only
+/// where a file, shmem or hugetlb mapping overlaps the pages: the mapping's page size for
+/// hugetlb, and the THP size anywhere in a mapping that holds THPs (from smaps; a guess the
+/// caller verifies with a query after the move). Anonymous memory then gets 0 without reading
+/// smaps, whose page-table walk over the whole process cost more than the move for moves of a
+/// few MiB: the kernel moves a THP whole from any of its pages, and the other pages' -EBUSY in
+/// the same call is checked by the caller's query after the move.
 inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages) {
   std::vector<std::size_t> extent(pages.size(), 0);
   if (pages.empty()) return extent;
@@ -58,6 +62,10 @@ inline std::vector<std::size_t> huge_extents(const std::vector<void*>& pages) {
     }
     return extent;
   }
+  bool file_backed = false;
+  for (const mapping& m : read_mappings(0, mapping_detail::maps))
+    file_backed = file_backed || (m.start < end && first < m.end && m.file_backed());
+  if (!file_backed) return extent;
   const std::vector<mapping> maps = read_mappings(0);
   for (std::size_t k = 0; k < pages.size(); ++k) {
     const mapping* m = find_mapping(maps, reinterpret_cast<std::uintptr_t>(pages[k]));

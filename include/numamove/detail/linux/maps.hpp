@@ -63,10 +63,16 @@ struct mapping {
   bool file_backed() const { return !path.empty() && path[0] != '['; }
 };
 
-/// All mappings of process `pid`, ascending by address; empty when smaps cannot be read.
-inline std::vector<mapping> read_mappings(int pid) {
+/// Which file read_mappings() reads: smaps has every field, but the kernel walks the page
+/// tables of every mapping of the process to write it (a cost that grows with the process's
+/// memory); maps has only the address range, protection, offset, device, inode and path.
+enum class mapping_detail { smaps, maps };
+
+/// All mappings of process `pid`, ascending by address; empty when the file cannot be read.
+inline std::vector<mapping> read_mappings(int pid, mapping_detail detail = mapping_detail::smaps) {
   std::vector<mapping> maps;
-  std::istringstream text(read_text(proc_dir(pid) + "/smaps"));
+  std::istringstream text(
+      read_text(proc_dir(pid) + (detail == mapping_detail::smaps ? "/smaps" : "/maps")));
   for (std::string line; std::getline(text, line);) {
     unsigned long long start = 0;
     unsigned long long end = 0;
