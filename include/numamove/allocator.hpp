@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "detail/call_checks.hpp"
+#include "detail/engine/mapping_cache.hpp"
 #include "detail/engine/memory_policy.hpp"
 #include "detail/linux/proc.hpp"
 #include "placement.hpp"
@@ -23,8 +24,10 @@ namespace numamove {
 
 /// Allocates whole pages with mmap, bound to a placement before anything touches them.
 /// Every allocation takes at least one page of its own, so use it for arrays, not for many small
-/// objects. Allocators compare equal when their placements are equal, and memory from one may be
-/// freed by any equal one.
+/// objects. Freed on_node mappings up to 32 MiB in all stay mapped and are reused by the next
+/// allocation of the same length and node, bound again and with any page moved away since moved
+/// back; freed memory must still be mapped read-write, as it was allocated. Allocators compare
+/// equal when their placements are equal, and memory from one may be freed by any equal one.
 template <class T>
 class allocator {
  public:
@@ -61,6 +64,10 @@ class allocator {
   T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
     const std::size_t length = mapped_length(n);
+    if (cached()) {
+      if (void* reused = detail::mapping_cache::instance().take(length, where_))
+        return static_cast<T*>(reused);
+    }
     void* memory =
         ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
@@ -71,11 +78,18 @@ class allocator {
     return static_cast<T*>(memory);
   }
 
-  void deallocate(T* p, std::size_t n) noexcept { ::munmap(p, mapped_length(n)); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (cached())
+      detail::mapping_cache::instance().give(p, mapped_length(n), where_.nodes[0]);
+    else
+      ::munmap(p, mapped_length(n));
+  }
 
   const placement& where() const noexcept { return where_; }
 
  private:
+  bool cached() const noexcept { return where_.kind == placement::policy::on_node; }
+
   static std::size_t mapped_length(std::size_t n) noexcept {
     const std::size_t page = detail::page_size();
     const std::size_t bytes = n * sizeof(T);

@@ -16,12 +16,13 @@
 namespace numamove::detail {
 
 /// Sets the policy of [addr, addr + length) so its pages are placed as `where` says when first
-/// touched. Returns 0, or an errno from mbind(2) (EPERM or ENOSYS where the kernel refuses it).
-inline int bind_memory(void* addr, std::size_t length, const placement& where) {
+/// touched; `flags` are mbind's (MPOL_MF_MOVE also moves the pages already there). Returns 0, or
+/// an errno from mbind(2) (EPERM or ENOSYS where the kernel refuses it).
+inline int bind_memory(void* addr, std::size_t length, const placement& where, unsigned flags = 0) {
   if (where.kind == placement::policy::first_touch) return 0;
   const node_mask mask(where.nodes);
   const int mode = where.kind == placement::policy::on_node ? mpol_bind : mpol_interleave;
-  return errno_of(sys_mbind(addr, length, mode, mask.words.data(), mask.maxnode, 0));
+  return errno_of(sys_mbind(addr, length, mode, mask.words.data(), mask.maxnode, flags));
 }
 
 /// Places the fresh, untouched pages of [addr, addr + length) as `where` says: mbind where the

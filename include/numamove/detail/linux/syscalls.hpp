@@ -31,6 +31,7 @@ inline constexpr int mpol_bind = 2;
 inline constexpr int mpol_interleave = 3;
 inline constexpr int mpol_f_node = 1 << 0;
 inline constexpr int mpol_f_addr = 1 << 1;
+inline constexpr int mpol_f_mems_allowed = 1 << 2;
 inline constexpr int mpol_mf_strict = 1 << 0;
 
 inline std::size_t page_size() noexcept {
