@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -73,18 +74,27 @@ inline std::vector<mapping> read_mappings(int pid, mapping_detail detail = mappi
   std::vector<mapping> maps;
   std::istringstream text(
       read_text(proc_dir(pid) + (detail == mapping_detail::smaps ? "/smaps" : "/maps")));
+  // Bytes of a "Name:   N kB" line of smaps whose name is `length` characters long.
+  const auto kilobytes = [](const std::string& line, std::size_t length) {
+    return static_cast<std::size_t>(std::strtoull(line.c_str() + length, nullptr, 10)) * 1024;
+  };
   for (std::string line; std::getline(text, line);) {
-    unsigned long long start = 0;
-    unsigned long long end = 0;
-    char perms[8] = {};
-    unsigned long long offset = 0;
-    unsigned major = 0;
-    unsigned minor = 0;
-    unsigned long long inode = 0;
-    int path_at = 0;
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset,
-                    &major, &minor, &inode, &path_at) >= 7 &&
-        line.find(':') > line.find(' ')) {
+    // A mapping's first line starts with its address in lowercase hex; smaps's field lines
+    // start with a capitalised name. Telling them apart by the first character keeps sscanf to
+    // one call per mapping (parsing dominated reading smaps).
+    const char first = line.empty() ? ' ' : line[0];
+    if ((first >= '0' && first <= '9') || (first >= 'a' && first <= 'f')) {
+      unsigned long long start = 0;
+      unsigned long long end = 0;
+      char perms[8] = {};
+      unsigned long long offset = 0;
+      unsigned major = 0;
+      unsigned minor = 0;
+      unsigned long long inode = 0;
+      int path_at = 0;
+      if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms,
+                      &offset, &major, &minor, &inode, &path_at) < 7)
+        continue;
       mapping m;
       m.start = static_cast<std::uintptr_t>(start);
       m.end = static_cast<std::uintptr_t>(end);
@@ -98,11 +108,10 @@ inline std::vector<mapping> read_mappings(int pid, mapping_detail detail = mappi
       continue;
     }
     if (maps.empty()) continue;
-    unsigned long long kb = 0;
-    if (std::sscanf(line.c_str(), "KernelPageSize: %llu kB", &kb) == 1)
-      maps.back().kernel_page_size = static_cast<std::size_t>(kb) * 1024;
-    else if (std::sscanf(line.c_str(), "AnonHugePages: %llu kB", &kb) == 1)
-      maps.back().anon_huge_bytes = static_cast<std::size_t>(kb) * 1024;
+    if (line.rfind("KernelPageSize:", 0) == 0)
+      maps.back().kernel_page_size = kilobytes(line, 15);
+    else if (line.rfind("AnonHugePages:", 0) == 0)
+      maps.back().anon_huge_bytes = kilobytes(line, 14);
     else if (line.rfind("VmFlags:", 0) == 0)
       maps.back().vm_flags = line.substr(8);
   }
