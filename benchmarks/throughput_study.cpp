@@ -148,14 +148,20 @@ int moves(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
     for (const std::size_t bytes : sizes_up_to(max_mib)) {
       region source(bytes, thp);
       region warm(bytes, thp);
-      numamove::migrate(source.data, source.bytes,
-                        first);  // untimed: first touch may have used any node
+      // Untimed: a move there and back, so that the pages start on `first` and no longer in
+      // the per-CPU lists that fresh pages sit in (the first move_pages would drain them).
+      numamove::migrate(source.data, source.bytes, last);
+      numamove::migrate(source.data, source.bytes, first);
       int at = first;
       for (int repeat = 0; repeat < repeats; ++repeat) {
         row("moves", "memcpy_warm", thp, bytes, repeat,
             seconds([&] { std::memcpy(warm.data, source.data, bytes); }));
-        // Every mover moves the pages away from where the previous one left them.
-        for (const mover& m : movers) {
+        // Every mover moves the pages away from where the previous one left them. The order
+        // turns by one each repeat: a move pays for what the one before it left (the userspace
+        // path's fresh pages are still in the per-CPU lists the next move_pages drains), and
+        // the median should not.
+        for (std::size_t k = 0; k < movers.size(); ++k) {
+          const mover& m = movers[(k + static_cast<std::size_t>(repeat)) % movers.size()];
           const int to = first == last ? first : at == first ? last : first;
           row("moves", m.name, thp, bytes, repeat, seconds([&] { m.move(source, to); }));
           const std::size_t there = numamove::bytes_per_node(source.data, source.bytes)[to];
