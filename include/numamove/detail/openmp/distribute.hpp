@@ -1,8 +1,7 @@
 // How place_for_schedule() and follow_threads() give pages out and move them: one parallel
 // region in which every thread finds its node and one thread plans; then every thread moves its
 // own pages, or the primary thread moves them all in one call while the others sleep
-// (openmp/team.hpp, movers). follow_async
-// moves a plan on the mover thread with the same one call.
+// (openmp/team.hpp, movers). follow_async moves a plan on the mover thread with the same call.
 #pragma once
 
 #ifndef NUMAMOVE_PUBLIC_INCLUDE
@@ -188,7 +187,8 @@ inline void move_for_team(const api::schedule_plan& plan, const migrate_options&
   for (api::thread_migration& thread : threads) give_pages(plan, thread);
   follow_moves moves = moves_of(plan);
   std::vector<bool> placed_before;
-  const migration_result r = migrate_pages(moves.pages, moves.targets, options, &placed_before);
+  const migration_result r =
+      migrate_pages(std::move(moves.pages), moves.targets, options, &placed_before);
   const auto elapsed = std::chrono::steady_clock::now() - started;
   for (std::size_t k = 0; k < r.status.size(); ++k) {
     api::thread_migration& owner = threads[static_cast<std::size_t>(moves.owners[k])];

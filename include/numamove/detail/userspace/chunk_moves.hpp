@@ -1,10 +1,9 @@
 // What the userspace migrator's workers do to one chunk: populate its fresh pages on the target
 // node (phase A), or, while the program's other threads are stopped (phase B), look at its pages
 // again, copy them (populating a late chunk's fresh pages just before) and put the fresh pages
-// in place, or refault page-cache pages. Everything
-// here runs on worker threads during the phases: nothing throws, nothing allocates (a stopped
-// thread may hold the malloc lock), and everything written lies in the arena relocation.hpp
-// made before the first stop.
+// in place, or refault page-cache pages. Everything here runs on worker threads during the
+// phases: nothing throws, nothing allocates (a stopped thread may hold the malloc lock), and
+// everything written lies in the arena relocation.hpp made before the first stop.
 #pragma once
 
 #ifndef NUMAMOVE_PUBLIC_INCLUDE
@@ -147,17 +146,15 @@ struct worker_scratch {
   int* nodes = nullptr;
 };
 
-/// The workers' buffers in the arena: one huge page's worth per worker.
+/// The workers' buffers in the arena: one huge page's worth per worker, the first worker's at
+/// `first`.
 struct worker_buffers {
-  std::uint64_t* entries = nullptr;
-  unsigned char* evicted = nullptr;
-  void** addresses = nullptr;
-  int* nodes = nullptr;
+  worker_scratch first;
   std::size_t per_worker = 0;
 
-  worker_scratch of(unsigned worker) const noexcept {
+  worker_scratch of(std::size_t worker) const noexcept {
     const std::size_t at = worker * per_worker;
-    return {entries + at, evicted + at, addresses + at, nodes + at};
+    return {first.entries + at, first.evicted + at, first.addresses + at, first.nodes + at};
   }
 };
 

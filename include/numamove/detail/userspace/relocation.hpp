@@ -376,6 +376,8 @@ inline std::vector<team_job> make_jobs(const relocation_plan& plan, const capabi
                                        const std::vector<std::unique_ptr<worker_team>>& teams,
                                        const team_setup& s) {
   std::vector<team_job> jobs(plan.nodes.size());
+  const worker_buffers every_worker{
+      {s.memory.entries, s.memory.evicted, s.memory.addresses, s.memory.nodes}, s.huge_pages};
   std::size_t worker_base = 0;
   for (std::size_t t = 0; t < plan.nodes.size(); ++t) {
     team_job& job = jobs[t];
@@ -386,9 +388,7 @@ inline std::vector<team_job> make_jobs(const relocation_plan& plan, const capabi
     job.queue.order = plan.orders[t].data();
     job.queue.next = &s.memory.next[t];
     job.queue.reset({0, plan.orders[t].size()});
-    const std::size_t at = worker_base * s.huge_pages;
-    job.buffers = {s.memory.entries + at, s.memory.evicted + at, s.memory.addresses + at,
-                   s.memory.nodes + at, s.huge_pages};
+    job.buffers = {every_worker.of(worker_base), s.huge_pages};
     worker_base += plan.team_sizes[t];
     job.refaults.one_at_a_time = &s.refault_lock;
     const bool pinned = teams[t] != nullptr && teams[t]->pinned();
