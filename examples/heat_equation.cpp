@@ -3,8 +3,9 @@
 // A 2-D grid is advanced with a 5-point stencil by an OpenMP loop over rows, schedule(static).
 // numamove places each thread's rows on that thread's node, and when the threads are re-pinned
 // to other nodes mid-run (as a job scheduler or a co-located job may do), follow_threads() moves
-// each chunk after its thread, every thread moving its own chunk, in parallel. Each phase prints
-// where each thread runs, where its data is, how much moved and how long the steps took.
+// each chunk after its thread (in one call from the primary thread for data this small; see
+// openmp::movers). Each phase prints where each thread runs, where its data is, how much moved
+// and how long the steps took.
 //
 //   heat_equation [--rows N] [--columns N] [--steps N] [--threads N]
 //
@@ -84,7 +85,7 @@ class simulation {
     return done;
   }
 
-  // After the threads changed node: each thread moves its chunks of both arrays to its node.
+  // After the threads changed node: each thread's chunks of both arrays go to its node.
   moves follow() {
     const double before = checksum();
     moves done{numamove::openmp::follow_threads(u_.data(), u_.size(), rows_),
@@ -138,10 +139,11 @@ class simulation {
       call += std::chrono::duration<double>(array.elapsed).count();
       failed += array.failed();
     }
-    std::printf(
-        "  moved %.1f MiB in %.1f ms, each thread its own chunks, in parallel (%s path)%s\n",
-        mib(total_moved), 1e3 * call, numamove::to_string(moved[0].used),
-        failed ? "; SOME PAGES FAILED" : "");
+    const bool by_team = moved[0].moved_by == numamove::openmp::movers::team;
+    std::printf("  moved %.1f MiB in %.1f ms, %s (%s path)%s\n", mib(total_moved), 1e3 * call,
+                by_team ? "each thread its own chunks, in parallel"
+                        : "one call per array from the primary thread while the team slept",
+                numamove::to_string(moved[0].used), failed ? "; SOME PAGES FAILED" : "");
     if (contents_kept_)
       std::printf("  the grid is unchanged by the move (same checksum before and after)\n");
   }
