@@ -1,10 +1,12 @@
 // Benchmark (not a test): a 5-point stencil's time per step with each thread's rows local, remote
 // (the threads re-pinned one node over) and after follow_threads(); and what follow_threads()
 // costs against migrate() of the same bytes in as many calls, moved by the caller in one call per
-// array and by every thread at once (openmp::movers). Prints ratios measured in one run;
-// in an emulated guest, only those mean anything.
+// array and by every thread at once (openmp::movers). Each move comes after one stencil step and
+// a pause of --pause-ms (the team asleep by then; 0: the team just out of a parallel region, as
+// between an application's phases); the moves take turns, --repeat times, and the medians are
+// compared. Prints ratios measured in one run; in an emulated guest, only those mean anything.
 //
-//   stencil_follow [--rows N] [--columns N] [--steps N] [--repeat N]
+//   stencil_follow [--rows N] [--columns N] [--steps N] [--repeat N] [--pause-ms N]
 #include <omp.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <numamove/numamove.hpp>
@@ -46,6 +49,11 @@ void keep_from_numa_balancing(void* data, std::size_t bytes) {
   ::syscall(SYS_mbind, data, bytes, 4, nullptr, 0UL, 0U);
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
 // The median of `repeat` runs of `steps` stencil steps, in seconds per step.
 double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next, std::size_t rows,
                      std::size_t columns, int threads, int steps, int repeat) {
@@ -74,8 +82,7 @@ double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next
     }
     runs.push_back(seconds_since(start) / steps);
   }
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
+  return median(runs);
 }
 
 }  // namespace
@@ -85,6 +92,7 @@ int main(int argc, char** argv) {
   std::size_t columns = 2048;
   int steps = 5;
   int repeat = 3;
+  int pause_ms = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
     if (arg == "--rows")
@@ -95,8 +103,11 @@ int main(int argc, char** argv) {
       steps = std::atoi(argv[i + 1]);
     else if (arg == "--repeat")
       repeat = std::atoi(argv[i + 1]);
+    else if (arg == "--pause-ms")
+      pause_ms = std::atoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: %s [--rows N] [--columns N] [--steps N] [--repeat N]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--rows N] [--columns N] [--steps N] [--repeat N] [--pause-ms N]\n",
                    argv[0]);
       return 2;
     }
@@ -140,55 +151,76 @@ int main(int argc, char** argv) {
   pin_team(over);
   const double remote = time_per_step(u, next, rows, columns, threads, steps, repeat);
 
-  // Both ways follow_threads() can move: the caller alone (one call), then, with the threads
-  // pinned back home, every thread its own pages. Each moves the same bytes.
-  struct follow_run {
-    double seconds = 0;
-    std::size_t bytes = 0;
-    bool ok = false;
-  };
-  const auto follow = [&](numamove::openmp::movers who) {
-    numamove::openmp::team_options options;
-    options.moved_by = who;
-    const auto start = clock_type::now();
-    const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule, options);
-    const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule, options);
-    return follow_run{seconds_since(start), moved_u.bytes() + moved_next.bytes(),
-                      moved_u && moved_next};
-  };
-  const follow_run by_caller = follow(numamove::openmp::movers::caller);
-  const double followed = time_per_step(u, next, rows, columns, threads, steps, repeat);
-  pin_team(home);
-  const follow_run by_team = follow(numamove::openmp::movers::team);
-
-  // The same calls with migrate(): two arrays of the same size, each moved from one thread to
-  // one node.
+  // The moves, in turn: follow_threads() by the caller (one call per array), by the team, and
+  // migrate() of two arrays of the same size from one thread to one node. Each follows one
+  // stencil step and the pause; each moves everything (the team and the arrays go back and
+  // forth between its two placements).
   std::vector<double> single_u(count, 1.0);
   std::vector<double> single_next(count, 1.0);
   keep_from_numa_balancing(single_u.data(), count * sizeof(double));
   keep_from_numa_balancing(single_next.data(), count * sizeof(double));
   const int from = numamove::topology::system().current_node();
   const int to = nodes[from == nodes[0] ? 1 : 0];
-  const auto migrate_start = clock_type::now();
-  numamove::migration_result one = numamove::migrate(single_u, to);
-  const numamove::migration_result other = numamove::migrate(single_next, to);
-  const double migrate = seconds_since(migrate_start);
-  one.bytes += other.bytes;
+  struct move_times {
+    std::vector<double> seconds;
+    std::size_t bytes = 0;  // of the first run
+    bool ok = true;
+  };
+  move_times by_caller;
+  move_times by_team;
+  move_times by_migrate;
+  double followed = 0;
+  const auto timed = [&](move_times& times, auto move) {
+    time_per_step(u, next, rows, columns, threads, 1, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    const auto start = clock_type::now();
+    const auto [bytes, ok] = move();
+    times.seconds.push_back(seconds_since(start));
+    if (times.bytes == 0) times.bytes = bytes;
+    times.ok = times.ok && ok;
+  };
+  const auto follow = [&](numamove::openmp::movers who) {
+    numamove::openmp::team_options options;
+    options.moved_by = who;
+    const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule, options);
+    const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule, options);
+    return std::pair{moved_u.bytes() + moved_next.bytes(), moved_u && moved_next};
+  };
+  bool team_home = false;  // the team is pinned one node over (above)
+  for (int r = 0; r < repeat; ++r) {
+    timed(by_caller, [&] { return follow(numamove::openmp::movers::caller); });
+    if (r == 0) followed = time_per_step(u, next, rows, columns, threads, steps, repeat);
+    pin_team(team_home ? over : home);
+    team_home = !team_home;
+    timed(by_team, [&] { return follow(numamove::openmp::movers::team); });
+    pin_team(team_home ? over : home);
+    team_home = !team_home;
+    timed(by_migrate, [&] {
+      const int node = r % 2 == 0 ? to : from;
+      const numamove::migration_result one = numamove::migrate(single_u, node);
+      const numamove::migration_result other = numamove::migrate(single_next, node);
+      return std::pair{one.bytes + other.bytes, one && other};
+    });
+  }
+  const double migrate = median(by_migrate.seconds);
 
   std::printf("  time per step, remote / local:        %.2fx\n", remote / local);
   std::printf("  time per step, after follow / local:  %.2fx\n", followed / local);
   // Per byte: the two moves need not move the same number of bytes.
-  const auto report = [&](const char* who, const follow_run& run) {
+  const auto report = [&](const char* who, const move_times& run) {
     std::printf(
         "  follow_threads, %s (%.1f MiB) / two migrate() (%.1f MiB, 1 thread), per MiB: %.2fx\n",
-        who, static_cast<double>(run.bytes) / (1 << 20), static_cast<double>(one.bytes) / (1 << 20),
-        run.seconds / static_cast<double>(run.bytes) / (migrate / static_cast<double>(one.bytes)));
+        who, static_cast<double>(run.bytes) / (1 << 20),
+        static_cast<double>(by_migrate.bytes) / (1 << 20),
+        median(run.seconds) / static_cast<double>(run.bytes) /
+            (migrate / static_cast<double>(by_migrate.bytes)));
   };
   report("moved by the caller in one call", by_caller);
   report("moved by every thread at once", by_team);
   std::printf(
-      "  (absolute, this run only: local %.2f ms/step, follow %.1f ms by the caller, %.1f ms by "
-      "the team, migrate %.1f ms)\n",
-      1e3 * local, 1e3 * by_caller.seconds, 1e3 * by_team.seconds, 1e3 * migrate);
-  return by_caller.ok && by_team.ok && one && other ? 0 : 1;
+      "  (absolute, this run only, medians: local %.2f ms/step, follow %.1f ms by the caller, "
+      "%.1f ms by the team, migrate %.1f ms; pause before each move %d ms)\n",
+      1e3 * local, 1e3 * median(by_caller.seconds), 1e3 * median(by_team.seconds), 1e3 * migrate,
+      pause_ms);
+  return by_caller.ok && by_team.ok && by_migrate.ok ? 0 : 1;
 }

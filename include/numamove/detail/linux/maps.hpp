@@ -1,4 +1,4 @@
-// A process's mappings, from /proc/<pid>/smaps and /proc/<pid>/numa_maps: what numamove
+// A process's mappings, from /proc/<pid>/smaps, maps and numa_maps: what numamove
 // needs to know about memory without any NUMA system call.
 #pragma once
 
@@ -17,10 +17,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "fd.hpp"
 #include "proc.hpp"
 #include "syscalls.hpp"
 
@@ -69,53 +71,91 @@ struct mapping {
 /// memory); maps has only the address range, protection, offset, device, inode and path.
 enum class mapping_detail { smaps, maps };
 
+/// Adds one line of smaps or maps to `maps`: a mapping's first line starts a mapping, a field
+/// line (smaps) fills in the last one.
+inline void add_mapping_line(const std::string& line, std::vector<mapping>& maps) {
+  // Bytes of a "Name:   N kB" line of smaps whose name is `length` characters long.
+  const auto kilobytes = [&](std::size_t length) {
+    return static_cast<std::size_t>(std::strtoull(line.c_str() + length, nullptr, 10)) * 1024;
+  };
+  // A mapping's first line starts with its address in lowercase hex; smaps's field lines start
+  // with a capitalised name. Telling them apart by the first character keeps sscanf to one call
+  // per mapping (parsing dominated reading smaps).
+  const char first = line.empty() ? ' ' : line[0];
+  if ((first >= '0' && first <= '9') || (first >= 'a' && first <= 'f')) {
+    unsigned long long start = 0;
+    unsigned long long end = 0;
+    char perms[8] = {};
+    unsigned long long offset = 0;
+    unsigned major = 0;
+    unsigned minor = 0;
+    unsigned long long inode = 0;
+    int path_at = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset,
+                    &major, &minor, &inode, &path_at) < 7)
+      return;
+    mapping m;
+    m.start = static_cast<std::uintptr_t>(start);
+    m.end = static_cast<std::uintptr_t>(end);
+    m.perms = perms;
+    m.offset = offset;
+    m.device = static_cast<std::uint64_t>(major) << 32 | minor;
+    m.inode = inode;
+    if (path_at > 0 && static_cast<std::size_t>(path_at) < line.size())
+      m.path = line.substr(static_cast<std::size_t>(path_at));
+    maps.push_back(std::move(m));
+    return;
+  }
+  if (maps.empty()) return;
+  if (line.rfind("KernelPageSize:", 0) == 0)
+    maps.back().kernel_page_size = kilobytes(15);
+  else if (line.rfind("AnonHugePages:", 0) == 0)
+    maps.back().anon_huge_bytes = kilobytes(14);
+  else if (line.rfind("VmFlags:", 0) == 0)
+    maps.back().vm_flags = line.substr(8);
+}
+
 /// All mappings of process `pid`, ascending by address; empty when the file cannot be read.
 inline std::vector<mapping> read_mappings(int pid, mapping_detail detail = mapping_detail::smaps) {
   std::vector<mapping> maps;
   std::istringstream text(
       read_text(proc_dir(pid) + (detail == mapping_detail::smaps ? "/smaps" : "/maps")));
-  // Bytes of a "Name:   N kB" line of smaps whose name is `length` characters long.
-  const auto kilobytes = [](const std::string& line, std::size_t length) {
-    return static_cast<std::size_t>(std::strtoull(line.c_str() + length, nullptr, 10)) * 1024;
-  };
-  for (std::string line; std::getline(text, line);) {
-    // A mapping's first line starts with its address in lowercase hex; smaps's field lines
-    // start with a capitalised name. Telling them apart by the first character keeps sscanf to
-    // one call per mapping (parsing dominated reading smaps).
-    const char first = line.empty() ? ' ' : line[0];
-    if ((first >= '0' && first <= '9') || (first >= 'a' && first <= 'f')) {
-      unsigned long long start = 0;
-      unsigned long long end = 0;
-      char perms[8] = {};
-      unsigned long long offset = 0;
-      unsigned major = 0;
-      unsigned minor = 0;
-      unsigned long long inode = 0;
-      int path_at = 0;
-      if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms,
-                      &offset, &major, &minor, &inode, &path_at) < 7)
-        continue;
-      mapping m;
-      m.start = static_cast<std::uintptr_t>(start);
-      m.end = static_cast<std::uintptr_t>(end);
-      m.perms = perms;
-      m.offset = offset;
-      m.device = static_cast<std::uint64_t>(major) << 32 | minor;
-      m.inode = inode;
-      if (path_at > 0 && static_cast<std::size_t>(path_at) < line.size())
-        m.path = line.substr(static_cast<std::size_t>(path_at));
-      maps.push_back(std::move(m));
-      continue;
-    }
-    if (maps.empty()) continue;
-    if (line.rfind("KernelPageSize:", 0) == 0)
-      maps.back().kernel_page_size = kilobytes(line, 15);
-    else if (line.rfind("AnonHugePages:", 0) == 0)
-      maps.back().anon_huge_bytes = kilobytes(line, 14);
-    else if (line.rfind("VmFlags:", 0) == 0)
-      maps.back().vm_flags = line.substr(8);
-  }
+  for (std::string line; std::getline(text, line);) add_mapping_line(line, maps);
   return maps;
+}
+
+/// The mapping of process `pid` that holds `address`, every smaps field included, read from
+/// smaps only as far as that mapping: the kernel walks a mapping's page tables only when it
+/// writes its record, so the mappings above it (the shared libraries and the stack, above
+/// anything mmap() placed) cost nothing. std::nullopt when no mapping holds `address` or smaps
+/// cannot be read.
+inline std::optional<mapping> read_mapping_at(int pid, std::uintptr_t address) {
+  const unique_fd smaps(::open((proc_dir(pid) + "/smaps").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!smaps) return std::nullopt;
+  std::vector<mapping> found;  // the last mapping read, with its fields so far
+  std::string text;
+  char buffer[16384];
+  bool past = false;  // a mapping starting above `address` has begun
+  while (!past) {
+    const ssize_t n = ::read(smaps.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+    std::size_t at = 0;
+    for (std::size_t eol; !past && (eol = text.find('\n', at)) != std::string::npos; at = eol + 1) {
+      add_mapping_line(text.substr(at, eol - at), found);
+      if (found.empty()) continue;
+      if (found.back().start > address) {
+        past = true;
+        found.pop_back();
+      } else if (found.size() > 1) {
+        found.erase(found.begin());  // ended below `address`
+      }
+    }
+    text.erase(0, at);
+  }
+  if (found.empty() || address >= found.back().end) return std::nullopt;
+  return std::move(found.back());
 }
 
 /// The mapping holding `address`, or nullptr.

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -49,10 +50,9 @@ struct data_mapping {
 
 inline data_mapping inspect_mapping(const void* data, std::size_t bytes) {
   data_mapping found{page_size(), false};
-  const std::vector<mapping> maps = read_mappings(0);
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
-  const mapping* m = find_mapping(maps, begin);
-  if (m == nullptr) return found;
+  const std::optional<mapping> m = read_mapping_at(0, begin);
+  if (!m) return found;
   found.writable = (m->protection() & PROT_WRITE) != 0;
   if (m->kernel_page_size > page_size()) {
     found.granule = m->kernel_page_size;
@@ -209,43 +209,48 @@ inline void move_for_team(const api::schedule_plan& plan, const migrate_options&
   }
 }
 
-/// Where the team's other threads wait while the primary thread moves for them: asleep, not
-/// spinning at an OpenMP barrier, since every page the kernel moves shoots down the TLBs of the
-/// CPUs running the process's threads (an interrupt per page; in the emulated guests a spinning
-/// team made one 8 MiB move 5x slower).
+/// Where the team's other threads wait while the primary thread plans and moves for them:
+/// asleep, not spinning at an OpenMP barrier. Every page the kernel moves shoots down the TLBs
+/// of the CPUs running the process's threads (an interrupt per page; in the emulated guests a
+/// spinning team made one 8 MiB move 5x slower), and each barrier of a waking team cost
+/// milliseconds there.
 class sleeping_team {
  public:
   explicit sleeping_team(int threads) : others_(threads - 1) {}
 
-  /// Called by every thread but the primary: returns once the primary has moved.
-  void until_woken() {
+  /// Called by every thread but the primary: sleeps until the primary's next wake(). What the
+  /// thread wrote before is visible to the primary once until_all_asleep() returns.
+  void sleep() {
     std::unique_lock<std::mutex> lock(mutex_);
-    ++asleep_;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return moved_; });
+    const unsigned round = round_;
+    if (++asleep_ == others_) all_asleep_.notify_one();
+    woken_.wait(lock, [&] { return round_ != round; });
   }
 
-  /// Called by the primary: runs move() once every other thread sleeps, then wakes them.
-  template <class Move>
-  void move_while_asleep(const Move& move) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [&] { return asleep_ == others_; });
-    }
-    move();
+  /// Called by the primary: returns once every other thread sleeps.
+  void until_all_asleep() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    all_asleep_.wait(lock, [&] { return asleep_ == others_; });
+  }
+
+  /// Called by the primary after until_all_asleep(): wakes the others. What the primary wrote
+  /// before is visible to them.
+  void wake() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      moved_ = true;
+      asleep_ = 0;
+      ++round_;
     }
-    changed_.notify_all();
+    woken_.notify_all();
   }
 
  private:
   std::mutex mutex_;
-  std::condition_variable changed_;
+  std::condition_variable all_asleep_;
+  std::condition_variable woken_;
   int others_;
   int asleep_ = 0;
-  bool moved_ = false;
+  unsigned round_ = 0;
 };
 
 /// place_for_schedule() and follow_threads(): one parallel region in which every thread finds
@@ -258,25 +263,17 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const auto started = std::chrono::steady_clock::now();
   api::bytes_per_iteration(bytes, schedule);  // throws before any thread starts
   const topology& machine = topology::system();
-  const data_mapping mapping =
-      bytes == 0 ? data_mapping{page_size(), false} : inspect_mapping(data, bytes);
+  data_mapping mapping{page_size(), false};  // the primary inspects it while the team wakes
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   api::team_migration result;
   result.used = path_for(options.migrate);
   result.moved_by = movers_for(options.moved_by, bytes, schedule.threads);
-  result.granule = mapping.granule;
   result.threads.resize(static_cast<std::size_t>(schedule.threads));
   const bool team_moves = result.moved_by == api::movers::team;
-  touch = touch && mapping.writable;
   api::schedule_plan plan;
   team_errors errors;
   sleeping_team sleep(schedule.threads);
-  auto body = [&] {
-    const auto t = static_cast<std::size_t>(omp_get_thread_num());
-    api::thread_migration& mine = result.threads[t];
-    errors.guard([&] { mine.binding = current_binding(machine); });
-#pragma omp barrier
-#pragma omp single
+  const auto plan_for_team = [&] {
     errors.guard([&] {
       if (errors.failed()) return;
       std::vector<int> nodes;
@@ -284,22 +281,57 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
         nodes.push_back(thread.binding.node);
       plan = api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
     });
+  };
+  // movers::team: barriers, then every thread moves its own share.
+  const auto team_body = [&](api::thread_migration& mine) {
+#pragma omp barrier
+#pragma omp single
+    plan_for_team();
     if (errors.failed()) return;
-    if (team_moves) {
-      errors.guard([&] { move_share(plan, mine, touch, begin, options.migrate); });
+    errors.guard([&] { move_share(plan, mine, touch, begin, options.migrate); });
+  };
+  // movers::caller: the others sleep while the primary plans, wake to touch their pages (when
+  // `touch`), and sleep again while it moves them all.
+  const auto caller_body = [&](std::size_t t) {
+    const auto touch_own = [&] {
+      if (touch && plan.nodes[t] >= 0)
+        for (const api::page_run& run : plan.runs[t]) touch_run(run, begin);
+    };
+    if (t != 0) {
+      sleep.sleep();
+      if (errors.failed()) return;
+      touch_own();
+      if (touch) sleep.sleep();
       return;
     }
-    if (touch && plan.nodes[t] >= 0)
-      for (const api::page_run& run : plan.runs[t]) touch_run(run, begin);
-#pragma omp barrier
-    if (t == 0)
-      sleep.move_while_asleep(
-          [&] { errors.guard([&] { move_for_team(plan, options.migrate, result.threads); }); });
+    sleep.until_all_asleep();
+    plan_for_team();
+    if (!errors.failed() && touch) {
+      sleep.wake();
+      touch_own();
+      sleep.until_all_asleep();
+    }
+    if (!errors.failed())
+      errors.guard([&] { move_for_team(plan, options.migrate, result.threads); });
+    sleep.wake();
+  };
+  auto body = [&] {
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    api::thread_migration& mine = result.threads[t];
+    errors.guard([&] { mine.binding = current_binding(machine); });
+    if (t == 0 && bytes != 0)
+      errors.guard([&] {
+        mapping = inspect_mapping(data, bytes);
+        touch = touch && mapping.writable;
+      });
+    if (team_moves)
+      team_body(mine);
     else
-      sleep.until_woken();
+      caller_body(t);
   };
   in_team(schedule.threads, options.bind, body);
   errors.rethrow();
+  result.granule = mapping.granule;
   result.elapsed = std::chrono::steady_clock::now() - started;
   return result;
 }

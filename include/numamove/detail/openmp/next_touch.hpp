@@ -222,7 +222,7 @@ inline void open_userspace_path(next_touch_region& region) {
 /// pages are not one run of mappings with equal permissions.
 inline void read_protection(next_touch_region& region) {
   const std::uintptr_t end = region.first + region.pages * page_size();
-  const std::vector<mapping> maps = read_mappings(0);
+  const std::vector<mapping> maps = read_mappings(0, mapping_detail::maps);
   const mapping* m = find_mapping(maps, region.first);
   if (m == nullptr)
     throw std::system_error(EINVAL, std::generic_category(),
