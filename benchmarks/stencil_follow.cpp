@@ -2,7 +2,8 @@
 // (the threads re-pinned one node over) and after follow_threads(); and what follow_threads()
 // costs against migrate() of the same bytes in as many calls, moved by the caller in one call per
 // array and by every thread at once (openmp::movers). Each move comes after one stencil step and
-// a pause of --pause-ms (the team asleep by then; 0: the team just out of a parallel region, as
+// a pause of --pause-ms (default 2000: the team asleep by then, its spinning after the region
+// over even in the emulated guests; 0: the team just out of a parallel region, as
 // between an application's phases); the moves take turns, --repeat times, and the medians are
 // compared. Prints ratios measured in one run; in an emulated guest, only those mean anything.
 //
@@ -23,6 +24,8 @@
 
 #include <numamove/numamove.hpp>
 #include <numamove/openmp.hpp>
+
+#include "timing.hpp"
 
 namespace {
 
@@ -47,11 +50,6 @@ void pin_team(const std::vector<int>& nodes) {
 // MPOL_LOCAL: placed as by first touch, and out of automatic NUMA balancing's way.
 void keep_from_numa_balancing(void* data, std::size_t bytes) {
   ::syscall(SYS_mbind, data, bytes, 4, nullptr, 0UL, 0U);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 // The median of `repeat` runs of `steps` stencil steps, in seconds per step.
@@ -82,7 +80,7 @@ double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next
     }
     runs.push_back(seconds_since(start) / steps);
   }
-  return median(runs);
+  return numamove_bench::median(runs);
 }
 
 }  // namespace
@@ -92,7 +90,7 @@ int main(int argc, char** argv) {
   std::size_t columns = 2048;
   int steps = 5;
   int repeat = 3;
-  int pause_ms = 200;
+  int pause_ms = 2000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
     if (arg == "--rows")
@@ -152,11 +150,11 @@ int main(int argc, char** argv) {
   const double remote = time_per_step(u, next, rows, columns, threads, steps, repeat);
 
   // The moves, in turn: follow_threads() by the caller (one call per array), by the team, and
-  // migrate() of two arrays of the same size from one thread to one node. Each follows one
-  // stencil step and the pause; each moves everything (the team and the arrays go back and
-  // forth between its two placements).
-  std::vector<double> single_u(count, 1.0);
-  std::vector<double> single_next(count, 1.0);
+  // migrate() of two other arrays of the same kind and size from one thread to one node. Each
+  // follows one stencil step and the pause; each moves everything (the team and the arrays go back
+  // and forth between its two placements).
+  numamove::vector<double> single_u(count, 1.0);
+  numamove::vector<double> single_next(count, 1.0);
   keep_from_numa_balancing(single_u.data(), count * sizeof(double));
   keep_from_numa_balancing(single_next.data(), count * sizeof(double));
   const int from = numamove::topology::system().current_node();
@@ -170,8 +168,11 @@ int main(int argc, char** argv) {
   move_times by_team;
   move_times by_migrate;
   double followed = 0;
-  const auto timed = [&](move_times& times, auto move) {
-    time_per_step(u, next, rows, columns, threads, 1, 1);
+  // One stencil step on the arrays about to move (their pages just touched by the team, as in
+  // an application), the pause, then the timed move.
+  const auto timed = [&](move_times& times, numamove::vector<double>& in,
+                         numamove::vector<double>& out, auto move) {
+    time_per_step(in, out, rows, columns, threads, 1, 1);
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     const auto start = clock_type::now();
     const auto [bytes, ok] = move();
@@ -188,21 +189,21 @@ int main(int argc, char** argv) {
   };
   bool team_home = false;  // the team is pinned one node over (above)
   for (int r = 0; r < repeat; ++r) {
-    timed(by_caller, [&] { return follow(numamove::openmp::movers::caller); });
+    timed(by_caller, u, next, [&] { return follow(numamove::openmp::movers::caller); });
     if (r == 0) followed = time_per_step(u, next, rows, columns, threads, steps, repeat);
     pin_team(team_home ? over : home);
     team_home = !team_home;
-    timed(by_team, [&] { return follow(numamove::openmp::movers::team); });
+    timed(by_team, u, next, [&] { return follow(numamove::openmp::movers::team); });
     pin_team(team_home ? over : home);
     team_home = !team_home;
-    timed(by_migrate, [&] {
+    timed(by_migrate, single_u, single_next, [&] {
       const int node = r % 2 == 0 ? to : from;
       const numamove::migration_result one = numamove::migrate(single_u, node);
       const numamove::migration_result other = numamove::migrate(single_next, node);
       return std::pair{one.bytes + other.bytes, one && other};
     });
   }
-  const double migrate = median(by_migrate.seconds);
+  const double migrate = numamove_bench::median(by_migrate.seconds);
 
   std::printf("  time per step, remote / local:        %.2fx\n", remote / local);
   std::printf("  time per step, after follow / local:  %.2fx\n", followed / local);
@@ -212,7 +213,7 @@ int main(int argc, char** argv) {
         "  follow_threads, %s (%.1f MiB) / two migrate() (%.1f MiB, 1 thread), per MiB: %.2fx\n",
         who, static_cast<double>(run.bytes) / (1 << 20),
         static_cast<double>(by_migrate.bytes) / (1 << 20),
-        median(run.seconds) / static_cast<double>(run.bytes) /
+        numamove_bench::median(run.seconds) / static_cast<double>(run.bytes) /
             (migrate / static_cast<double>(by_migrate.bytes)));
   };
   report("moved by the caller in one call", by_caller);
@@ -220,7 +221,7 @@ int main(int argc, char** argv) {
   std::printf(
       "  (absolute, this run only, medians: local %.2f ms/step, follow %.1f ms by the caller, "
       "%.1f ms by the team, migrate %.1f ms; pause before each move %d ms)\n",
-      1e3 * local, 1e3 * median(by_caller.seconds), 1e3 * median(by_team.seconds), 1e3 * migrate,
-      pause_ms);
+      1e3 * local, 1e3 * numamove_bench::median(by_caller.seconds),
+      1e3 * numamove_bench::median(by_team.seconds), 1e3 * migrate, pause_ms);
   return by_caller.ok && by_team.ok && by_migrate.ok ? 0 : 1;
 }

@@ -203,6 +203,45 @@ TEST_CASE("place_for_schedule gives out huge pages whole where THPs may back the
   CHECK((r.threads[0].pages == 0 || r.threads[1].pages == 0));
 }
 
+TEST_CASE("follow_threads gives out huge pages whole where THPs back the data now", "[team]") {
+  const std::size_t huge = numamove::detail::thp_size();
+  const numamove_test::aligned_mapping m(2 * huge, huge);
+  if (::madvise(m.data, 2 * huge, MADV_NOHUGEPAGE) != 0) {
+    WARN("skipped: madvise(MADV_NOHUGEPAGE) failed (errno " << errno << "): no THP here");
+    return;
+  }
+  // The second huge page's worth: base pages, written before the mapping asked for THPs.
+  std::memset(m.data + huge, 1, huge);
+  REQUIRE(::madvise(m.data, 2 * huge, MADV_HUGEPAGE) == 0);
+  std::memset(m.data, 2, huge);  // the first: a THP, where the kernel finds one
+  const std::vector<numamove::detail::mapping> maps = numamove::detail::read_mappings(0);
+  const numamove::detail::mapping* listed =
+      numamove::detail::find_mapping(maps, reinterpret_cast<std::uintptr_t>(m.data));
+  REQUIRE(listed != nullptr);
+  if (listed->anon_huge_bytes != huge) {
+    WARN("skipped: the kernel backed the first huge page with " << listed->anon_huge_bytes
+                                                                << " bytes of THP, not one THP");
+    return;
+  }
+  const auto with_thp = numamove::openmp::follow_threads(m.data, huge, {2, team, 0});
+  CHECK(with_thp.granule == huge);
+  CHECK(with_thp.threads[0].pages + with_thp.threads[1].pages == huge / page());
+  CHECK((with_thp.threads[0].pages == 0 || with_thp.threads[1].pages == 0));
+  // Base pages in a mapping that asks for THPs: with PAGEMAP_SCAN (Linux 6.7+) follow_threads
+  // sees that none backs them and gives out base pages; before it, only the advice is known.
+  std::vector<numamove::detail::pagemap_scan::page_region> regions;
+  const bool scans = numamove::detail::scan_huge_regions(reinterpret_cast<std::uintptr_t>(m.data),
+                                                         reinterpret_cast<std::uintptr_t>(m.data) +
+                                                             2 * huge,
+                                                         regions) == 0;
+  const auto without = numamove::openmp::follow_threads(m.data + huge, huge, {2, team, 0});
+  CHECK(without.granule == (scans ? page() : huge));
+  CHECK(without.threads[0].pages + without.threads[1].pages == huge / page());
+  // place_for_schedule() places pages not yet there, which THPs may back: the advice decides.
+  const auto placed = numamove::openmp::place_for_schedule(m.data + huge, huge, {2, team, 0});
+  CHECK(placed.granule == huge);
+}
+
 TEST_CASE("place_for_schedule and follow_threads reject schedules that do not fit", "[team]") {
   mapping m(4);
   CHECK_THROWS_AS(numamove::openmp::place_for_schedule(m.data, m.bytes, {3, team, 0}),

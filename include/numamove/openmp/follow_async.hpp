@@ -44,7 +44,7 @@ std::future<migration_result> follow_async(T* data, std::size_t count,
   for (const thread_binding& b : team_bindings(schedule.threads, options.bind))
     nodes.push_back(b.node);
   const std::size_t granule =
-      bytes == 0 ? detail::page_size() : detail::openmp::inspect_mapping(data, bytes).granule;
+      bytes == 0 ? detail::page_size() : detail::openmp::inspect_mapping(data, bytes, true).granule;
   detail::openmp::follow_moves moves =
       detail::openmp::moves_of(plan_for_schedule(data, bytes, schedule, nodes, granule));
   return detail::async_mover::shared().submit(

@@ -124,20 +124,22 @@ inline std::vector<mapping> read_mappings(int pid, mapping_detail detail = mappi
   return maps;
 }
 
-/// The mapping of process `pid` that holds `address`, every smaps field included, read from
-/// smaps only as far as that mapping: the kernel walks a mapping's page tables only when it
-/// writes its record, so the mappings above it (the shared libraries and the stack, above
-/// anything mmap() placed) cost nothing. std::nullopt when no mapping holds `address` or smaps
-/// cannot be read.
-inline std::optional<mapping> read_mapping_at(int pid, std::uintptr_t address) {
-  const unique_fd smaps(::open((proc_dir(pid) + "/smaps").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!smaps) return std::nullopt;
+/// The mapping of process `pid` that holds `address`, from smaps (every field) or maps, read
+/// only as far as that mapping: the kernel writes smaps by walking each mapping's page tables
+/// as it reaches its record, so the mappings above it (the shared libraries and the stack, above
+/// anything mmap() placed) cost nothing; the mapping's own pages still do. std::nullopt when no
+/// mapping holds `address` or the file cannot be read.
+inline std::optional<mapping> read_mapping_at(int pid, std::uintptr_t address,
+                                              mapping_detail detail = mapping_detail::smaps) {
+  const std::string name = detail == mapping_detail::smaps ? "/smaps" : "/maps";
+  const unique_fd file(::open((proc_dir(pid) + name).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) return std::nullopt;
   std::vector<mapping> found;  // the last mapping read, with its fields so far
   std::string text;
   char buffer[16384];
   bool past = false;  // a mapping starting above `address` has begun
   while (!past) {
-    const ssize_t n = ::read(smaps.get(), buffer, sizeof buffer);
+    const ssize_t n = ::read(file.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     text.append(buffer, static_cast<std::size_t>(n));
