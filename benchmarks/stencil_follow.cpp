@@ -180,11 +180,17 @@ int main(int argc, char** argv) {
     if (times.bytes == 0) times.bytes = bytes;
     times.ok = times.ok && ok;
   };
+  int caller_calls = 0;
+  int caller_calls_without_region = 0;  // the team slept: its bindings read from the kernel
   const auto follow = [&](numamove::openmp::movers who) {
     numamove::openmp::team_options options;
     options.moved_by = who;
     const auto moved_u = numamove::openmp::follow_threads(u.data(), count, schedule, options);
     const auto moved_next = numamove::openmp::follow_threads(next.data(), count, schedule, options);
+    if (who == numamove::openmp::movers::caller) {
+      caller_calls += 2;
+      caller_calls_without_region += moved_u.bindings_reused + moved_next.bindings_reused;
+    }
     return std::pair{moved_u.bytes() + moved_next.bytes(), moved_u && moved_next};
   };
   bool team_home = false;  // the team is pinned one node over (above)
@@ -220,8 +226,10 @@ int main(int argc, char** argv) {
   report("moved by every thread at once", by_team);
   std::printf(
       "  (absolute, this run only, medians: local %.2f ms/step, follow %.1f ms by the caller, "
-      "%.1f ms by the team, migrate %.1f ms; pause before each move %d ms)\n",
+      "%.1f ms by the team, migrate %.1f ms; pause before each move %d ms; %d of the caller's "
+      "%d calls ran no region)\n",
       1e3 * local, 1e3 * numamove_bench::median(by_caller.seconds),
-      1e3 * numamove_bench::median(by_team.seconds), 1e3 * migrate, pause_ms);
+      1e3 * numamove_bench::median(by_team.seconds), 1e3 * migrate, pause_ms,
+      caller_calls_without_region, caller_calls);
   return by_caller.ok && by_team.ok && by_migrate.ok ? 0 : 1;
 }

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <numamove/numamove.hpp>
@@ -240,6 +242,93 @@ TEST_CASE("follow_threads gives out huge pages whole where THPs back the data no
   // place_for_schedule() places pages not yet there, which THPs may back: the advice decides.
   const auto placed = numamove::openmp::place_for_schedule(m.data + huge, huge, {2, team, 0});
   CHECK(placed.granule == huge);
+}
+
+namespace {
+/// follow_threads() with movers::caller, called again after ever longer pauses until it reuses
+/// the bindings it learned: each call that runs a region restarts the team's spinning, and
+/// only a sleeping team is left asleep. Gives up after about 6 s.
+numamove::openmp::team_migration follow_once_asleep(const mapping& m,
+                                                    const static_schedule& s,
+                                                    const numamove::openmp::team_options& options) {
+  auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
+  for (int pause_ms = 50; !r.bindings_reused && pause_ms <= 3200; pause_ms *= 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
+  }
+  return r;
+}
+
+/// The kernel thread id of each thread of a team of `threads`, bound as the environment says.
+std::vector<pid_t> team_thread_ids(int threads) {
+  std::vector<pid_t> ids(static_cast<std::size_t>(threads));
+#pragma omp parallel num_threads(threads)
+  ids[static_cast<std::size_t>(omp_get_thread_num())] = numamove::detail::this_thread_id();
+  return ids;
+}
+}  // namespace
+
+TEST_CASE("follow_threads reuses the bindings it learned while the team sleeps", "[team]") {
+  mapping m(32);
+  m.touch(0, 32);
+  const static_schedule s{32, team, 0};
+  numamove::openmp::team_options options;
+  options.moved_by = movers::caller;
+  const auto learned = numamove::openmp::team_bindings(team);
+  const auto r = follow_once_asleep(m, s, options);
+  REQUIRE(r.bindings_reused);
+  CHECK(r);
+  CHECK(r.already_local() == 32);
+  CHECK(r.moved() == 0);
+  for (std::size_t t = 0; t < team; ++t) {
+    const auto& b = r.threads[t].binding;
+    INFO("thread " << t);
+    CHECK(b.thread == learned[t].thread);
+    CHECK(b.place == learned[t].place);
+    CHECK(b.cpus == learned[t].cpus);
+    CHECK(b.node == learned[t].node);
+    CHECK((b.cpu == -1 || std::count(b.cpus.begin(), b.cpus.end(), b.cpu) == 1));
+    if (b.cpus.size() == 1) CHECK(b.cpu == b.cpus[0]);
+  }
+}
+
+TEST_CASE("follow_threads sees a sleeping thread re-pinned, and learns another proc_bind's "
+          "bindings in a region",
+          "[team]") {
+  const auto bound = numamove::openmp::team_bindings(team);
+  if (bound[1].cpus.size() != 1 || bound[0].cpus == bound[1].cpus) {
+    WARN("skipped: needs 2 CPUs and OMP_PLACES=threads OMP_PROC_BIND=close (as ctest runs it)");
+    return;
+  }
+  mapping m(32);
+  m.touch(0, 32);
+  const static_schedule s{32, team, 0};
+  numamove::openmp::team_options options;
+  options.moved_by = movers::caller;
+  const std::vector<pid_t> ids = team_thread_ids(team);
+  const int other = bound[0].cpus[0];  // thread 1 goes where the caller runs
+  REQUIRE(follow_once_asleep(m, s, options).bindings_reused);
+
+  SECTION("a thread re-pinned while it sleeps, from outside any region") {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(other, &set);
+    REQUIRE(::sched_setaffinity(ids[1], sizeof set, &set) == 0);
+    const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
+    CHECK(r.bindings_reused);  // still asleep: read from the kernel
+    CHECK(r.threads[1].binding.cpus == std::vector<int>{other});
+    CHECK(r.threads[1].binding.cpu == other);  // the one CPU of its mask
+    CHECK(r.threads[1].binding.place == bound[1].place);  // the runtime's place, as a region says
+    CPU_ZERO(&set);
+    CPU_SET(bound[1].cpus[0], &set);
+    REQUIRE(::sched_setaffinity(ids[1], sizeof set, &set) == 0);
+  }
+  SECTION("another proc_bind") {
+    options.bind = numamove::openmp::proc_bind::primary;
+    const auto r = numamove::openmp::follow_threads(m.data, m.bytes, s, options);
+    CHECK_FALSE(r.bindings_reused);
+    CHECK(r.threads[1].binding.cpus == r.threads[0].binding.cpus);
+  }
 }
 
 TEST_CASE("place_for_schedule and follow_threads reject schedules that do not fit", "[team]") {

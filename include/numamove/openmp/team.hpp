@@ -25,7 +25,9 @@ enum class proc_bind { inherit, primary, close, spread };
 struct thread_binding {
   int thread = 0;         ///< omp_get_thread_num()
   int place = -1;         ///< omp_get_place_num(): -1 when the runtime bound it to no place
-  int cpu = -1;           ///< the CPU it ran on
+  /// The CPU it ran on. Where follow_threads() read a sleeping thread's binding from the kernel
+  /// (team_migration::bindings_reused): its mask's CPU, or -1 for a mask of several CPUs.
+  int cpu = -1;
   std::vector<int> cpus;  ///< its affinity mask, ascending: what the place or a re-pin allows
   int node = -1;          ///< the node for its data, as node_of_cpus() decides it
   bool pinned = false;    ///< true when the mask lies within `node` (the node cannot drift)
@@ -78,6 +80,10 @@ struct team_migration {
   backend used = backend::kernel;         ///< the path the moves took (never automatic)
   movers moved_by = movers::caller;       ///< who moved them (never automatic)
   std::size_t granule = 0;                ///< bytes of the blocks pages were given out in
+  /// True when follow_threads() ran no parallel region: the team slept, so it read each
+  /// thread's affinity from the kernel and took the thread ids and places from the last region
+  /// of the same team (docs/openmp.md, "Following threads without waking them").
+  bool bindings_reused = false;
   std::chrono::nanoseconds elapsed{0};    ///< the whole call, planning included
 
   std::size_t moved() const noexcept { return sum(&thread_migration::moved); }

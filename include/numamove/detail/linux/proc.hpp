@@ -8,7 +8,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "fd.hpp"
+#include "syscalls.hpp"
 
 namespace numamove::detail {
 
@@ -102,7 +102,7 @@ inline std::vector<pid_t> thread_ids() {
   std::vector<pid_t> ids;
   for (const std::string& name : directory_names("/proc/self/task"))
     ids.push_back(static_cast<pid_t>(std::strtol(name.c_str(), nullptr, 10)));
-  if (ids.empty()) ids.push_back(static_cast<pid_t>(::syscall(SYS_gettid)));  // unreadable
+  if (ids.empty()) ids.push_back(this_thread_id());  // unreadable
   return ids;
 }
 

@@ -107,7 +107,7 @@ inline threads_reached set_policy_everywhere(
   }
   reached.threads = 1;
   const int sig = policy_signal();
-  const auto self = static_cast<pid_t>(::syscall(SYS_gettid));
+  const auto self = this_thread_id();
   policy_request request;
   request.mode = mode;
   request.mask = bits;

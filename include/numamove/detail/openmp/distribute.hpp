@@ -1,7 +1,9 @@
 // How place_for_schedule() and follow_threads() give pages out and move them: one parallel
 // region in which every thread finds its node and one thread plans; then every thread moves its
 // own pages, or the primary thread moves them all in one call while the others sleep
-// (openmp/team.hpp, movers). follow_async moves a plan on the mover thread with the same call.
+// (openmp/team.hpp, movers), or, in follow_threads() while the team sleeps and its bindings
+// still hold, the calling thread moves them with no region at all. follow_async moves a plan
+// on the mover thread with the same call.
 #pragma once
 
 #ifndef NUMAMOVE_PUBLIC_INCLUDE
@@ -51,12 +53,18 @@ struct data_mapping {
 /// The data_mapping of the mapping that holds `data`. With `present_only` (follow_threads: only
 /// the pages present now move), anonymous memory's granule is a huge page where THPs back it
 /// now, which PAGEMAP_SCAN (Linux 6.7+) tells without smaps; smaps shows the THP advice too, but
-/// the kernel writes it by walking the mapping's pages (on the host 0.2 ms per MiB, more than
-/// the query of those pages). Otherwise, and for file mappings (hugetlb's page size), smaps.
+/// the kernel writes it by walking the pages of every mapping up to this one (on the host 0.2 ms
+/// per MiB, more than the query of those pages). So smaps is read only where THPs may back the
+/// data and PAGEMAP_SCAN cannot tell, and for file mappings (hugetlb's page size); else maps.
 inline data_mapping inspect_mapping(const void* data, std::size_t bytes, bool present_only) {
   data_mapping found{page_size(), false};
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
-  const std::optional<mapping> listed = read_mapping_at(0, begin, mapping_detail::maps);
+  const capabilities& system = capabilities::of_this_process();
+  const bool thp_possible = !system.thp.empty() && system.thp != "never";
+  const bool scans = present_only && system.pagemap_scan;
+  const bool smaps_needed = thp_possible && !scans;
+  const std::optional<mapping> listed = read_mapping_at(
+      0, begin, smaps_needed ? mapping_detail::smaps : mapping_detail::maps);
   if (!listed) return found;
   found.writable = (listed->protection() & PROT_WRITE) != 0;
   const std::uintptr_t huge = thp_size();
@@ -67,18 +75,18 @@ inline data_mapping inspect_mapping(const void* data, std::size_t bytes, bool pr
       std::min(listed->end / huge * huge, (begin + bytes + huge - 1) / huge * huge);
   const bool room = first < end;
   if (!listed->file_backed()) {
-    if (!room || capabilities::of_this_process().thp == "never") return found;
+    if (!room || !thp_possible) return found;
     std::vector<pagemap_scan::page_region> regions;
-    if (present_only && scan_huge_regions(first, end, regions) == 0) {
+    if (scans && scan_huge_regions(first, end, regions) == 0) {
       if (!regions.empty()) found.granule = huge;
       return found;
     }
   }
-  const std::optional<mapping> m = read_mapping_at(0, begin);
+  const std::optional<mapping> m = smaps_needed ? listed : read_mapping_at(0, begin);
   if (!m) return found;
   if (m->kernel_page_size > page_size())
     found.granule = m->kernel_page_size;
-  else if (room && thp_backs(*m, capabilities::of_this_process().thp))
+  else if (room && thp_backs(*m, system.thp))
     found.granule = huge;
   return found;
 }
@@ -284,10 +292,32 @@ class sleeping_team {
   unsigned round_ = 0;
 };
 
+/// follow_threads() with movers::caller, when the team sleeps and its bindings were read from the
+/// kernel: the calling thread plans and moves, and no other thread wakes.
+inline void follow_without_team(const void* data, std::size_t bytes,
+                                const api::static_schedule& schedule,
+                                const api::team_options& options,
+                                std::vector<api::thread_binding> bindings,
+                                api::team_migration& result) {
+  data_mapping mapping{page_size(), false};
+  if (bytes != 0) mapping = inspect_mapping(data, bytes, true);
+  std::vector<int> nodes;
+  for (std::size_t t = 0; t < bindings.size(); ++t) {
+    nodes.push_back(bindings[t].node);
+    result.threads[t].binding = std::move(bindings[t]);
+  }
+  const api::schedule_plan plan =
+      api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
+  move_for_team(plan, options.migrate, result.threads);
+  result.granule = mapping.granule;
+  result.bindings_reused = true;
+}
+
 /// place_for_schedule() and follow_threads(): one parallel region in which every thread finds
 /// its node and one thread plans; then, as options.moved_by says, every thread moves its own
 /// pages, or the threads touch theirs (when `touch`) and the primary thread (the caller) moves
-/// them all while the others sleep.
+/// them all while the others sleep. follow_threads() with movers::caller skips the region when it
+/// can read the bindings from the kernel (bindings_without_waking()).
 inline api::team_migration distribute(const void* data, std::size_t bytes,
                                       const api::static_schedule& schedule,
                                       const api::team_options& options, bool touch) {
@@ -302,6 +332,14 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   result.moved_by = movers_for(options.moved_by, bytes, schedule.threads);
   result.threads.resize(static_cast<std::size_t>(schedule.threads));
   const bool team_moves = result.moved_by == api::movers::team;
+  const team_shape shape = shape_of_team(schedule.threads, options.bind);
+  if (!touch && !team_moves)
+    if (auto bindings = bindings_without_waking(machine, shape)) {
+      follow_without_team(data, bytes, schedule, options, std::move(*bindings), result);
+      result.elapsed = std::chrono::steady_clock::now() - started;
+      return result;
+    }
+  std::vector<pid_t> thread_ids(static_cast<std::size_t>(schedule.threads));
   api::schedule_plan plan;
   team_errors errors;
   sleeping_team sleep(schedule.threads);
@@ -351,6 +389,7 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
     const auto t = static_cast<std::size_t>(omp_get_thread_num());
     api::thread_migration& mine = result.threads[t];
     errors.guard([&] { mine.binding = current_binding(machine); });
+    thread_ids[t] = this_thread_id();
     if (t == 0 && bytes != 0)
       errors.guard([&] {
         mapping = inspect_mapping(data, bytes, present_only);
@@ -363,6 +402,10 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   };
   in_team(schedule.threads, options.bind, body);
   errors.rethrow();
+  learned_team learned{shape, std::move(thread_ids), {}};
+  for (const api::thread_migration& thread : result.threads)
+    learned.bindings.push_back(thread.binding);
+  last_learned_team = std::move(learned);
   result.granule = mapping.granule;
   result.elapsed = std::chrono::steady_clock::now() - started;
   return result;

@@ -38,6 +38,7 @@
 
 #include "../linux/fd.hpp"
 #include "../linux/proc.hpp"
+#include "../linux/syscalls.hpp"
 #include "../sanitizers.hpp"
 #include "futex.hpp"
 #include "own_mappings.hpp"
@@ -70,10 +71,6 @@ inline state* shared_state() noexcept {
   if (state_pointer.compare_exchange_strong(s, made, std::memory_order_acq_rel)) return made;
   ::munmap(memory, sizeof(state));
   return s;
-}
-
-inline pid_t this_thread_id() noexcept {
-  return static_cast<pid_t>(::syscall(SYS_gettid));
 }
 
 /// The handler: counts this thread as parked for its stop and sleeps until the stop is over.
@@ -158,7 +155,7 @@ inline bool runtime_thread(pid_t tid, int sig) noexcept {
 inline int register_fence_worker() noexcept {
   fencing::state* s = fencing::shared_state();
   if (s == nullptr) return -1;
-  const pid_t self = fencing::this_thread_id();
+  const pid_t self = this_thread_id();
   for (int i = 0; i < fencing::worker_capacity; ++i) {
     pid_t expected = 0;
     if (!s->workers[i].compare_exchange_strong(expected, self)) continue;
@@ -236,7 +233,7 @@ class thread_fence {
   // Signals every thread not signalled yet, waits for them, and lists the threads again until
   // no new one appears (a thread may be creating another while it is signalled).
   int signal_all(int sig) noexcept {
-    const pid_t self = fencing::this_thread_id();
+    const pid_t self = this_thread_id();
     const unique_fd dir = open_proc(0, "task", O_RDONLY | O_DIRECTORY);
     if (!dir) return errno;
     int error = 0;

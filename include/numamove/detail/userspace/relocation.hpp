@@ -113,7 +113,7 @@ inline void resolve_phase_b_calls() {
     ::nanosleep(&no_time, nullptr);
     timespec t{};
     ::clock_gettime(CLOCK_MONOTONIC, &t);
-    ::syscall(SYS_tgkill, ::getpid(), fencing::this_thread_id(), 0);
+    ::syscall(SYS_tgkill, ::getpid(), this_thread_id(), 0);
     ::munmap(page, page_size());
     return true;
   }();
