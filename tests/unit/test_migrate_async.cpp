@@ -25,6 +25,7 @@
 #include <vector>
 
 #define NUMAMOVE_PUBLIC_INCLUDE  // this test looks at an internal piece
+#include <numamove/capabilities.hpp>
 #include <numamove/detail/sanitizers.hpp>
 #include <numamove/migrate_async.hpp>
 #include <numamove/topology.hpp>
@@ -163,6 +164,12 @@ TEST_CASE("migrate_async: the future holds what migrate() returns for the same c
 
 TEST_CASE("migrate_async: requests are done in order on one thread, started once", "[async]") {
   CHECK(in_child([]() -> std::string {
+          // A forked child probes its capabilities again, at its first migrate, on a thread it
+          // joins; a joined thread may still be listed in /proc/self/task for a moment (CI saw
+          // one counted). Probe first, and wait until only this thread is left.
+          numamove::capabilities::of_this_process();
+          for (int i = 0; i < 500 && threads_of_process() != 1; ++i)
+            std::this_thread::sleep_for(10ms);
           numamove::detail::async_mover& mover = numamove::detail::async_mover::shared();
           const long caller = ::syscall(SYS_gettid);
           std::vector<int> order;  // written by the mover only; read once every future is ready
