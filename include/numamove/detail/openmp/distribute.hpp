@@ -292,6 +292,16 @@ class sleeping_team {
   unsigned round_ = 0;
 };
 
+/// The plan of a schedule for threads whose bindings are known: each gets its node.
+inline api::schedule_plan plan_for_threads(const void* data, std::size_t bytes,
+                                           const api::static_schedule& schedule,
+                                           const std::vector<api::thread_migration>& threads,
+                                           std::size_t granule) {
+  std::vector<int> nodes;
+  for (const api::thread_migration& thread : threads) nodes.push_back(thread.binding.node);
+  return api::plan_for_schedule(data, bytes, schedule, nodes, granule);
+}
+
 /// follow_threads() with movers::caller, when the team sleeps and its bindings were read from the
 /// kernel: the calling thread plans and moves, and no other thread wakes.
 inline void follow_without_team(const void* data, std::size_t bytes,
@@ -301,14 +311,10 @@ inline void follow_without_team(const void* data, std::size_t bytes,
                                 api::team_migration& result) {
   data_mapping mapping{page_size(), false};
   if (bytes != 0) mapping = inspect_mapping(data, bytes, true);
-  std::vector<int> nodes;
-  for (std::size_t t = 0; t < bindings.size(); ++t) {
-    nodes.push_back(bindings[t].node);
+  for (std::size_t t = 0; t < bindings.size(); ++t)
     result.threads[t].binding = std::move(bindings[t]);
-  }
-  const api::schedule_plan plan =
-      api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
-  move_for_team(plan, options.migrate, result.threads);
+  move_for_team(plan_for_threads(data, bytes, schedule, result.threads, mapping.granule),
+                options.migrate, result.threads);
   result.granule = mapping.granule;
   result.bindings_reused = true;
 }
@@ -346,10 +352,7 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const auto plan_for_team = [&] {
     errors.guard([&] {
       if (errors.failed()) return;
-      std::vector<int> nodes;
-      for (const api::thread_migration& thread : result.threads)
-        nodes.push_back(thread.binding.node);
-      plan = api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
+      plan = plan_for_threads(data, bytes, schedule, result.threads, mapping.granule);
     });
   };
   // movers::team: barriers, then every thread moves its own share.
