@@ -86,11 +86,13 @@ team_migration place_for_schedule(T* data, std::size_t count, const static_sched
 }
 
 /// At a phase boundary, after the binding may have changed (another proc_bind or places, a
-/// re-pinned thread, an unbound thread that drifted): each thread of a region bound as
-/// options.bind says finds its node, queries its chunk (as place_for_schedule() gives chunks
-/// out) and moves the pages that are elsewhere, through options.migrate.path, all threads in
-/// parallel. A thread whose chunk is on its node already moves nothing (already_local), and
-/// pages never touched stay so (not_present). Reports and throws as place_for_schedule() does.
+/// re-pinned thread, an unbound thread that drifted): each thread of a team bound as
+/// options.bind says gets its node, and the pages of its chunk (as place_for_schedule() gives
+/// chunks out) that are elsewhere move there, through options.migrate.path, by the threads
+/// options.moved_by names. The nodes come from one parallel region, or, with movers::caller
+/// while the team sleeps, from the kernel without waking it (team_migration::bindings_reused).
+/// A thread whose chunk is on its node already moves nothing (already_local), and pages never
+/// touched stay so (not_present). Reports and throws as place_for_schedule() does.
 template <class T>
 team_migration follow_threads(T* data, std::size_t count, const static_schedule& schedule,
                               const team_options& options = {}) {

@@ -2,7 +2,7 @@
 // region in which every thread finds its node and one thread plans; then every thread moves its
 // own pages, or the primary thread moves them all in one call while the others sleep
 // (openmp/team.hpp, movers), or, in follow_threads() while the team sleeps and its bindings
-// still hold, the calling thread moves them with no region at all. follow_async moves a plan
+// can be read from the kernel, the calling thread moves them with no region at all. follow_async moves a plan
 // on the mover thread with the same call.
 #pragma once
 
