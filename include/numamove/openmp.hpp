@@ -88,7 +88,8 @@ team_migration place_for_schedule(T* data, std::size_t count, const static_sched
 /// At a phase boundary, after the binding may have changed (another proc_bind or places, a
 /// re-pinned thread, an unbound thread that drifted): each thread of a team bound as
 /// options.bind says gets its node, and the pages of its chunk (as place_for_schedule() gives
-/// chunks out) that are elsewhere move there, through options.migrate.path, by the threads
+/// chunks out, per huge page only where one may hold pages of two threads bound for different
+/// nodes) that are elsewhere move there, through options.migrate.path, by the threads
 /// options.moved_by names. The nodes come from one parallel region, or, with movers::caller
 /// while the team sleeps, from the kernel without waking it (team_migration::bindings_reused).
 /// A thread whose chunk is on its node already moves nothing (already_local), and pages never

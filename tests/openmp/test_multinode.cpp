@@ -2,6 +2,8 @@
 // binding change and follow call, every thread's chunk is on its node as the kernel reports it.
 #include <omp.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +50,22 @@ struct test_mapping : mapping {
   explicit test_mapping(std::size_t pages) : mapping(pages) {
     REQUIRE(numamove_test::keep_from_numa_balancing(data, bytes));
   }
+};
+
+// While it lives, the process gets no new THP and khugepaged leaves its memory alone
+// (PR_SET_THP_DISABLE); THPs it has stay.
+class thp_off {
+ public:
+  thp_off() : off_(::prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0) {}
+  ~thp_off() {
+    if (off_) ::prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+  }
+  thp_off(const thp_off&) = delete;
+  thp_off& operator=(const thp_off&) = delete;
+  bool off() const { return off_; }
+
+ private:
+  bool off_;
 };
 
 // Every thread's chunk entirely on its node, by the kernel's query and by the library's report.
@@ -179,6 +197,66 @@ TEST_CASE("follow_threads after a proc_bind change follows the threads to their 
   }
   CHECK(numamove::openmp::team_bindings(2, proc_bind::primary)[1].node == close_nodes[0]);
   CHECK(close_nodes[0] != close_nodes[1]);
+}
+
+TEST_CASE("follow_threads moves a THP spanning two threads' chunks whole, and splits base pages "
+          "between them",
+          "[multinode]") {
+  const std::vector<int> all = one_thread_per_node();
+  NUMAMOVE_SKIP_UNLESS(all.size() >= 2, "cpu-memory-nodes",
+                       "needs two nodes with memory and CPUs, a thread on each");
+  // The primary thread writes the data pinned to nodes[0]: off node 0, which holds the guest's
+  // files (a THP there was not always found).
+  const std::vector<int> nodes{all[1], all[0]};
+  const std::size_t huge = numamove::detail::thp_size();
+  const std::size_t half = huge / page() / 2;
+  const numamove_test::aligned_mapping m(2 * huge, huge);
+  REQUIRE(numamove_test::keep_from_numa_balancing(m.data, 2 * huge));
+  const numamove_test::team_pin pin(nodes);
+  REQUIRE(pin.pinned());
+  // A mapping with the THP advice (all that Linux before 6.7 can tell): its first huge page's
+  // worth a THP, its second base pages, written once THPs are off for the process, which also
+  // keeps khugepaged from collapsing them (it did within a second in the 4-node guest).
+  REQUIRE(::madvise(m.data, 2 * huge, MADV_HUGEPAGE) == 0);
+  fill(m.data, huge);
+  const thp_off no_more_thp;
+  REQUIRE(no_more_thp.off());
+  fill(m.data + huge, huge);
+  const std::vector<numamove::detail::mapping> maps = numamove::detail::read_mappings(0);
+  const numamove::detail::mapping* listed =
+      numamove::detail::find_mapping(maps, reinterpret_cast<std::uintptr_t>(m.data));
+  REQUIRE(listed != nullptr);
+  NUMAMOVE_SKIP_UNLESS(listed->anon_huge_bytes == huge, "thp",
+                       "the first huge page is not backed by one THP");
+  const static_schedule s{2, 2, 0};
+
+  // The THP holds both threads' halves: it goes whole to the thread holding its middle byte.
+  const auto thp = numamove::openmp::follow_threads(m.data, huge, s);
+  CHECK(thp);
+  CHECK(thp.granule == huge);
+  CHECK(thp.threads[0].pages == 0);
+  CHECK(thp.threads[1].pages == 2 * half);
+  const std::vector<int> thp_nodes = numamove_test::kernel_query(m.data, 2 * half);
+  CHECK(std::count(thp_nodes.begin(), thp_nodes.end(), nodes[1]) == static_cast<long>(2 * half));
+
+  // Base pages, each half on its own node: the pages beside the threads' boundary are on two
+  // nodes, so no huge page spans it and each thread gets its half, on any kernel.
+  char* const base = m.data + huge;
+  REQUIRE(numamove::migrate(base, half * page(), nodes[0]));
+  REQUIRE(numamove::migrate(base + half * page(), half * page(), nodes[1]));
+  REQUIRE(pin.repin({nodes[1], nodes[0]}));
+  const auto split = numamove::openmp::follow_threads(base, huge, s);
+  CHECK(split);
+  CHECK(split.granule == page());
+  CHECK(split.threads[0].moved == half);
+  CHECK(split.threads[1].moved == half);
+  CHECK(numamove_test::kernel_query(base, 1)[0] == nodes[1]);
+  CHECK(numamove_test::kernel_query(base + huge - page(), 1)[0] == nodes[0]);
+  const auto kernel = kernel_locality(base, huge, s, {nodes[1], nodes[0]});
+  CHECK(kernel[0].fraction() == 1.0);
+  CHECK(kernel[1].fraction() == 1.0);
+  CHECK(intact(m.data, huge));
+  CHECK(intact(base, huge));
 }
 
 TEST_CASE("next_touch pages land on the node of the thread that touches them", "[multinode]") {

@@ -43,10 +43,10 @@ std::future<migration_result> follow_async(T* data, std::size_t count,
   std::vector<int> nodes;
   for (const thread_binding& b : team_bindings(schedule.threads, options.bind))
     nodes.push_back(b.node);
-  const std::size_t granule =
-      bytes == 0 ? detail::page_size() : detail::openmp::inspect_mapping(data, bytes, true).granule;
-  detail::openmp::follow_moves moves =
-      detail::openmp::moves_of(plan_for_schedule(data, bytes, schedule, nodes, granule));
+  detail::openmp::follow_moves moves = detail::openmp::moves_of(
+      detail::openmp::plan_to_follow(data, bytes, schedule, nodes,
+                                     detail::path_for(options.migrate))
+          .plan);
   return detail::async_mover::shared().submit(
       [moves = std::move(moves), migrate = options.migrate]() mutable {
         return detail::openmp::follow(std::move(moves), migrate);

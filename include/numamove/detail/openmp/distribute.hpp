@@ -292,14 +292,66 @@ class sleeping_team {
   unsigned round_ = 0;
 };
 
-/// The plan of a schedule for threads whose bindings are known: each gets its node.
-inline api::schedule_plan plan_for_threads(const void* data, std::size_t bytes,
-                                           const api::static_schedule& schedule,
-                                           const std::vector<api::thread_migration>& threads,
-                                           std::size_t granule) {
+/// Each thread's node, from its binding.
+inline std::vector<int> nodes_of(const std::vector<api::thread_migration>& threads) {
   std::vector<int> nodes;
   for (const api::thread_migration& thread : threads) nodes.push_back(thread.binding.node);
-  return api::plan_for_schedule(data, bytes, schedule, nodes, granule);
+  return nodes;
+}
+
+/// Whether a huge page may hold pages of two threads of `plan` bound for different nodes: true
+/// unless one query on `path` finds, at every such boundary, the pages on its two sides on
+/// different nodes or not present. A huge page moves whole and lies on one node, so one that
+/// spans the boundary would show the same node on both sides.
+inline bool may_split_huge_page(const api::schedule_plan& plan, backend path) {
+  struct owned_run {
+    std::uintptr_t first;
+    std::uintptr_t end;
+    int node;
+  };
+  const std::uintptr_t page = page_size();
+  std::vector<owned_run> runs;
+  for (std::size_t t = 0; t < plan.runs.size(); ++t)
+    for (const api::page_run& run : plan.runs[t]) {
+      const auto first = reinterpret_cast<std::uintptr_t>(run.first);
+      runs.push_back({first, first + run.pages * page, plan.nodes[t]});
+    }
+  std::sort(runs.begin(), runs.end(),
+            [](const owned_run& a, const owned_run& b) { return a.first < b.first; });
+  std::vector<void*> sides;  // the last page before each boundary, then the first after it
+  for (std::size_t k = 1; k < runs.size(); ++k)
+    if (runs[k].node != runs[k - 1].node) {
+      sides.push_back(reinterpret_cast<void*>(runs[k - 1].end - page));
+      sides.push_back(reinterpret_cast<void*>(runs[k].first));
+    }
+  if (sides.empty()) return false;
+  std::vector<int> status;
+  if (query_all(path, sides, status) != 0) return true;
+  for (std::size_t i = 0; i < sides.size(); i += 2)
+    if (status[i] >= 0 && status[i] == status[i + 1]) return true;
+  return false;
+}
+
+/// follow_threads(): the plan of `data` for threads bound for `nodes`, and its granule.
+struct follow_plan {
+  api::schedule_plan plan;
+  std::size_t granule = 0;
+};
+
+/// Plans with the base page, and asks inspect_mapping() for the granule only where a huge page
+/// may hold pages of two threads going to different nodes (may_split_huge_page()): its /proc
+/// read costs 0.1 ms on a host and 2 to 4 ms in the emulated guests, more than a small move,
+/// where the query of two pages per boundary costs about 0.5 us each (never more than smaps,
+/// which walks every page of the mapping, even with a boundary on every page).
+inline follow_plan plan_to_follow(const void* data, std::size_t bytes,
+                                  const api::static_schedule& schedule,
+                                  const std::vector<int>& nodes, backend path) {
+  follow_plan planned{api::plan_for_schedule(data, bytes, schedule, nodes), page_size()};
+  if (bytes == 0 || !may_split_huge_page(planned.plan, path)) return planned;
+  planned.granule = inspect_mapping(data, bytes, true).granule;
+  if (planned.granule != page_size())
+    planned.plan = api::plan_for_schedule(data, bytes, schedule, nodes, planned.granule);
+  return planned;
 }
 
 /// follow_threads() with movers::caller, when the team sleeps and its bindings were read from the
@@ -309,13 +361,12 @@ inline void follow_without_team(const void* data, std::size_t bytes,
                                 const api::team_options& options,
                                 std::vector<api::thread_binding> bindings,
                                 api::team_migration& result) {
-  data_mapping mapping{page_size(), false};
-  if (bytes != 0) mapping = inspect_mapping(data, bytes, true);
   for (std::size_t t = 0; t < bindings.size(); ++t)
     result.threads[t].binding = std::move(bindings[t]);
-  move_for_team(plan_for_threads(data, bytes, schedule, result.threads, mapping.granule),
-                options.migrate, result.threads);
-  result.granule = mapping.granule;
+  const follow_plan planned =
+      plan_to_follow(data, bytes, schedule, nodes_of(result.threads), result.used);
+  move_for_team(planned.plan, options.migrate, result.threads);
+  result.granule = planned.granule;
   result.bindings_reused = true;
 }
 
@@ -330,7 +381,7 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const auto started = std::chrono::steady_clock::now();
   api::bytes_per_iteration(bytes, schedule);  // throws before any thread starts
   const topology& machine = topology::system();
-  data_mapping mapping{page_size(), false};  // the primary inspects it while the team wakes
+  data_mapping mapping{page_size(), false};  // place_for_schedule: inspected while the team wakes
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const bool present_only = !touch;  // follow_threads() moves only the pages present
   api::team_migration result;
@@ -352,7 +403,14 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
   const auto plan_for_team = [&] {
     errors.guard([&] {
       if (errors.failed()) return;
-      plan = plan_for_threads(data, bytes, schedule, result.threads, mapping.granule);
+      const std::vector<int> nodes = nodes_of(result.threads);
+      if (present_only) {
+        follow_plan planned = plan_to_follow(data, bytes, schedule, nodes, result.used);
+        plan = std::move(planned.plan);
+        mapping.granule = planned.granule;
+      } else {
+        plan = api::plan_for_schedule(data, bytes, schedule, nodes, mapping.granule);
+      }
     });
   };
   // movers::team: barriers, then every thread moves its own share.
@@ -393,10 +451,10 @@ inline api::team_migration distribute(const void* data, std::size_t bytes,
     api::thread_migration& mine = result.threads[t];
     errors.guard([&] { mine.binding = current_binding(machine); });
     thread_ids[t] = this_thread_id();
-    if (t == 0 && bytes != 0)
+    if (t == 0 && touch && bytes != 0)
       errors.guard([&] {
-        mapping = inspect_mapping(data, bytes, present_only);
-        touch = touch && mapping.writable;
+        mapping = inspect_mapping(data, bytes, false);
+        touch = mapping.writable;
       });
     if (team_moves)
       team_body(mine);
