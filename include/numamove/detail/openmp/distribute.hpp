@@ -113,23 +113,30 @@ struct follow_moves {
   std::vector<void*> stranded;  ///< the pages of threads on no node with memory, ascending
 };
 
-/// Pure: every page of `plan`, sorted by address, with the thread that owns it and its node.
-inline follow_moves moves_of(const api::schedule_plan& plan) {
-  struct owned_run {
-    std::uintptr_t first;
-    std::size_t pages;
-    std::size_t thread;
-  };
-  // The runs are disjoint: sorting them, not their pages, orders the pages.
+/// A run of a plan with the thread that places it.
+struct owned_run {
+  std::uintptr_t first;
+  std::size_t pages;
+  std::size_t thread;
+};
+
+/// Pure: the runs of `plan`, sorted by address (they are disjoint: sorting them, not their
+/// pages, orders the pages).
+inline std::vector<owned_run> runs_by_address(const api::schedule_plan& plan) {
   std::vector<owned_run> runs;
-  std::size_t pages = 0;
   for (std::size_t t = 0; t < plan.runs.size(); ++t)
-    for (const api::page_run& run : plan.runs[t]) {
+    for (const api::page_run& run : plan.runs[t])
       runs.push_back({reinterpret_cast<std::uintptr_t>(run.first), run.pages, t});
-      pages += run.pages;
-    }
   std::sort(runs.begin(), runs.end(),
             [](const owned_run& a, const owned_run& b) { return a.first < b.first; });
+  return runs;
+}
+
+/// Pure: every page of `plan`, sorted by address, with the thread that owns it and its node.
+inline follow_moves moves_of(const api::schedule_plan& plan) {
+  const std::vector<owned_run> runs = runs_by_address(plan);
+  std::size_t pages = 0;
+  for (const owned_run& run : runs) pages += run.pages;
   follow_moves moves;
   moves.pages.reserve(pages);
   moves.targets.reserve(pages);
@@ -304,24 +311,12 @@ inline std::vector<int> nodes_of(const std::vector<api::thread_migration>& threa
 /// different nodes or not present. A huge page moves whole and lies on one node, so one that
 /// spans the boundary would show the same node on both sides.
 inline bool may_split_huge_page(const api::schedule_plan& plan, backend path) {
-  struct owned_run {
-    std::uintptr_t first;
-    std::uintptr_t end;
-    int node;
-  };
-  const std::uintptr_t page = page_size();
-  std::vector<owned_run> runs;
-  for (std::size_t t = 0; t < plan.runs.size(); ++t)
-    for (const api::page_run& run : plan.runs[t]) {
-      const auto first = reinterpret_cast<std::uintptr_t>(run.first);
-      runs.push_back({first, first + run.pages * page, plan.nodes[t]});
-    }
-  std::sort(runs.begin(), runs.end(),
-            [](const owned_run& a, const owned_run& b) { return a.first < b.first; });
+  const std::vector<owned_run> runs = runs_by_address(plan);
+  const std::size_t page = page_size();
   std::vector<void*> sides;  // the last page before each boundary, then the first after it
   for (std::size_t k = 1; k < runs.size(); ++k)
-    if (runs[k].node != runs[k - 1].node) {
-      sides.push_back(reinterpret_cast<void*>(runs[k - 1].end - page));
+    if (plan.nodes[runs[k].thread] != plan.nodes[runs[k - 1].thread]) {
+      sides.push_back(reinterpret_cast<void*>(runs[k - 1].first + (runs[k - 1].pages - 1) * page));
       sides.push_back(reinterpret_cast<void*>(runs[k].first));
     }
   if (sides.empty()) return false;
