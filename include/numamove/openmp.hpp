@@ -111,9 +111,8 @@ locality_report locality_for_schedule(const T* data, std::size_t count,
   bytes_per_iteration(count * sizeof(T), schedule);
   locality_report report;
   report.bindings = team_bindings(schedule.threads, bind);
-  std::vector<int> nodes;
-  for (const thread_binding& b : report.bindings) nodes.push_back(b.node);
-  report.threads = locality_of(data, count * sizeof(T), schedule, nodes, locate(data, count));
+  report.threads = locality_of(data, count * sizeof(T), schedule,
+                               detail::openmp::nodes_of(report.bindings), locate(data, count));
   return report;
 }
 

@@ -40,13 +40,11 @@ std::future<migration_result> follow_async(T* data, std::size_t count,
                                            const team_options& options = {}) {
   const std::size_t bytes = count * sizeof(T);
   bytes_per_iteration(bytes, schedule);  // throws before the team runs
-  std::vector<int> nodes;
-  for (const thread_binding& b : team_bindings(schedule.threads, options.bind))
-    nodes.push_back(b.node);
-  detail::openmp::follow_moves moves = detail::openmp::moves_of(
-      detail::openmp::plan_to_follow(data, bytes, schedule, nodes,
-                                     detail::path_for(options.migrate))
-          .plan);
+  const std::vector<int> nodes =
+      detail::openmp::nodes_of(team_bindings(schedule.threads, options.bind));
+  const detail::openmp::follow_plan planned = detail::openmp::plan_to_follow(
+      data, bytes, schedule, nodes, detail::path_for(options.migrate));
+  detail::openmp::follow_moves moves = detail::openmp::moves_of(planned.plan);
   return detail::async_mover::shared().submit(
       [moves = std::move(moves), migrate = options.migrate]() mutable {
         return detail::openmp::follow(std::move(moves), migrate);

@@ -2,8 +2,8 @@
 // region in which every thread finds its node and one thread plans; then every thread moves its
 // own pages, or the primary thread moves them all in one call while the others sleep
 // (openmp/team.hpp, movers), or, in follow_threads() while the team sleeps and its bindings
-// can be read from the kernel, the calling thread moves them with no region at all. follow_async moves a plan
-// on the mover thread with the same call.
+// can be read from the kernel, the calling thread moves them with no region at all. follow_async
+// moves a plan on the mover thread with the same call.
 #pragma once
 
 #ifndef NUMAMOVE_PUBLIC_INCLUDE
@@ -103,6 +103,20 @@ inline void touch_run(const api::page_run& run, std::uintptr_t begin) noexcept {
     char* byte = reinterpret_cast<char*>(std::max(first + i * page, begin));
     __atomic_fetch_add(byte, 0, __ATOMIC_RELAXED);
   }
+}
+
+/// Each binding's node.
+inline std::vector<int> nodes_of(const std::vector<api::thread_binding>& bindings) {
+  std::vector<int> nodes;
+  for (const api::thread_binding& binding : bindings) nodes.push_back(binding.node);
+  return nodes;
+}
+
+/// Each thread's node, from its binding.
+inline std::vector<int> nodes_of(const std::vector<api::thread_migration>& threads) {
+  std::vector<int> nodes;
+  for (const api::thread_migration& thread : threads) nodes.push_back(thread.binding.node);
+  return nodes;
 }
 
 /// The moves of a schedule plan, as one migration with a target per page.
@@ -298,13 +312,6 @@ class sleeping_team {
   int asleep_ = 0;
   unsigned round_ = 0;
 };
-
-/// Each thread's node, from its binding.
-inline std::vector<int> nodes_of(const std::vector<api::thread_migration>& threads) {
-  std::vector<int> nodes;
-  for (const api::thread_migration& thread : threads) nodes.push_back(thread.binding.node);
-  return nodes;
-}
 
 /// Whether a huge page may hold pages of two threads of `plan` bound for different nodes: true
 /// unless one query on `path` finds, at every such boundary, the pages on its two sides on
