@@ -118,11 +118,11 @@ TEST_CASE("userspace: a huge-page block with a hole gets base pages, the hole st
     return;
   }
   aligned_mapping m(huge_page_bytes, huge_page_bytes);
-  REQUIRE(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) == 0);
   const std::size_t pages = huge_page_bytes / page();
-  fill(m.data, pages * page());
-  REQUIRE(::madvise(m.data + 5 * page(), page(), MADV_DONTNEED) == 0);
-  REQUIRE(::madvise(m.data, m.bytes, MADV_HUGEPAGE) == 0);
+  if (!huge_block_with_hole(m, 5)) {
+    WARN("SKIPPED (khugepaged filled the hole of 5 blocks in a row)");
+    return;
+  }
   std::vector<int> status;
   REQUIRE(force_move(m.data, pages, home, status) == 0);
   CHECK(status[4] == home);

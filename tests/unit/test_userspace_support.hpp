@@ -5,11 +5,13 @@
 
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <numamove/numamove.hpp>
@@ -48,6 +50,27 @@ inline int query(const void* page) {
   if (numamove::move_pages(0, 1, &address, nullptr, &status, 0, numamove::backend::userspace) != 0)
     return 2000;
   return status;
+}
+
+/// Makes the huge-page-aligned block `m` (one huge page) a block THP may back with one hole:
+/// fill()ed with huge pages off, page `hole` dropped, then MADV_HUGEPAGE. The advice wakes
+/// khugepaged, which may collapse the block (the hole then holds zeros) in the pass it starts
+/// at once; its next pass comes scan_sleep_millisecs (10 s) later. So the block is looked at
+/// after 200 ms, and made again, up to 5 times, while it was collapsed. False when every block
+/// was.
+inline bool huge_block_with_hole(const aligned_mapping& m, std::size_t hole) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (::madvise(m.data, m.bytes, MADV_NOHUGEPAGE) != 0 ||
+        ::madvise(m.data, m.bytes, MADV_DONTNEED) != 0)
+      return false;
+    fill(m.data, m.bytes);
+    if (::madvise(m.data + hole * page(), page(), MADV_DONTNEED) != 0 ||
+        ::madvise(m.data, m.bytes, MADV_HUGEPAGE) != 0)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!present(m.data + hole * page()) && anon_huge_bytes(m.data) == 0) return true;
+  }
+  return false;
 }
 
 /// The page frames and protections of `pages` pages from `first`, to compare after a move.

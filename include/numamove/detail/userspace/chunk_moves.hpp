@@ -202,22 +202,16 @@ inline int copy_bytes(std::uintptr_t to, std::uintptr_t from, std::size_t bytes,
   return 0;
 }
 
-/// Phase A for one copy chunk: populates its fresh pages (not the holes). A huge chunk with
-/// holes that THP may back gets one page of its fresh block made inaccessible meanwhile, so
-/// that the kernel cannot back the block with a huge page (which would allocate the holes).
-/// Sets c.error to ENOMEM when the pages could not all be had.
+/// Phase A for one copy chunk: populates its fresh pages (not the holes). THP may back a huge
+/// chunk's block with one huge page, which allocates its holes too: they are dropped again, so
+/// that the block ends as base pages with its holes not present. (Keeping the kernel from
+/// allocating the huge page instead, by making a hole inaccessible meanwhile, splits the fresh
+/// mapping in two for good; mremap before Linux 6.17 cannot move two mappings, and fails only
+/// after it has unmapped the original pages.) Sets c.error to ENOMEM when the pages could not
+/// all be had.
 inline void populate_chunk(chunk& c, const page_facts* pages, const run& r) noexcept {
   const std::size_t page = page_size();
   const page_facts* facts = pages + c.first;
-  std::uintptr_t split = 0;
-  if (c.huge && r.thp) {
-    for (std::size_t j = 0; j < c.pages && split == 0; ++j)
-      if (facts[j].what == treatment::hole) split = c.fresh + j * page;
-  }
-  if (split != 0 && ::mprotect(reinterpret_cast<void*>(split), page, PROT_NONE) != 0) {
-    c.error = ENOMEM;
-    return;
-  }
   int error = 0;
   const auto same_treatment = [&](std::size_t before, std::size_t at) {
     return facts[at].what == facts[before].what;
@@ -226,7 +220,12 @@ inline void populate_chunk(chunk& c, const page_facts* pages, const run& r) noex
     if (error == 0 && facts[first].what == treatment::copy)
       error = populate(c.fresh + first * page, c.fresh + end * page);
   });
-  if (split != 0) ::mprotect(reinterpret_cast<void*>(split), page, PROT_READ | PROT_WRITE);
+  if (error == 0 && c.huge && r.thp)
+    for_each_run(c.pages, same_treatment, [&](std::size_t first, std::size_t end) {
+      if (facts[first].what == treatment::hole)
+        ::madvise(reinterpret_cast<void*>(c.fresh + first * page), (end - first) * page,
+                  MADV_DONTNEED);
+    });
   if (error != 0) c.error = ENOMEM;
 }
 
