@@ -1,5 +1,14 @@
-// The test runner. Adds one option to Catch2's: --require-nodes N exits with 77 (ctest's
-// SKIP_RETURN_CODE) and says why when this machine has fewer than N NUMA nodes with memory.
+// The test runner. Adds two options to Catch2's:
+//   --require-nodes N  exits with 77 (ctest's SKIP_RETURN_CODE) and says why when this machine
+//                      has fewer than N NUMA nodes with memory;
+//   --bind-home        runs the cases on the lowest node with memory (numamove_test::home), as
+//                      `numactl --cpunodebind` would, or `--preferred` where that node has no
+//                      CPU: the one-node cases expect the pages they touch first to land there.
+//                      Nothing changes on a machine of one node.
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +22,45 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #endif
+
+#include "support/pages.hpp"
+
+namespace {
+
+/// Removes option `name` from `args`; true when it was there.
+bool take_option(std::vector<char*>& args, const char* name) {
+  for (auto at = args.begin() + 1; at != args.end(); ++at)
+    if (std::strcmp(*at, name) == 0) {
+      args.erase(at);
+      return true;
+    }
+  return false;
+}
+
+/// Puts this thread, and the threads and children it starts, on numamove_test::home. Returns
+/// false, having said why, when the kernel refuses.
+bool bind_home() {
+  const numamove::topology& machine = numamove::topology::system();
+  if (machine.nodes().size() < 2) return true;
+  const int home = numamove_test::home;
+  const std::vector<int>& cpus = machine.cpus_of(home);
+  if (!cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (const int cpu : cpus) CPU_SET(cpu, &set);
+    if (::sched_setaffinity(0, sizeof set, &set) == 0) return true;
+    std::perror("--bind-home: sched_setaffinity");
+    return false;
+  }
+  constexpr int mpol_preferred = 1;  // uapi linux/mempolicy.h
+  unsigned long mask[16] = {};
+  mask[static_cast<unsigned>(home) / 64] |= 1UL << (static_cast<unsigned>(home) % 64);
+  if (::syscall(SYS_set_mempolicy, mpol_preferred, mask, 16 * 64 + 1UL) == 0) return true;
+  std::perror("--bind-home: set_mempolicy");
+  return false;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
@@ -30,5 +78,6 @@ int main(int argc, char** argv) {
                args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
     break;
   }
+  if (take_option(args, "--bind-home") && !bind_home()) return 1;
   return Catch::Session().run(static_cast<int>(args.size()), args.data());
 }
