@@ -20,6 +20,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <numamove/numamove.hpp>
@@ -28,12 +29,6 @@
 #include "timing.hpp"
 
 namespace {
-
-using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point start) {
-  return std::chrono::duration<double>(clock_type::now() - start).count();
-}
 
 void pin_team(const std::vector<int>& nodes) {
 #pragma omp parallel num_threads(static_cast <int>(nodes.size()))
@@ -52,34 +47,39 @@ void keep_from_numa_balancing(void* data, std::size_t bytes) {
   ::syscall(SYS_mbind, data, bytes, 4, nullptr, 0UL, 0U);
 }
 
+// `steps` steps of a five-point stencil from u into next, the arrays swapped after each.
+void stencil_steps(numamove::vector<double>& u, numamove::vector<double>& next, std::size_t rows,
+                   std::size_t columns, int threads, int steps) {
+  for (int step = 0; step < steps; ++step) {
+    const double* in = u.data();
+    double* out = next.data();
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long i = 0; i < static_cast<long>(rows); ++i) {
+      const std::size_t row = static_cast<std::size_t>(i) * columns;
+      if (i == 0 || i == static_cast<long>(rows) - 1) {
+        std::memcpy(out + row, in + row, columns * sizeof(double));
+        continue;
+      }
+      out[row] = in[row];
+      out[row + columns - 1] = in[row + columns - 1];
+      for (std::size_t j = 1; j + 1 < columns; ++j) {
+        const std::size_t c = row + j;
+        out[c] =
+            in[c] + 0.2 * (in[c - columns] + in[c + columns] + in[c - 1] + in[c + 1] - 4.0 * in[c]);
+      }
+    }
+    u.swap(next);
+  }
+}
+
 // The median of `repeat` runs of `steps` stencil steps, in seconds per step.
 double time_per_step(numamove::vector<double>& u, numamove::vector<double>& next, std::size_t rows,
                      std::size_t columns, int threads, int steps, int repeat) {
   std::vector<double> runs;
-  for (int r = 0; r < repeat; ++r) {
-    const auto start = clock_type::now();
-    for (int step = 0; step < steps; ++step) {
-      const double* in = u.data();
-      double* out = next.data();
-#pragma omp parallel for schedule(static) num_threads(threads)
-      for (long i = 0; i < static_cast<long>(rows); ++i) {
-        const std::size_t row = static_cast<std::size_t>(i) * columns;
-        if (i == 0 || i == static_cast<long>(rows) - 1) {
-          std::memcpy(out + row, in + row, columns * sizeof(double));
-          continue;
-        }
-        out[row] = in[row];
-        out[row + columns - 1] = in[row + columns - 1];
-        for (std::size_t j = 1; j + 1 < columns; ++j) {
-          const std::size_t c = row + j;
-          out[c] = in[c] +
-                   0.2 * (in[c - columns] + in[c + columns] + in[c - 1] + in[c + 1] - 4.0 * in[c]);
-        }
-      }
-      u.swap(next);
-    }
-    runs.push_back(seconds_since(start) / steps);
-  }
+  for (int r = 0; r < repeat; ++r)
+    runs.push_back(
+        numamove_bench::seconds([&] { stencil_steps(u, next, rows, columns, threads, steps); }) /
+        steps);
   return numamove_bench::median(runs);
 }
 
@@ -174,9 +174,9 @@ int main(int argc, char** argv) {
                          numamove::vector<double>& out, auto move) {
     time_per_step(in, out, rows, columns, threads, 1, 1);
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-    const auto start = clock_type::now();
-    const auto [bytes, ok] = move();
-    times.seconds.push_back(seconds_since(start));
+    std::pair<std::size_t, bool> moved;
+    times.seconds.push_back(numamove_bench::seconds([&] { moved = move(); }));
+    const auto [bytes, ok] = moved;
     if (times.bytes == 0) times.bytes = bytes;
     times.ok = times.ok && ok;
   };

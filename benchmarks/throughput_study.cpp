@@ -36,7 +36,8 @@ namespace {
 
 const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 constexpr std::size_t huge_page = std::size_t{2} << 20;
-constexpr int mpol_bind = 2;  // uapi linux/mempolicy.h
+constexpr int mpol_default = 0;  // uapi linux/mempolicy.h
+constexpr int mpol_bind = 2;
 
 using numamove_bench::seconds;
 
@@ -164,6 +165,8 @@ int moves(std::size_t max_mib, int repeats, hwloc_topology_t topo) {
           const mover& m = movers[(k + static_cast<std::size_t>(repeat)) % movers.size()];
           const int to = first == last ? first : at == first ? last : first;
           row("moves", m.name, thp, bytes, repeat, seconds([&] { m.move(source, to); }));
+          // Untimed: mbind and hwloc leave their MPOL_BIND on the region; no mover inherits it.
+          ::syscall(SYS_mbind, source.data, source.bytes, mpol_default, nullptr, 0UL, 0U);
           const std::size_t there = numamove::bytes_per_node(source.data, source.bytes)[to];
           if (there != bytes)
             std::printf("# %s left %zu of %zu bytes behind\n", m.name.c_str(), bytes - there,

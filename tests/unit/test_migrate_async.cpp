@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,9 +170,9 @@ TEST_CASE("migrate_async: requests are done in order on one thread, started once
           for (int i = 0; i < 500 && threads_of_process() != 1; ++i)
             std::this_thread::sleep_for(10ms);
           numamove::detail::async_mover& mover = numamove::detail::async_mover::shared();
-          const long caller = ::syscall(SYS_gettid);
+          const pid_t caller = numamove::detail::this_thread_id();
           std::vector<int> order;  // written by the mover only; read once every future is ready
-          std::vector<long> ran_on;
+          std::vector<pid_t> ran_on;
           std::vector<std::future<numamove::migration_result>> done;
           done.push_back(mover.submit([] { return numamove::migration_result{}; }));
           done.back().wait();
@@ -182,7 +181,7 @@ TEST_CASE("migrate_async: requests are done in order on one thread, started once
           for (int i = 0; i < 200; ++i)
             done.push_back(mover.submit([&order, &ran_on, i] {
               order.push_back(i);
-              ran_on.push_back(::syscall(SYS_gettid));
+              ran_on.push_back(numamove::detail::this_thread_id());
               return numamove::migration_result{};
             }));
           done.back().wait();
@@ -192,7 +191,7 @@ TEST_CASE("migrate_async: requests are done in order on one thread, started once
           for (int i = 0; i < 200; ++i)
             if (order[static_cast<std::size_t>(i)] != i)
               return "out of order at " + std::to_string(i);
-          for (const long tid : ran_on)
+          for (const pid_t tid : ran_on)
             if (tid != ran_on.front() || tid == caller) return "not all on the one mover";
           if (threads_of_process() != threads) return "a thread more";
           for (int i = 0; i < 20; ++i) numamove::migrate_async(&i, 1, home).get();
