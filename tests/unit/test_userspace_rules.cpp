@@ -227,13 +227,17 @@ TEST_CASE("userspace: shared memory without backing store is -EACCES, and -EINVA
   SECTION("a tmpfs file") {
     char path[] = "/dev/shm/numamove-us-XXXXXX";
     const int fd = ::mkstemp(path);
-    REQUIRE(fd >= 0);
+    if (fd < 0) {
+      WARN("SKIPPED (no /dev/shm to make a tmpfs file in)");
+      return;
+    }
     ::unlink(path);
     REQUIRE(::ftruncate(fd, static_cast<off_t>(2 * page())) == 0);
     memory =
         static_cast<char*>(::mmap(nullptr, 2 * page(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     ::close(fd);
   }
+  REQUIRE(memory != nullptr);  // Catch2 may run the case once more without entering a section
   REQUIRE(memory != MAP_FAILED);
   memory[0] = 4;
   memory[page()] = 5;
