@@ -4,6 +4,8 @@
 //   --bind-home        runs the cases on the lowest node with memory (numamove_test::home), as
 //                      `numactl --cpunodebind` would, or `--preferred` where that node has no
 //                      CPU: the one-node cases expect the pages they touch first to land there.
+//                      Like numactl, it binds and then runs the binary again, so that the OpenMP
+//                      runtime, which reads the CPUs it may use when it loads, sees the binding.
 //                      Nothing changes on a machine of one node.
 #include <sched.h>
 #include <sys/syscall.h>
@@ -37,9 +39,9 @@ bool take_option(std::vector<char*>& args, const char* name) {
   return false;
 }
 
-/// Puts this thread, and the threads and children it starts, on numamove_test::home. Returns
-/// false, having said why, when the kernel refuses.
-bool bind_home() {
+/// Puts this process on numamove_test::home and runs it again with `args`. Returns only on a
+/// machine of one node (true) or when the kernel refuses (false, having said why).
+bool bind_home(std::vector<char*> args) {
   const numamove::topology& machine = numamove::topology::system();
   if (machine.nodes().size() < 2) return true;
   const int home = numamove_test::home;
@@ -48,15 +50,22 @@ bool bind_home() {
     cpu_set_t set;
     CPU_ZERO(&set);
     for (const int cpu : cpus) CPU_SET(cpu, &set);
-    if (::sched_setaffinity(0, sizeof set, &set) == 0) return true;
-    std::perror("--bind-home: sched_setaffinity");
-    return false;
+    if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+      std::perror("--bind-home: sched_setaffinity");
+      return false;
+    }
+  } else {
+    constexpr int mpol_preferred = 1;  // uapi linux/mempolicy.h
+    unsigned long mask[16] = {};
+    mask[static_cast<unsigned>(home) / 64] |= 1UL << (static_cast<unsigned>(home) % 64);
+    if (::syscall(SYS_set_mempolicy, mpol_preferred, mask, 16 * 64 + 1UL) != 0) {
+      std::perror("--bind-home: set_mempolicy");
+      return false;
+    }
   }
-  constexpr int mpol_preferred = 1;  // uapi linux/mempolicy.h
-  unsigned long mask[16] = {};
-  mask[static_cast<unsigned>(home) / 64] |= 1UL << (static_cast<unsigned>(home) % 64);
-  if (::syscall(SYS_set_mempolicy, mpol_preferred, mask, 16 * 64 + 1UL) == 0) return true;
-  std::perror("--bind-home: set_mempolicy");
+  args.push_back(nullptr);
+  ::execv("/proc/self/exe", args.data());
+  std::perror("--bind-home: execv");
   return false;
 }
 
@@ -78,6 +87,6 @@ int main(int argc, char** argv) {
                args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
     break;
   }
-  if (take_option(args, "--bind-home") && !bind_home()) return 1;
+  if (take_option(args, "--bind-home") && !bind_home(args)) return 1;
   return Catch::Session().run(static_cast<int>(args.size()), args.data());
 }
