@@ -8,7 +8,6 @@
 //                      runtime, which reads the CPUs it may use when it loads, sees the binding.
 //                      Nothing changes on a machine of one node.
 #include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include <numamove/migrate.hpp>  // detail::node_mask, detail::sys_set_mempolicy
 #include <numamove/topology.hpp>
 
 #if __has_include(<catch2/catch_all.hpp>)
@@ -55,10 +55,9 @@ bool bind_home(std::vector<char*> args) {
       return false;
     }
   } else {
-    constexpr int mpol_preferred = 1;  // uapi linux/mempolicy.h
-    unsigned long mask[16] = {};
-    mask[static_cast<unsigned>(home) / 64] |= 1UL << (static_cast<unsigned>(home) % 64);
-    if (::syscall(SYS_set_mempolicy, mpol_preferred, mask, 16 * 64 + 1UL) != 0) {
+    const numamove::detail::node_mask mask({home});
+    if (numamove::detail::sys_set_mempolicy(numamove::detail::mpol_preferred, mask.words.data(),
+                                            mask.maxnode) != 0) {
       std::perror("--bind-home: set_mempolicy");
       return false;
     }
